@@ -1,0 +1,121 @@
+//! The model card (`config.json`) that travels with `model.safetensors`, and weight (de)serialisation
+//! from bytes. One folder per model: `<dataset>-<method>/{config.json, model.safetensors}`.
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+use crate::model::{Denoiser, ModelConfig};
+
+/// Format tag of the card; bumped when a field changes meaning.
+pub const CARD_FORMAT: &str = "cm-model/1";
+
+/// The training method that produced a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// EDM diffusion (a teacher; sampled with an ODE solver).
+    Edm,
+    /// Consistency training, CM recipe.
+    Ct,
+    /// Improved consistency training.
+    Ict,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Edm => "edm",
+            Method::Ct => "ct",
+            Method::Ict => "ict",
+        }
+    }
+}
+
+/// `config.json`: what the network is and how it was made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// Always [`CARD_FORMAT`].
+    pub format: String,
+    /// Folder name, `<dataset>-<method>`.
+    pub name: String,
+    /// Dataset name (`moons`, `swiss-roll`, ...).
+    pub dataset: String,
+    /// Training method.
+    pub method: Method,
+    /// Network and parameterisation.
+    pub model: ModelConfig,
+    /// Training steps taken.
+    pub steps: u64,
+    /// Training seed.
+    pub seed: u64,
+    /// Measured quality (e.g. `sliced_w2_1step`), filled by the training run.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    /// How the model was made: command, wall time, hardware, resolved training config.
+    #[serde(default)]
+    pub provenance: BTreeMap<String, serde_json::Value>,
+}
+
+impl ModelCard {
+    /// Parses and validates a card.
+    pub fn from_json(text: &str) -> Result<Self, CoreError> {
+        let card: ModelCard = serde_json::from_str(text).map_err(|e| CoreError::Card(e.to_string()))?;
+        if card.format != CARD_FORMAT {
+            return Err(CoreError::Card(format!(
+                "field `format` is {:?}, expected {:?}",
+                card.format, CARD_FORMAT
+            )));
+        }
+        card.model.validate().map_err(|e| CoreError::Card(format!("field `model`: {e}")))?;
+        Ok(card)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a card always serialises")
+    }
+
+    /// Whether samples come from the ODE solver (diffusion) or the consistency function.
+    pub fn is_consistency(&self) -> bool {
+        self.model.parameterisation.is_consistency()
+    }
+}
+
+/// Serialises a model's weights as safetensors bytes.
+pub fn weights_to_bytes(model: &Denoiser) -> Result<Vec<u8>, CoreError> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    model.save_into(&mut store).map_err(|e| CoreError::Weights(e.to_string()))?;
+    store.get_bytes().map_err(|e| CoreError::Weights(e.to_string()))
+}
+
+/// Builds the card's model on `device` and loads `bytes` into it, refusing any missing, extra or
+/// wrongly shaped tensor.
+pub fn load_denoiser(config: &ModelConfig, bytes: Vec<u8>, device: &Device) -> Result<Denoiser, CoreError> {
+    config.validate().map_err(CoreError::Card)?;
+    if bytes.len() < 8 {
+        return Err(CoreError::Weights(format!("{} bytes is too short for a safetensors file", bytes.len())));
+    }
+    let mut model = config.init(device);
+    let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true).allow_partial(true);
+    let result = model.load_from(&mut store).map_err(|e| CoreError::Weights(e.to_string()))?;
+    let mut problems = Vec::new();
+    if !result.errors.is_empty() {
+        problems.push(format!("{:?}", result.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()));
+    }
+    if !result.missing.is_empty() {
+        let names: Vec<_> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
+        problems.push(format!("missing tensors {names:?}"));
+    }
+    if !result.unused.is_empty() {
+        problems.push(format!("tensors not in the architecture {:?}", result.unused));
+    }
+    if problems.is_empty() {
+        Ok(model)
+    } else {
+        Err(CoreError::Weights(format!("do not match the card's architecture: {}", problems.join("; "))))
+    }
+}

@@ -1,0 +1,28 @@
+//! cm-core: consistency models (Song et al. 2023; Song & Dhariwal 2024; Lu & Song 2025) on any burn
+//! device. No IO, no command line, no wasm-bindgen, no backend named: callers pass a `Device`.
+//!
+//! - [`param`]: EDM / consistency / TrigFlow preconditioning and the boundary condition.
+//! - [`schedule`]: Karras grids, CM and iCT curricula, lognormal index sampling, default `tau` lists.
+//! - [`net`], [`model`]: raw networks and the denoiser that wraps them.
+//! - [`objective`]: EDM, CT and iCT losses; [`distance`]: L2 and pseudo-Huber.
+//! - [`sample`]: one multistep consistency loop; Euler/Heun PF-ODE solvers.
+//! - [`data2d`], [`metrics`], [`card`], [`rng`]: toy data, quality distances, model cards, seeded noise.
+
+pub mod card;
+pub mod data2d;
+pub mod distance;
+pub mod ema;
+pub mod error;
+pub mod metrics;
+pub mod model;
+pub mod net;
+pub mod objective;
+pub mod param;
+pub mod rng;
+pub mod sample;
+pub mod schedule;
+
+pub use card::{Method, ModelCard};
+pub use error::CoreError;
+pub use model::{Denoiser, ModelConfig};
+pub use param::{NoiseRange, Parameterisation};

@@ -1,0 +1,111 @@
+//! A network wrapped into one denoiser interface: `D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)`.
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::net::mlp::DropoutMasks;
+use crate::net::{Mlp, MlpConfig};
+use crate::param::{NoiseRange, Parameterisation};
+use crate::rng::Noise;
+
+/// Everything needed to build a [`Denoiser`] before loading weights; part of every model card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The raw network.
+    pub architecture: MlpConfig,
+    /// How the network's output becomes the model's output.
+    pub parameterisation: Parameterisation,
+    /// Noise range and data scale.
+    #[serde(flatten)]
+    pub range: NoiseRange,
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        self.architecture.validate()?;
+        self.range.validate()
+    }
+
+    pub fn init(&self, device: &Device) -> Denoiser {
+        Denoiser {
+            net: self.architecture.init(device),
+            parameterisation: self.parameterisation,
+            range: self.range,
+        }
+    }
+}
+
+/// A denoiser (EDM) or consistency function (CM, TrigFlow) in EDM coordinates.
+#[derive(Module, Debug)]
+pub struct Denoiser {
+    pub net: Mlp,
+    #[module(skip)]
+    pub parameterisation: Parameterisation,
+    #[module(skip)]
+    pub range: NoiseRange,
+}
+
+/// Per-row `[B, 1]` tensors of one scaling coefficient.
+fn column(values: impl Iterator<Item = f64>, device: &Device) -> Tensor<2> {
+    let v: Vec<f32> = values.map(|v| v as f32).collect();
+    let n = v.len();
+    Tensor::<1>::from_floats(v.as_slice(), device).reshape([n, 1])
+}
+
+impl Denoiser {
+    /// Data dimension `D`.
+    pub fn dim(&self) -> usize {
+        self.net.data_dim()
+    }
+
+    /// `x: [B, D]` at noise levels `sigma` (one per row, or one for all) -> `[B, D]` estimate of `x_0`.
+    pub fn forward(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
+        self.forward_masked(x, sigma, None)
+    }
+
+    /// As [`forward`](Self::forward), with dropout masks (training only).
+    pub fn forward_masked(&self, x: Tensor<2>, sigma: &[f64], masks: Option<&DropoutMasks>) -> Tensor<2> {
+        let device = x.device();
+        let b = x.dims()[0];
+        let sigma_at = |i: usize| if sigma.len() == 1 { sigma[0] } else { sigma[i] };
+        let s: Vec<_> =
+            (0..b).map(|i| self.parameterisation.scalings(sigma_at(i), &self.range)).collect();
+        let c_skip = column(s.iter().map(|s| s.c_skip), &device);
+        let c_out = column(s.iter().map(|s| s.c_out), &device);
+        let c_in = column(s.iter().map(|s| s.c_in), &device);
+        let c_noise: Vec<f32> = s.iter().map(|s| s.c_noise as f32).collect();
+        let c_noise = Tensor::<1>::from_floats(c_noise.as_slice(), &device);
+        let f = self.net.forward(x.clone() * c_in, c_noise, masks);
+        x * c_skip + f * c_out
+    }
+
+    /// Standard deviation of the prior at `sigma_max` in EDM coordinates: `sigma_max` for EDM/CM, and
+    /// `sigma_data / cos t_max = sqrt(sigma_max^2 + sigma_data^2)` for TrigFlow (sCM: `x_T = sigma_data z`).
+    pub fn prior_std(&self) -> f64 {
+        let r = &self.range;
+        match self.parameterisation {
+            Parameterisation::TrigFlow => libm::sqrt(r.sigma_max * r.sigma_max + r.sigma_data * r.sigma_data),
+            _ => r.sigma_max,
+        }
+    }
+
+    /// Fresh dropout masks for a batch of `b` rows (iCT: one draw shared by student and target).
+    pub fn dropout_masks(&self, b: usize, noise: &Noise, stream: u64, device: &Device) -> Option<DropoutMasks> {
+        let p = self.net.dropout();
+        if p <= 0.0 {
+            return None;
+        }
+        let (blocks, hidden) = self.net.mask_shape();
+        let keep = 1.0 / (1.0 - p);
+        let masks = (0..blocks)
+            .map(|k| {
+                let u = noise.uniforms(stream.wrapping_mul(64).wrapping_add(k as u64), 0, b, hidden);
+                let m: Vec<f32> =
+                    u.into_iter().map(|u| if (u as f64) < p { 0.0 } else { keep as f32 }).collect();
+                Tensor::<1>::from_floats(m.as_slice(), device).reshape([b, hidden])
+            })
+            .collect();
+        Some(DropoutMasks(masks))
+    }
+}

@@ -1,0 +1,34 @@
+//! Time embeddings of `c_noise`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Noise;
+
+/// How `c_noise` becomes a feature vector.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+pub enum TimeEmbedding {
+    /// Random Fourier features `[cos 2π b c, sin 2π b c]`, `b ~ N(0, scale^2)` (NCSN++; iCT uses scale 0.02,
+    /// CM 16). The frequencies come from `seed`, so they are not stored with the weights.
+    Fourier { scale: f64, seed: u64 },
+    /// Transformer positional embedding `[cos w c, sin w c]`, `w_i = scale · 10000^(-i/half)` (DDPM/ADM; sCM
+    /// uses it with a small scale).
+    Positional { scale: f64 },
+}
+
+impl TimeEmbedding {
+    /// The `dim / 2` angular frequencies (radians per unit of `c_noise`).
+    pub fn frequencies(&self, dim: usize) -> Vec<f32> {
+        let half = dim / 2;
+        match *self {
+            TimeEmbedding::Fourier { scale, seed } => Noise::new(seed)
+                .normals(0xF0, 0, half, 1)
+                .into_iter()
+                .map(|b| (core::f64::consts::TAU * scale * b as f64) as f32)
+                .collect(),
+            TimeEmbedding::Positional { scale } => (0..half)
+                .map(|i| (scale * libm::pow(10_000.0, -(i as f64) / half as f64)) as f32)
+                .collect(),
+        }
+    }
+}

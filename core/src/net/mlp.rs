@@ -1,0 +1,128 @@
+//! An MLP denoiser for low-dimensional data (2D toys): residual blocks with a time embedding.
+
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+use serde::{Deserialize, Serialize};
+
+use super::TimeEmbedding;
+
+/// Architecture of [`Mlp`]; saved in every model card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpConfig {
+    /// Data dimension `D` (2 for the 2D datasets).
+    pub dim: usize,
+    /// Width of the hidden layers.
+    pub hidden: usize,
+    /// Number of residual blocks.
+    pub blocks: usize,
+    /// Size of the time-embedding vector (even).
+    pub emb_dim: usize,
+    /// How `c_noise` is embedded.
+    pub embedding: TimeEmbedding,
+    /// Dropout rate inside each block (iCT uses dropout; the mask is shared by student and target).
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+impl MlpConfig {
+    /// Checks sizes before any tensor is made.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.dim == 0 || self.hidden == 0 || self.emb_dim < 2 || self.emb_dim % 2 != 0 {
+            return Err(format!(
+                "need dim > 0, hidden > 0 and an even emb_dim >= 2, got dim = {}, hidden = {}, emb_dim = {}",
+                self.dim, self.hidden, self.emb_dim
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        Ok(())
+    }
+
+    pub fn init(&self, device: &Device) -> Mlp {
+        let h = self.hidden;
+        Mlp {
+            input: LinearConfig::new(self.dim, h).init(device),
+            time_1: LinearConfig::new(self.emb_dim, h).init(device),
+            time_2: LinearConfig::new(h, h).init(device),
+            blocks: (0..self.blocks)
+                .map(|_| Block {
+                    lin_1: LinearConfig::new(h, h).init(device),
+                    time: LinearConfig::new(h, h).init(device),
+                    lin_2: LinearConfig::new(h, h).with_initializer(Initializer::Zeros).init(device),
+                })
+                .collect(),
+            output: LinearConfig::new(h, self.dim).with_initializer(Initializer::Zeros).init(device),
+            freqs: self.embedding.frequencies(self.emb_dim),
+            dropout: self.dropout,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    lin_1: Linear,
+    time: Linear,
+    lin_2: Linear,
+}
+
+/// `F(x, c_noise)`: `h = W_in x`; per block `h += W_2 drop(silu(W_1 silu(h) + W_t temb)))`; `out = W_out silu(h)`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    input: Linear,
+    time_1: Linear,
+    time_2: Linear,
+    blocks: Vec<Block>,
+    output: Linear,
+    #[module(skip)]
+    freqs: Vec<f32>,
+    #[module(skip)]
+    dropout: f64,
+}
+
+/// Dropout keep-masks, one `[B, hidden]` tensor per block, already scaled by `1 / (1 - p)`.
+/// Passing the same masks to two forward passes gives iCT's shared dropout.
+pub struct DropoutMasks(pub Vec<Tensor<2>>);
+
+impl Mlp {
+    /// Dropout rate the network was built with.
+    pub fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
+    /// Data dimension `D` (input and output width).
+    pub fn data_dim(&self) -> usize {
+        self.input.weight.dims()[0]
+    }
+
+    /// Number of blocks (one dropout mask each) and their width.
+    pub fn mask_shape(&self) -> (usize, usize) {
+        (self.blocks.len(), self.input.weight.dims()[1])
+    }
+
+    /// `[n] c_noise -> [n, emb_dim]` embedding `[cos(w c), sin(w c)]`.
+    fn embed(&self, c_noise: Tensor<1>) -> Tensor<2> {
+        let device = c_noise.device();
+        let half = self.freqs.len();
+        let w = Tensor::<1>::from_floats(self.freqs.as_slice(), &device).reshape([1, half]);
+        let n = c_noise.dims()[0];
+        let angle = c_noise.reshape([n, 1]).mul(w); // [n, half]
+        Tensor::cat(vec![angle.clone().cos(), angle.sin()], 1)
+    }
+
+    /// `x: [B, D]`, `c_noise: [B]` or `[1]` (broadcast) -> `[B, D]`.
+    pub fn forward(&self, x: Tensor<2>, c_noise: Tensor<1>, masks: Option<&DropoutMasks>) -> Tensor<2> {
+        let temb = self.time_2.forward(silu(self.time_1.forward(self.embed(c_noise))));
+        let mut h = self.input.forward(x);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mut a = silu(block.lin_1.forward(silu(h.clone())) + block.time.forward(temb.clone()));
+            if let Some(masks) = masks {
+                a = a * masks.0[i].clone();
+            }
+            h = h + block.lin_2.forward(a);
+        }
+        self.output.forward(silu(h))
+    }
+}

@@ -1,0 +1,134 @@
+//! Consistency training (CM Algorithm 3; iCT §3): one loss for the CM recipe and for iCT.
+//!
+//! `lambda(sigma_n) d(f_theta(x0 + sigma_{n+1} z, sigma_{n+1}), f_theta-(x0 + sigma_n z, sigma_n))` with
+//! `sigma` from a Karras grid of `N(k)` levels. CD (CM Algorithm 2) will differ only in how the
+//! target point `x_n` is made.
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::Streams;
+use crate::distance::Distance;
+use crate::model::Denoiser;
+use crate::rng::Noise;
+use crate::schedule::{Curriculum, cumulative, karras, lognormal_index_probs};
+
+/// How the level index `n` is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+pub enum IndexSampling {
+    /// `n ~ U{1, N-1}` (CM).
+    Uniform,
+    /// Discretised lognormal (iCT §3.5), `P_mean = -1.1`, `P_std = 2.0` in the paper.
+    Lognormal { p_mean: f64, p_std: f64 },
+}
+
+/// The loss weight `lambda(sigma_n)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Weighting {
+    /// `lambda = 1` (CM).
+    Uniform,
+    /// `lambda(sigma_n) = 1 / (sigma_{n+1} - sigma_n)` (iCT §3.5).
+    Ict,
+}
+
+/// Everything that distinguishes the CM recipe from iCT.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtConfig {
+    /// `N(k)` and the target EMA `mu(k)`.
+    pub curriculum: Curriculum,
+    /// Distance `d`.
+    pub distance: Distance,
+    /// Weighting `lambda`.
+    pub weighting: Weighting,
+    /// Index distribution.
+    pub index_sampling: IndexSampling,
+    /// Karras grid exponent `rho` (7).
+    #[serde(default = "CtConfig::default_rho")]
+    pub rho: f64,
+}
+
+impl CtConfig {
+    fn default_rho() -> f64 {
+        7.0
+    }
+
+    /// CM's consistency training: CM curriculum, L2, uniform weights and indices, EMA target.
+    pub fn cm() -> Self {
+        Self {
+            curriculum: Curriculum::CM,
+            distance: Distance::L2,
+            weighting: Weighting::Uniform,
+            index_sampling: IndexSampling::Uniform,
+            rho: 7.0,
+        }
+    }
+
+    /// Improved consistency training: all of iCT's changes.
+    pub fn ict() -> Self {
+        Self {
+            curriculum: Curriculum::ICT,
+            distance: Distance::PseudoHuber,
+            weighting: Weighting::Ict,
+            index_sampling: IndexSampling::Lognormal { p_mean: -1.1, p_std: 2.0 },
+            rho: 7.0,
+        }
+    }
+}
+
+/// One step's loss and the discretisation it used.
+pub struct CtStep {
+    pub loss: Tensor<1>,
+    /// `N(k)`.
+    pub n: usize,
+    /// Target EMA `mu(k)` to apply after the optimiser step.
+    pub mu: f64,
+}
+
+/// The consistency-training loss at step `k` of `total`. `target` is the EMA network `theta-`
+/// (pass `student` itself when `mu = 0`; its output is detached either way). `x0: [B, D]`.
+pub fn ct_loss(
+    student: &Denoiser,
+    target: &Denoiser,
+    x0: Tensor<2>,
+    cfg: &CtConfig,
+    k: u64,
+    total: u64,
+    noise: &Noise,
+    streams: Streams,
+) -> CtStep {
+    let device = x0.device();
+    let [b, d] = x0.dims();
+    let range = &student.range;
+    let n = cfg.curriculum.n(k, total);
+    let sigmas = karras(n, range.sigma_min, range.sigma_max, cfg.rho);
+    let cum = match cfg.index_sampling {
+        IndexSampling::Uniform => cumulative(&vec![1.0; n - 1]),
+        IndexSampling::Lognormal { p_mean, p_std } => cumulative(&lognormal_index_probs(&sigmas, p_mean, p_std)),
+    };
+    let idx: Vec<usize> = (0..b).map(|row| noise.generator(streams.level(), row as u64).categorical(&cum)).collect();
+    let sigma_lo: Vec<f64> = idx.iter().map(|&i| sigmas[i]).collect();
+    let sigma_hi: Vec<f64> = idx.iter().map(|&i| sigmas[i + 1]).collect();
+    let col = |v: &[f64]| {
+        let v: Vec<f32> = v.iter().map(|&s| s as f32).collect();
+        Tensor::<1>::from_floats(v.as_slice(), &device).reshape([b, 1])
+    };
+    let z = Tensor::<1>::from_floats(noise.normals(streams.z(), 0, b, d).as_slice(), &device).reshape([b, d]);
+    let x_hi = x0.clone() + z.clone() * col(&sigma_hi);
+    let x_lo = x0 + z * col(&sigma_lo);
+    let masks = student.dropout_masks(b, noise, streams.dropout(), &device);
+    let f_student = student.forward_masked(x_hi, &sigma_hi, masks.as_ref());
+    let f_target = target.forward_masked(x_lo, &sigma_lo, masks.as_ref()).detach();
+    let dist = cfg.distance.apply(f_student, f_target);
+    let loss = match cfg.weighting {
+        Weighting::Uniform => dist.mean(),
+        Weighting::Ict => {
+            let lambda: Vec<f32> =
+                sigma_lo.iter().zip(&sigma_hi).map(|(lo, hi)| (1.0 / (hi - lo)) as f32).collect();
+            (dist * Tensor::<1>::from_floats(lambda.as_slice(), &device)).mean()
+        }
+    };
+    CtStep { loss, n, mu: cfg.curriculum.mu(k, total) }
+}

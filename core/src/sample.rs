@@ -1,0 +1,103 @@
+//! Samplers. One multistep consistency loop (CM Algorithm 1) that sampling and every editing task
+//! share, and Euler/Heun PF-ODE solvers (EDM Algorithm 1) for diffusion teachers.
+
+use burn::prelude::*;
+
+use crate::model::Denoiser;
+use crate::rng::Noise;
+
+/// Standard normals `[n, dim]` for rows `first..first + n` of stream `stream`, on `device`.
+pub fn normals(noise: &Noise, stream: u64, first: usize, n: usize, dim: usize, device: &Device) -> Tensor<2> {
+    Tensor::<1>::from_floats(noise.normals(stream, first, n, dim).as_slice(), device).reshape([n, dim])
+}
+
+/// Multistep consistency sampling (CM Algorithm 1, with CM Algorithm 4's projection).
+///
+/// `z: [B, D]` standard normal; `taus` a decreasing list of intermediate noise levels (empty = one
+/// step); `fresh_noise(j)` returns the standard normal `[B, D]` used to re-noise before step `j + 1`;
+/// `project` maps each estimate back onto the constraint set (identity for plain sampling).
+pub fn multistep(
+    model: &Denoiser,
+    z: Tensor<2>,
+    taus: &[f64],
+    mut fresh_noise: impl FnMut(usize) -> Tensor<2>,
+    project: impl Fn(Tensor<2>) -> Tensor<2>,
+) -> Tensor<2> {
+    let range = model.range;
+    let boundary = model.parameterisation.boundary_sigma(&range).unwrap_or(0.0);
+    let mut x = project(model.forward(z * model.prior_std(), &[range.sigma_max]));
+    for (j, &tau) in taus.iter().enumerate() {
+        let std = libm::sqrt((tau * tau - boundary * boundary).max(0.0));
+        let x_tau = x + fresh_noise(j) * std;
+        x = project(model.forward(x_tau, &[tau]));
+    }
+    x
+}
+
+/// Consistency sampling of rows `first..first + n` with seed `noise`: row `i` is the same whatever
+/// the batch it is drawn in. `dim` is the data dimension.
+pub fn consistency_sample(
+    model: &Denoiser,
+    noise: &Noise,
+    first: usize,
+    n: usize,
+    taus: &[f64],
+    device: &Device,
+) -> Tensor<2> {
+    let dim = model.dim();
+    let z = normals(noise, 0, first, n, dim, device);
+    multistep(model, z, taus, |j| normals(noise, 1 + j as u64, first, n, dim, device), |x| x)
+}
+
+/// First- or second-order PF-ODE solver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OdeSolver {
+    Euler,
+    Heun,
+}
+
+impl OdeSolver {
+    /// Network evaluations of `steps` steps ending at `sigma = 0` (Heun's last step is Euler: 2 steps - 1).
+    pub fn nfe(self, steps: usize) -> usize {
+        match self {
+            OdeSolver::Euler => steps,
+            OdeSolver::Heun => (2 * steps).saturating_sub(1),
+        }
+    }
+
+    /// The number of steps whose cost is `nfe` evaluations, at least 1 (35 NFE Heun = 18 steps).
+    pub fn steps_for_nfe(self, nfe: usize) -> usize {
+        match self {
+            OdeSolver::Euler => nfe.max(1),
+            OdeSolver::Heun => nfe.div_ceil(2).max(1),
+        }
+    }
+}
+
+/// Solves the PF-ODE `dx/dsigma = (x - D(x, sigma)) / sigma` (EDM eq. 3, Algorithm 1) along the
+/// decreasing grid `sigmas` (last entry 0), from `x = sigmas[0] z`. `on_step(x)` sees every state,
+/// including the start, for drawing trajectories. `z: [B, D]` -> `[B, D]`.
+pub fn solve_pf_ode(
+    model: &Denoiser,
+    z: Tensor<2>,
+    sigmas: &[f64],
+    solver: OdeSolver,
+    mut on_step: impl FnMut(&Tensor<2>),
+) -> Tensor<2> {
+    let mut x = z * sigmas[0];
+    on_step(&x);
+    for w in sigmas.windows(2) {
+        let (s, s_next) = (w[0], w[1]);
+        let d = (x.clone() - model.forward(x.clone(), &[s])) / s;
+        let x_euler = x.clone() + d.clone() * (s_next - s);
+        x = if solver == OdeSolver::Heun && s_next > 0.0 {
+            let d_next = (x_euler.clone() - model.forward(x_euler, &[s_next])) / s_next;
+            x + (d + d_next) * (0.5 * (s_next - s))
+        } else {
+            x_euler
+        };
+        on_step(&x);
+    }
+    x
+}

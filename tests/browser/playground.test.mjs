@@ -1,0 +1,131 @@
+// Browser tests of the playground in real headless Chromium: both backends (WebGPU on SwiftShader,
+// and the CPU fallback), native<->wasm parity, and a broken weights file.
+//
+// Needs: the built page in $CM_DIST (default ../../dist), the `cm` binary in $CM_BIN, /usr/bin/chromium.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const dist = path.resolve(process.env.CM_DIST ?? path.join(root, 'dist'));
+const cmBin = process.env.CM_BIN;
+const artifacts = path.join(here, 'artifacts');
+fs.mkdirSync(artifacts, { recursive: true });
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json' };
+let server;
+let base;
+
+before(async () => {
+  assert.ok(fs.existsSync(path.join(dist, 'index.html')), `no built page in ${dist}: run trunk build first`);
+  server = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://x');
+    let file = path.join(dist, decodeURIComponent(url.pathname));
+    if (!file.startsWith(dist)) { res.writeHead(403).end(); return; }
+    if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'index.html');
+    if (!fs.existsSync(file)) { res.writeHead(404).end('not found'); return; }
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream' });
+    fs.createReadStream(file).pipe(res);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${server.address().port}/`;
+});
+
+after(() => server?.close());
+
+async function launch(webgpu) {
+  const args = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--disable-quic', `--user-data-dir=${fs.mkdtempSync(path.join(os.tmpdir(), 'cm-chrome-'))}`];
+  if (webgpu) args.push('--enable-unsafe-webgpu');
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args });
+}
+
+async function openPage(browser, query) {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(base + query);
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: 240_000 });
+  return { page, errors };
+}
+
+function readNpy(file) {
+  const buf = fs.readFileSync(file);
+  const hlen = buf.readUInt16LE(8);
+  const body = buf.subarray(10 + hlen);
+  return Array.from(new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length)));
+}
+
+function nativeSamples(taus, n, seed) {
+  assert.ok(cmBin, 'set CM_BIN to the cm binary for the parity test');
+  const out = path.join(os.tmpdir(), `cm-native-${process.pid}-${seed}.npy`);
+  execFileSync(cmBin, ['sample', '--model', path.join(root, 'www/models/moons-ict'), '--taus', taus.join(','),
+    '--n', String(n), '--seed', String(seed), '--out', out]);
+  return readNpy(out);
+}
+
+for (const [backend, webgpu, query] of [['webgpu', true, '?backend=webgpu'], ['cpu', false, '?backend=auto']]) {
+  test(`playground draws samples on the ${backend} path`, async () => {
+    const browser = await launch(webgpu);
+    try {
+      const { page, errors } = await openPage(browser, query);
+      const status = await page.evaluate(() => document.body.dataset.status);
+      const message = await page.locator('#message').textContent();
+      assert.equal(status, 'ready', `page status ${status}: ${message}`);
+      assert.equal(await page.evaluate(() => document.body.dataset.backend), backend);
+      const counts = await page.$$eval('canvas', (cs) => cs.map((c) => Number(c.dataset.points ?? 0)));
+      assert.ok(counts.length >= 4, `only ${counts.length} panels`);
+      assert.ok(counts.every((c) => c > 1000), `points drawn per panel: ${counts}`);
+      const stats = await page.$$eval('figcaption', (fs) => fs.map((f) => f.textContent));
+      console.log(`[${backend}] ${stats.join(' | ')}`);
+      await page.screenshot({ path: path.join(artifacts, `playground-${backend}.png`), fullPage: true });
+      assert.deepEqual(errors, []);
+
+      // Parity: the same weights and seed give the same samples natively and in the browser.
+      for (const taus of [[], [0.821]]) {
+        const web = await page.evaluate(([t]) => window.cmParity('moons-ict', t, 256, 7), [taus]);
+        const native = nativeSamples(taus.length ? taus : [], 256, 7);
+        assert.equal(web.length, native.length);
+        const maxDiff = Math.max(...web.map((v, i) => Math.abs(v - native[i])));
+        console.log(`[${backend}] parity ${taus.length + 1} step(s): max |web - native| = ${maxDiff.toExponential(2)}`);
+        assert.ok(maxDiff < 2e-3, `web and native samples differ by ${maxDiff}`);
+      }
+
+      // Timing for the closing note: one step, 4096 points, after warm-up.
+      await page.evaluate(() => window.cmParity('moons-ict', [], 4096, 1));
+      const ms = await page.evaluate(async () => { const t = performance.now(); await window.cmParity('moons-ict', [], 4096, 2); return performance.now() - t; });
+      console.log(`[${backend}] one-step, 4096 samples: ${ms.toFixed(1)} ms (${(ms * 1000 / 4096).toFixed(2)} us/sample)`);
+    } finally {
+      await browser.close();
+    }
+  });
+}
+
+test('a weights file that does not match shows a message, not a dead page', async () => {
+  const browser = await launch(false);
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    const real = fs.readFileSync(path.join(dist, 'models/moons-ict/model.safetensors'));
+    await page.route('**/models/moons-ict/model.safetensors', (route) => route.fulfill({ body: real.subarray(0, real.length >> 1) }));
+    await page.goto(base + '?backend=cpu');
+    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: 240_000 });
+    const message = await page.locator('#message').textContent();
+    assert.match(message, /moons-ict/);
+    assert.match(message, /safetensors/);
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', 'other models still render');
+    await page.screenshot({ path: path.join(artifacts, 'bad-weights.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});

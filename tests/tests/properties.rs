@@ -1,0 +1,143 @@
+//! Invariants that hold for any weights and inputs: the boundary condition, monotone grids,
+//! multistep with no taus = one step, EMA limits, distances.
+
+use burn::prelude::*;
+use cm_core::ema::ema_update;
+use cm_core::net::{MlpConfig, TimeEmbedding};
+use cm_core::param::{NoiseRange, Parameterisation};
+use cm_core::rng::Noise;
+use cm_core::sample::{consistency_sample, multistep, normals};
+use cm_core::schedule::{Curriculum, default_taus, karras, karras_sampling};
+use cm_core::{Denoiser, ModelConfig};
+use cm_tests::{host, max_abs_diff};
+use proptest::prelude::*;
+
+fn model(p: Parameterisation, seed: u64) -> (Denoiser, Device) {
+    let device = Device::flex();
+    device.seed(seed);
+    let cfg = ModelConfig {
+        architecture: MlpConfig {
+            dim: 2,
+            hidden: 32,
+            blocks: 2,
+            emb_dim: 16,
+            embedding: TimeEmbedding::Fourier { scale: 1.0, seed },
+            dropout: 0.0,
+        },
+        parameterisation: p,
+        range: NoiseRange::default(),
+    };
+    let mut m = cfg.init(&device);
+    // Zero-initialised output layers would make F = 0 and the test vacuous: perturb every weight.
+    m = perturb(m, seed);
+    (m, device)
+}
+
+/// Adds seeded noise to every parameter so the network output is far from zero.
+fn perturb(m: Denoiser, seed: u64) -> Denoiser {
+    let device = Device::flex();
+    device.seed(seed ^ 0x55);
+    let random = m.clone().map(&mut Randomise);
+    ema_update(m, &random, 0.0)
+}
+
+struct Randomise;
+impl burn::module::ModuleMapper for Randomise {
+    fn map_float<const D: usize>(&mut self, p: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+        p.map(|t| {
+            let shape = t.shape();
+            Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, 0.5), &t.device())
+        })
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// CM eq. 8: f(x, sigma_min) = x for any weights and any x (TrigFlow at sigma = 0).
+    #[test]
+    fn boundary_condition_holds_for_random_weights(seed in 0u64..1000, scale in 0.1f32..20.0) {
+        for p in [Parameterisation::Consistency, Parameterisation::TrigFlow] {
+            let (m, device) = model(p, seed);
+            let x = normals(&Noise::new(seed), 0, 0, 64, 2, &device) * scale;
+            let sigma = p.boundary_sigma(&m.range).unwrap();
+            let f = m.forward(x.clone(), &[sigma]);
+            let (a, b) = (host(f), host(x));
+            prop_assert!(max_abs_diff(&a, &b) <= 1e-5 * scale.max(1.0), "{p:?}: {}", max_abs_diff(&a, &b));
+            // ...and the network does matter away from the boundary.
+            let away = host(m.forward(normals(&Noise::new(seed), 0, 0, 64, 2, &device), &[1.0]));
+            prop_assert!(max_abs_diff(&away, &host(normals(&Noise::new(seed), 0, 0, 64, 2, &device))) > 1e-3);
+        }
+    }
+
+    /// Karras grids increase strictly from sigma_min to sigma_max.
+    #[test]
+    fn karras_grid_is_monotone(n in 2usize..2000, smin in 1e-4f64..0.1, ratio in 10f64..1e5, rho in 1f64..10.0) {
+        let g = karras(n, smin, smin * ratio, rho);
+        prop_assert_eq!(g.len(), n);
+        prop_assert_eq!(g[0], smin);
+        prop_assert_eq!(g[n - 1], smin * ratio);
+        prop_assert!(g.windows(2).all(|w| w[1] > w[0]));
+        let s = karras_sampling(n, smin, smin * ratio, rho);
+        prop_assert!(s.windows(2).all(|w| w[1] < w[0]));
+        prop_assert_eq!(*s.last().unwrap(), 0.0);
+    }
+
+    /// Both curricula are non-decreasing in k and end at s1 + 1 levels; CM's mu(k) rises too.
+    #[test]
+    fn curricula_are_monotone(total in 10u64..1_000_000) {
+        for c in [Curriculum::CM, Curriculum::ICT] {
+            let ks: Vec<u64> = (0..=50).map(|i| i * total / 50).collect();
+            let ns: Vec<usize> = ks.iter().map(|&k| c.n(k, total)).collect();
+            prop_assert!(ns.windows(2).all(|w| w[1] >= w[0]), "{c:?} {ns:?}");
+            let mus: Vec<f64> = ks.iter().map(|&k| c.mu(k, total)).collect();
+            prop_assert!(mus.windows(2).all(|w| w[1] >= w[0]));
+        }
+        prop_assert_eq!(Curriculum::CM.n(total, total), 151);
+    }
+
+    /// Default taus decrease and stay inside (sigma_min, sigma_max).
+    #[test]
+    fn default_taus_are_decreasing(k in 1usize..40) {
+        let t = default_taus(k, 0.002, 80.0);
+        prop_assert_eq!(t.len(), k - 1);
+        prop_assert!(t.windows(2).all(|w| w[1] < w[0]));
+        prop_assert!(t.iter().all(|&v| v > 0.002 && v < 80.0));
+    }
+}
+
+/// Multistep sampling with an empty tau list is exactly one-step sampling, and one tau equal to
+/// sigma_min changes nothing (the re-noise is zero and f(x, sigma_min) = x).
+#[test]
+fn multistep_with_one_tau_is_one_step() {
+    let (m, device) = model(Parameterisation::Consistency, 3);
+    let noise = Noise::new(11);
+    let one = host(consistency_sample(&m, &noise, 0, 128, &[], &device));
+    let z = normals(&noise, 0, 0, 128, 2, &device);
+    let same = host(multistep(&m, z.clone(), &[], |_| panic!("no re-noise for one step"), |x| x));
+    assert_eq!(one, same);
+    let at_min = host(multistep(&m, z, &[m.range.sigma_min], |_| normals(&noise, 1, 0, 128, 2, &device), |x| x));
+    assert!(max_abs_diff(&one, &at_min) < 1e-5);
+}
+
+/// Samples do not depend on the batch they are drawn in.
+#[test]
+fn samples_do_not_depend_on_batch_size() {
+    let (m, device) = model(Parameterisation::Consistency, 5);
+    let noise = Noise::new(2);
+    let all = host(consistency_sample(&m, &noise, 0, 64, &[0.821], &device));
+    let tail = host(consistency_sample(&m, &noise, 32, 32, &[0.821], &device));
+    assert!(max_abs_diff(&all[64..], &tail) < 1e-5);
+}
+
+/// EMA with mu = 0 copies the online weights; mu = 1 keeps the old ones.
+#[test]
+fn ema_limits() {
+    let (a, device) = model(Parameterisation::Consistency, 1);
+    let (b, _) = model(Parameterisation::Consistency, 2);
+    let x = normals(&Noise::new(0), 0, 0, 16, 2, &device);
+    let copy = ema_update(a.clone(), &b, 0.0);
+    assert!(max_abs_diff(&host(copy.forward(x.clone(), &[1.0])), &host(b.forward(x.clone(), &[1.0]))) < 1e-6);
+    let keep = ema_update(a.clone(), &b, 1.0);
+    assert!(max_abs_diff(&host(keep.forward(x.clone(), &[1.0])), &host(a.forward(x, &[1.0]))) < 1e-6);
+}

@@ -1,0 +1,165 @@
+//! Files: point clouds (`.npy`, `.csv`, `.png` scatter), model folders, atomic writes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::Device;
+use cm_core::card::{load_denoiser, weights_to_bytes};
+use cm_core::{Denoiser, ModelCard};
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half a file
+/// and an existing file survives a failed write.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
+    }
+    let tmp = path.with_extension(format!(
+        "{}.tmp{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
+    ));
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+}
+
+/// A `[n, dim]` float32 array as NumPy `.npy` (format 1.0).
+pub fn npy_bytes(data: &[f32], dim: usize) -> Vec<u8> {
+    let n = data.len() / dim;
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {dim}), }}");
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Reads a `[n, dim]` little-endian float32 `.npy` file.
+pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        bail!("{}: not a .npy file", path.display());
+    }
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(bytes.get(10..10 + hlen).unwrap_or(&[])).unwrap_or("");
+    if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
+        bail!("{}: expected a C-order float32 array, header {header:?}", path.display());
+    }
+    let shape = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).unwrap_or("");
+    let dims: Vec<usize> = shape.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let body = &bytes[10 + hlen..];
+    let data: Vec<f32> = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    match dims.as_slice() {
+        [n, d] if n * d == data.len() => Ok((data, *d)),
+        _ => bail!("{}: expected a 2-D array, shape ({shape}) with {} values", path.display(), data.len()),
+    }
+}
+
+/// A scatter plot of 2D points as PNG: `[-extent, extent]^2`, density-shaded.
+pub fn scatter_png(points: &[f32], size: u32, extent: f32) -> Vec<u8> {
+    let mut counts = vec![0u32; (size * size) as usize];
+    for p in points.chunks_exact(2) {
+        let px = ((p[0] + extent) / (2.0 * extent) * size as f32) as i64;
+        let py = ((extent - p[1]) / (2.0 * extent) * size as f32) as i64;
+        if (0..size as i64).contains(&px) && (0..size as i64).contains(&py) {
+            counts[(py as u32 * size + px as u32) as usize] += 1;
+        }
+    }
+    let max = counts.iter().copied().max().unwrap_or(1).max(1) as f32;
+    let mut rgb = Vec::with_capacity(counts.len() * 3);
+    for (i, &c) in counts.iter().enumerate() {
+        let (x, y) = (i as u32 % size, i as u32 / size);
+        let axis = x == size / 2 || y == size / 2;
+        if c == 0 {
+            let g = if axis { 225 } else { 255 };
+            rgb.extend_from_slice(&[g, g, g]);
+        } else {
+            let t = 0.35 + 0.65 * (c as f32).ln_1p() / max.ln_1p();
+            rgb.extend_from_slice(&[(30.0 * (1.0 - t)) as u8, (60.0 + 40.0 * (1.0 - t)) as u8, (120.0 + 110.0 * t) as u8]);
+        }
+    }
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, size, size);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().expect("in-memory PNG header");
+        w.write_image_data(&rgb).expect("in-memory PNG data");
+    }
+    out
+}
+
+/// Writes a point cloud in the format its extension names: `.npy`, `.csv` or `.png`.
+pub fn write_points(path: &Path, points: &[f32], dim: usize) -> Result<()> {
+    let bytes = match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => npy_bytes(points, dim),
+        Some("csv") => {
+            let mut s = String::new();
+            s.push_str(&(0..dim).map(|i| format!("x{i}")).collect::<Vec<_>>().join(","));
+            s.push('\n');
+            for r in points.chunks_exact(dim) {
+                s.push_str(&r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
+                s.push('\n');
+            }
+            s.into_bytes()
+        }
+        Some("png") if dim == 2 => scatter_png(points, 512, 2.0),
+        Some("png") => bail!("{}: a PNG scatter needs 2D points, these have {dim} dimensions", path.display()),
+        _ => bail!("{}: unknown output format, expected .npy, .csv or .png", path.display()),
+    };
+    write_atomic(path, &bytes)
+}
+
+pub const CARD_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// Writes `config.json` and `model.safetensors` into `dir`, each atomically.
+pub fn save_model_dir(dir: &Path, card: &ModelCard, model: &Denoiser) -> Result<()> {
+    let bytes = weights_to_bytes(model).context("cannot serialise weights")?;
+    write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
+    write_atomic(&dir.join(CARD_FILE), card.to_json().as_bytes())
+}
+
+/// Reads a model folder and loads its weights on `device`, with errors naming the file.
+pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(ModelCard, Denoiser)> {
+    if !dir.is_dir() {
+        bail!("model folder {} does not exist", dir.display());
+    }
+    let card_path: PathBuf = dir.join(CARD_FILE);
+    let text = std::fs::read_to_string(&card_path).with_context(|| format!("cannot read {}", card_path.display()))?;
+    let card = ModelCard::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", card_path.display()))?;
+    let weights_path = dir.join(WEIGHTS_FILE);
+    let bytes = std::fs::read(&weights_path).with_context(|| format!("cannot read {}", weights_path.display()))?;
+    let model = load_denoiser(&card.model, bytes, device).map_err(|e| anyhow::anyhow!("{}: {e}", weights_path.display()))?;
+    Ok((card, model))
+}
+
+/// Adds `name` to `<models>/index.json` (the list the web page loads), creating it if needed.
+pub fn register_in_index(models_dir: &Path, name: &str) -> Result<()> {
+    let path = models_dir.join("index.json");
+    let mut names: Vec<String> = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let v: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+            v["models"]
+                .as_array()
+                .with_context(|| format!("{}: expected {{\"models\": [..]}}", path.display()))?
+                .iter()
+                .filter_map(|m| m.as_str().map(String::from))
+                .collect()
+        }
+        Err(_) => Vec::new(),
+    };
+    if !names.iter().any(|n| n == name) {
+        names.push(name.to_string());
+        names.sort();
+    }
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "models": names }))?;
+    write_atomic(&path, format!("{text}\n").as_bytes())
+}

@@ -1,0 +1,8 @@
+//! The native side of cm: recipes, the training loop, evaluation and files. The `cm` binary
+//! (src/main.rs) is a thin command line over this library; tests drive it directly.
+
+pub mod backend;
+pub mod config;
+pub mod eval;
+pub mod io;
+pub mod train;

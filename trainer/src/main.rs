@@ -1,0 +1,253 @@
+//! `cm`: train, sample, evaluate and export consistency models.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use cm_core::data2d::Dataset2d;
+use cm_core::sample::OdeSolver;
+use cm_core::schedule::default_taus;
+
+use cm_trainer::backend::Backend;
+use cm_trainer::config::TrainConfig;
+use cm_trainer::{eval, io, train};
+
+#[derive(Parser)]
+#[command(name = "cm", version, about = "Consistency models: train natively, sample anywhere")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// A count that must be at least 1.
+fn positive(s: &str) -> Result<u64, String> {
+    match s.parse::<i128>() {
+        Ok(v) if v >= 1 && v <= u64::MAX as i128 => Ok(v as u64),
+        Ok(v) => Err(format!("must be a positive integer, got {v}")),
+        Err(_) => Err(format!("must be a positive integer, got {s:?}")),
+    }
+}
+
+/// A comma-separated, strictly decreasing list of positive noise levels.
+fn taus(s: &str) -> Result<Vec<f64>, String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|t| t.trim().parse::<f64>().map_err(|_| format!("{t:?} is not a number")))
+        .collect::<Result<_, _>>()?;
+    if v.iter().any(|t| !(t.is_finite() && *t > 0.0)) {
+        return Err(format!("every tau must be a positive number, got {s}"));
+    }
+    if v.windows(2).any(|w| w[1] >= w[0]) {
+        return Err(format!("taus must be strictly decreasing, got {s}"));
+    }
+    Ok(v)
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model from a TOML recipe into a run folder.
+    Train {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Override the recipe's step count.
+        #[arg(long, value_parser = positive, allow_negative_numbers = true)]
+        steps: Option<u64>,
+        /// Override the recipe's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override the recipe's backend.
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
+    },
+    /// Draw samples from a model folder.
+    Sample {
+        #[arg(long)]
+        model: PathBuf,
+        /// Consistency steps (uses the default tau list for that many steps).
+        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "1")]
+        steps: u64,
+        /// Explicit decreasing tau list (overrides --steps): e.g. 0.821 or 5,0.821.
+        #[arg(long, value_parser = taus, allow_negative_numbers = true)]
+        taus: Option<Vec<f64>>,
+        /// Sample a diffusion model with this many network evaluations.
+        #[arg(long, value_parser = positive, allow_negative_numbers = true)]
+        teacher_nfe: Option<u64>,
+        /// ODE solver for --teacher-nfe.
+        #[arg(long, value_enum, default_value = "heun")]
+        solver: Solver,
+        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "4096")]
+        n: u64,
+        #[arg(long, default_value = "0")]
+        seed: u64,
+        /// Output: .npy, .csv or .png.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+    },
+    /// Write samples of a dataset.
+    Data {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "4096")]
+        n: u64,
+        #[arg(long, default_value = "0")]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print JSON quality metrics of a model against fresh data.
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "4096")]
+        n: u64,
+        #[arg(long, default_value = "1")]
+        seed: u64,
+        /// Teacher NFE (diffusion models).
+        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "35")]
+        teacher_nfe: u64,
+    },
+    /// Copy a run's model (or a model folder) to a web model folder, validating it on the way.
+    Export {
+        /// A run folder (uses its `model/`) or a model folder.
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Measure sampling and training-step speed on this machine.
+    Bench {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "4096")]
+        n: u64,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Solver {
+    Euler,
+    Heun,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("CM_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train { config, out, steps, seed, backend } => {
+            let mut cfg = TrainConfig::load(&config)?;
+            if let Some(s) = steps {
+                cfg.steps = s;
+            }
+            if let Some(s) = seed {
+                cfg.seed = s;
+            }
+            if let Some(b) = backend {
+                cfg.backend = b;
+            }
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let summary = train::train(&cfg, &out, &command)?;
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({
+                "model": summary.model_dir, "metrics": summary.metrics
+            }))?);
+        }
+        Command::Sample { model, steps, taus, teacher_nfe, solver, n, seed, out, backend } => {
+            let device = backend.device()?;
+            let (card, model) = io::load_model_dir(&model, &device)?;
+            let pts = match teacher_nfe {
+                Some(nfe) => {
+                    let solver = match solver {
+                        Solver::Euler => OdeSolver::Euler,
+                        Solver::Heun => OdeSolver::Heun,
+                    };
+                    eval::solver_points(&model, n as usize, seed, nfe as usize, solver)?
+                }
+                None => {
+                    if !card.is_consistency() {
+                        bail!("{} is a diffusion model: pass --teacher-nfe N (e.g. 35)", card.name);
+                    }
+                    let r = model.range;
+                    let taus = taus.unwrap_or_else(|| default_taus(steps as usize, r.sigma_min, r.sigma_max));
+                    if let Some(t) = taus.iter().find(|t| **t > r.sigma_max || **t < r.sigma_min) {
+                        bail!("tau {t} is outside [sigma_min, sigma_max] = [{}, {}]", r.sigma_min, r.sigma_max);
+                    }
+                    eval::consistency_points(&model, n as usize, seed, &taus)?
+                }
+            };
+            io::write_points(&out, &pts, model.dim())?;
+        }
+        Command::Data { name, n, seed, out } => {
+            let Some(d) = Dataset2d::from_name(&name) else {
+                let names: Vec<_> = Dataset2d::ALL.iter().map(|d| d.name()).collect();
+                bail!("unknown dataset {name:?}, expected one of {names:?}");
+            };
+            io::write_points(&out, &d.sample(seed, 0, 0, n as usize), 2)?;
+        }
+        Command::Eval { model, n, seed, teacher_nfe } => {
+            let device = Backend::Cpu.device()?;
+            let (card, model) = io::load_model_dir(&model, &device)?;
+            let dataset = Dataset2d::from_name(&card.dataset)
+                .with_context(|| format!("the card names dataset {:?}, which cm does not know", card.dataset))?;
+            let report = eval::evaluate(&model, dataset, card.method, n as usize, seed, teacher_nfe as usize)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Export { from, out } => {
+            let src = if from.join("model").is_dir() { from.join("model") } else { from };
+            let (card, model) = io::load_model_dir(&src, &Backend::Cpu.device()?)?;
+            io::save_model_dir(&out, &card, &model)?;
+            if let Some(parent) = out.parent().filter(|p| p.join("index.json").is_file() || p.ends_with("models")) {
+                io::register_in_index(parent, &out.file_name().and_then(|n| n.to_str()).unwrap_or(&card.name).to_string())?;
+            }
+            println!("exported {} to {}", card.name, out.display());
+        }
+        Command::Bench { model, n, backend } => bench(&model, n as usize, backend)?,
+    }
+    Ok(())
+}
+
+/// Wall-clock sampling speed (a benchmark, not a test).
+fn bench(dir: &std::path::Path, n: usize, backend: Backend) -> Result<()> {
+    let device = backend.device()?;
+    let (card, model) = io::load_model_dir(dir, &device)?;
+    let mut report = serde_json::Map::new();
+    let time = |f: &mut dyn FnMut() -> Result<Vec<f32>>| -> Result<f64> {
+        f()?; // warm-up
+        let reps = 5;
+        let t = Instant::now();
+        for _ in 0..reps {
+            f()?;
+        }
+        Ok(t.elapsed().as_secs_f64() / reps as f64)
+    };
+    if card.is_consistency() {
+        for steps in [1usize, 2, 4] {
+            let taus = default_taus(steps, model.range.sigma_min, model.range.sigma_max);
+            let s = time(&mut || eval::consistency_points(&model, n, 0, &taus))?;
+            report.insert(format!("{steps}step_us_per_sample"), (s * 1e6 / n as f64).into());
+        }
+    } else {
+        let s = time(&mut || eval::teacher_points(&model, n, 0, 35))?;
+        report.insert("heun35_us_per_sample".into(), (s * 1e6 / n as f64).into());
+    }
+    report.insert("n".into(), n.into());
+    report.insert("backend".into(), backend.name().into());
+    report.insert("hardware".into(), eval::hardware().into());
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

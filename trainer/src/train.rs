@@ -1,0 +1,153 @@
+//! `cm train`: the training loop shared by every method, with progress, metrics, checkpoints and export.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::grad_clipping::GradientClippingConfig;
+use burn::prelude::*;
+use cm_core::ema::ema_update;
+use cm_core::objective::{Streams, ct_loss, edm_loss};
+use cm_core::rng::Noise;
+use cm_core::{Denoiser, Method, ModelCard, card::CARD_FORMAT};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::TrainConfig;
+use crate::eval;
+use crate::io::{save_model_dir, scatter_png, write_atomic};
+
+/// What a finished run reports.
+pub struct RunSummary {
+    pub model_dir: PathBuf,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Trains `cfg` into the run folder `out`.
+pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary> {
+    let started = Instant::now();
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
+    let resolved = cfg.resolved();
+    write_atomic(&out.join("config.toml"), toml::to_string_pretty(&resolved)?.as_bytes())?;
+    let metrics_path = out.join("metrics.jsonl");
+    let mut metrics_file = std::fs::File::create(&metrics_path)
+        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
+
+    let device = cfg.backend.device()?.autodiff();
+    device.seed(cfg.seed);
+    let model_cfg = cfg.model();
+    let mut model: Denoiser = model_cfg.init(&device);
+    // Target network theta- (CM recipe: EMA with mu(k); iCT: mu = 0, i.e. theta itself) and evaluation EMA.
+    let mut target: Option<Denoiser> = None;
+    let mut ema: Denoiser = model.valid();
+    let mut optim = {
+        let mut adam = AdamConfig::new().with_beta_2(cfg.optimizer.beta_2 as f32);
+        if let Some(c) = cfg.optimizer.grad_clip {
+            adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c as f32)));
+        }
+        adam.init()
+    };
+    let ct = cfg.ct();
+    let dataset = cfg.dataset();
+    let noise = Noise::new(cfg.seed);
+
+    let bar = ProgressBar::new(cfg.steps);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} {msg}")
+            .expect("static template"),
+    );
+    let mut window = (Instant::now(), 0u64);
+    for k in 0..cfg.steps {
+        let streams = Streams { k };
+        let x0 = dataset.sample(cfg.seed, streams.data(), 0, cfg.batch);
+        let x0 = Tensor::<1>::from_floats(x0.as_slice(), &device).reshape([cfg.batch, 2]);
+        let (loss, n, mu) = match cfg.method {
+            Method::Edm => (edm_loss(&model, x0, &cfg.edm, &noise, streams), 0, 0.0),
+            Method::Ct | Method::Ict => {
+                let t = target.as_ref().unwrap_or(&model);
+                let step = ct_loss(&model, t, x0, &ct, k, cfg.steps, &noise, streams);
+                (step.loss, step.n, step.mu)
+            }
+        };
+        let log_now = (k + 1) % cfg.log_every.max(1) == 0 || k + 1 == cfg.steps;
+        let loss_value = log_now.then(|| loss.clone().into_scalar::<f32>() as f64);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(cfg.optimizer.lr_at(k), model, grads);
+        if cfg.method != Method::Edm {
+            target = if mu > 0.0 {
+                Some(ema_update(target.take().unwrap_or_else(|| model.valid()), &model, mu))
+            } else {
+                None
+            };
+        }
+        ema = ema_update(ema, &model, cfg.ema_decay);
+        window.1 += 1;
+
+        if let Some(loss_value) = loss_value {
+            let secs = window.0.elapsed().as_secs_f64();
+            let rate = window.1 as f64 / secs.max(1e-9);
+            window = (Instant::now(), 0);
+            let mut line = serde_json::json!({"step": k + 1, "loss": loss_value, "steps_per_s": rate, "lr": cfg.optimizer.lr_at(k)});
+            if cfg.method != Method::Edm {
+                line["n"] = n.into();
+                line["mu"] = mu.into();
+            }
+            if cfg.eval_every > 0 && (k + 1) % cfg.eval_every == 0 {
+                let inference = ema.clone();
+                line["sliced_w2_1step"] = eval::quick_sliced_w2(&inference, dataset, cfg.method)?.into();
+            }
+            writeln!(metrics_file, "{line}")?;
+            bar.set_message(format!("loss {loss_value:.4}"));
+            tracing::debug!(step = k + 1, loss = loss_value, "step");
+        }
+        bar.inc(1);
+        if cfg.checkpoint_every > 0 && (k + 1) % cfg.checkpoint_every == 0 && k + 1 < cfg.steps {
+            write_checkpoint(out, k + 1, &model, &ema)?;
+        }
+    }
+    bar.finish_and_clear();
+    write_checkpoint(out, cfg.steps, &model, &ema)?;
+
+    // Export: the evaluation EMA, on a plain (non-autodiff) device.
+    let inference = ema;
+    let report = eval::evaluate(&inference, dataset, cfg.method, 4096, cfg.seed.wrapping_add(1), 35)?;
+    let metrics = report.flat_metrics();
+    let samples = if cfg.method == Method::Edm {
+        eval::teacher_points(&inference, 4096, cfg.seed, 35)?
+    } else {
+        eval::consistency_points(&inference, 4096, cfg.seed, &[])?
+    };
+    write_atomic(&out.join("samples.png"), &scatter_png(&samples, 512, 2.0))?;
+    let wall = started.elapsed().as_secs_f64();
+    let mut provenance = BTreeMap::new();
+    provenance.insert("command".into(), command.into());
+    provenance.insert("wall_time_s".into(), wall.into());
+    provenance.insert("hardware".into(), eval::hardware().into());
+    provenance.insert("backend".into(), cfg.backend.name().into());
+    provenance.insert("config".into(), serde_json::to_value(&resolved)?);
+    let card = ModelCard {
+        format: CARD_FORMAT.into(),
+        name: format!("{}-{}", cfg.dataset, cfg.method.name()),
+        dataset: cfg.dataset.clone(),
+        method: cfg.method,
+        model: model_cfg,
+        steps: cfg.steps,
+        seed: cfg.seed,
+        metrics: metrics.clone(),
+        provenance,
+    };
+    let model_dir = out.join("model");
+    save_model_dir(&model_dir, &card, &inference)?;
+    write_atomic(&out.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    Ok(RunSummary { model_dir, metrics })
+}
+
+/// `checkpoints/step-XXXXXXX/{model,ema}.safetensors`, written atomically.
+fn write_checkpoint(out: &Path, step: u64, model: &Denoiser, ema: &Denoiser) -> Result<()> {
+    let dir = out.join("checkpoints").join(format!("step-{step:07}"));
+    write_atomic(&dir.join("model.safetensors"), &cm_core::card::weights_to_bytes(model)?)?;
+    write_atomic(&dir.join("ema.safetensors"), &cm_core::card::weights_to_bytes(ema)?)?;
+    Ok(())
+}

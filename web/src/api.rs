@@ -1,0 +1,148 @@
+//! wasm-bindgen exports. Every call returns a Promise; errors become readable JavaScript errors.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use burn::prelude::*;
+use js_sys::{Float32Array, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::state::Playground;
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
+}
+
+async fn read(t: Tensor<2>) -> Result<Vec<f32>, JsValue> {
+    t.into_data_async()
+        .await
+        .map_err(|e| JsValue::from_str(&format!("cannot read tensor: {e:?}")))?
+        .try_to_vec::<f32>()
+        .map_err(|e| JsValue::from_str(&format!("cannot read tensor: {e:?}")))
+}
+
+thread_local! {
+    /// burn's wgpu runtime can be initialised once per page; later apps reuse its device.
+    static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
+}
+
+async fn webgpu() -> Result<Device, String> {
+    if let Some(d) = WEBGPU.with(|w| w.borrow().clone()) {
+        return Ok(d);
+    }
+    let d = Device::wgpu_options().init_async().await.map_err(|e| e.to_string())?;
+    WEBGPU.with(|w| *w.borrow_mut() = Some(d.clone()));
+    Ok(d)
+}
+
+/// The page's handle: one backend, many models.
+#[wasm_bindgen]
+pub struct App {
+    inner: Rc<RefCell<Playground>>,
+    backend: String,
+    note: String,
+}
+
+/// Starts the playground on `prefer` = `"webgpu"`, `"cpu"` or `"auto"` (WebGPU where the browser
+/// has an adapter, else the CPU). Resolves to an [`App`].
+#[wasm_bindgen]
+pub fn create_app(prefer: String) -> Promise {
+    future_to_promise(async move {
+        let (device, backend, note) = if prefer == "cpu" {
+            (Device::flex(), "cpu", "CPU (burn flex, wasm)".to_string())
+        } else {
+            match webgpu().await {
+                Ok(d) => (d, "webgpu", "WebGPU (burn wgpu)".to_string()),
+                Err(e) => (Device::flex(), "cpu", format!("CPU (burn flex, wasm) — no WebGPU: {e}")),
+            }
+        };
+        Ok(App { inner: Rc::new(RefCell::new(Playground::new(device))), backend: backend.into(), note }.into())
+    })
+}
+
+#[wasm_bindgen]
+impl App {
+    /// `"webgpu"` or `"cpu"`.
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    /// A human-readable line on the backend and why it was chosen.
+    pub fn backend_note(&self) -> String {
+        self.note.clone()
+    }
+
+    /// Loads a model folder's `config.json` text and `model.safetensors` bytes; returns its name.
+    pub fn load_model(&self, card_json: &str, weights: Vec<u8>) -> Result<String, JsError> {
+        self.inner.borrow_mut().load(card_json, weights).map_err(|e| JsError::new(&e))
+    }
+
+    /// The card of a loaded model, as JSON text.
+    pub fn card(&self, name: &str) -> Result<String, JsError> {
+        Ok(self.inner.borrow().get(name).map_err(|e| JsError::new(&e))?.card.to_json())
+    }
+
+    /// The default tau list for `k` steps.
+    pub fn default_taus(&self, name: &str, k: usize) -> Result<Vec<f64>, JsError> {
+        Ok(self.inner.borrow().get(name).map_err(|e| JsError::new(&e))?.default_taus(k))
+    }
+
+    /// `n` points of a 2D dataset (flattened `[n, 2]`), as `cm data` writes them.
+    pub fn data(&self, dataset: &str, n: usize, seed: u64) -> Result<Float32Array, JsError> {
+        let d = cm_core::data2d::Dataset2d::from_name(dataset)
+            .ok_or_else(|| JsError::new(&format!("unknown dataset {dataset:?}")))?;
+        Ok(Float32Array::from(d.sample(seed, 0, 0, n).as_slice()))
+    }
+
+    /// Consistency samples: resolves to `{points: Float32Array [n*D], ms}`.
+    pub fn sample(&self, name: String, taus: Vec<f64>, n: usize, seed: u64) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let (loaded, device) = {
+                let p = inner.borrow();
+                (p.get(&name).map_err(|e| JsValue::from_str(&e))?, p.device.clone())
+            };
+            let t0 = now_ms();
+            let x = loaded.sample(&taus, n, seed, &device).map_err(|e| JsValue::from_str(&e))?;
+            let pts = read(x).await?;
+            let ms = now_ms() - t0;
+            result(&pts, ms, None)
+        })
+    }
+
+    /// Teacher (Heun) samples: resolves to `{points, ms, path?: Float32Array [(steps+1)*n*D]}`.
+    pub fn teacher(&self, name: String, nfe: usize, n: usize, seed: u64, trajectory: bool) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let (loaded, device) = {
+                let p = inner.borrow();
+                (p.get(&name).map_err(|e| JsValue::from_str(&e))?, p.device.clone())
+            };
+            let t0 = now_ms();
+            let (x, path) = loaded.teacher(nfe, n, seed, &device, trajectory).map_err(|e| JsValue::from_str(&e))?;
+            let pts = read(x).await?;
+            let ms = now_ms() - t0;
+            let mut flat = Vec::new();
+            for p in path {
+                flat.extend(read(p).await?);
+            }
+            result(&pts, ms, trajectory.then_some(flat.as_slice()))
+        })
+    }
+}
+
+fn result(points: &[f32], ms: f64, path: Option<&[f32]>) -> Result<JsValue, JsValue> {
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"points".into(), &Float32Array::from(points).into())?;
+    js_sys::Reflect::set(&o, &"ms".into(), &ms.into())?;
+    if let Some(p) = path {
+        js_sys::Reflect::set(&o, &"path".into(), &Float32Array::from(p).into())?;
+    }
+    Ok(o.into())
+}

@@ -1,0 +1,77 @@
+//! Backend-independent playground state: loaded models and the sampling calls the page makes.
+//! Compiles natively too, so its logic is tested without a browser.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use burn::prelude::*;
+use cm_core::card::load_denoiser;
+use cm_core::rng::Noise;
+use cm_core::sample::{OdeSolver, consistency_sample, normals, solve_pf_ode};
+use cm_core::schedule::{default_taus, karras_sampling};
+use cm_core::{Denoiser, ModelCard};
+
+/// A model ready to sample.
+pub struct Loaded {
+    pub card: ModelCard,
+    pub model: Denoiser,
+}
+
+/// All loaded models on one device.
+pub struct Playground {
+    pub device: Device,
+    pub models: BTreeMap<String, Rc<Loaded>>,
+}
+
+impl Playground {
+    pub fn new(device: Device) -> Self {
+        Self { device, models: BTreeMap::new() }
+    }
+
+    /// Validates a card and its weights and keeps the model under the card's name.
+    pub fn load(&mut self, card_json: &str, weights: Vec<u8>) -> Result<String, String> {
+        let card = ModelCard::from_json(card_json).map_err(|e| format!("config.json: {e}"))?;
+        let model = load_denoiser(&card.model, weights, &self.device)
+            .map_err(|e| format!("model.safetensors for {}: {e}", card.name))?;
+        let name = card.name.clone();
+        self.models.insert(name.clone(), Rc::new(Loaded { card, model }));
+        Ok(name)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Rc<Loaded>, String> {
+        self.models.get(name).cloned().ok_or_else(|| format!("no model named {name:?} is loaded"))
+    }
+}
+
+impl Loaded {
+    /// The `k`-step default taus of this model.
+    pub fn default_taus(&self, k: usize) -> Vec<f64> {
+        default_taus(k, self.model.range.sigma_min, self.model.range.sigma_max)
+    }
+
+    /// Consistency samples `[n, D]` (not yet read back), same rows as `cm sample` for the seed.
+    pub fn sample(&self, taus: &[f64], n: usize, seed: u64, device: &Device) -> Result<Tensor<2>, String> {
+        if !self.card.is_consistency() {
+            return Err(format!("{} is a diffusion model: use the teacher sampler", self.card.name));
+        }
+        Ok(consistency_sample(&self.model, &Noise::new(seed), 0, n, taus, device))
+    }
+
+    /// Heun PF-ODE samples at `nfe` evaluations; with `trajectory`, every intermediate state too
+    /// (stacked `[steps + 1, n, D]`).
+    pub fn teacher(&self, nfe: usize, n: usize, seed: u64, device: &Device, trajectory: bool) -> Result<(Tensor<2>, Vec<Tensor<2>>), String> {
+        if self.card.is_consistency() {
+            return Err(format!("{} is a consistency model, not a diffusion teacher", self.card.name));
+        }
+        let r = self.model.range;
+        let sigmas = karras_sampling(OdeSolver::Heun.steps_for_nfe(nfe), r.sigma_min, r.sigma_max, 7.0);
+        let z = normals(&Noise::new(seed), 0, 0, n, self.model.dim(), device);
+        let mut path = Vec::new();
+        let x = solve_pf_ode(&self.model, z, &sigmas, OdeSolver::Heun, |x| {
+            if trajectory {
+                path.push(x.clone())
+            }
+        });
+        Ok((x, path))
+    }
+}

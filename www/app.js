@@ -1,0 +1,171 @@
+// The playground page: fetches model folders, asks the wasm app for samples, draws them.
+// All model math runs in Rust (web/, core/); this file only wires the page.
+
+const $ = (id) => document.getElementById(id);
+const EXTENT = 2.0; // canvases show [-2, 2]^2
+
+let bindings = null; // wasm-bindgen exports (set by trunk's loader)
+let app = null; // wasm App
+let catalogue = []; // [{name, dataset, method, card}]
+let runId = 0;
+
+function bindingsReady() {
+  if (window.wasmBindings) return Promise.resolve(window.wasmBindings);
+  return new Promise((resolve) =>
+    addEventListener('TrunkApplicationStarted', () => resolve(window.wasmBindings), { once: true }));
+}
+
+function showMessage(text) {
+  const m = $('message');
+  m.textContent = text;
+  m.hidden = !text;
+}
+
+function intInput(id, lo, hi) {
+  const el = $(id);
+  const v = Math.round(Number(el.value));
+  const clamped = Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : lo;
+  el.value = clamped;
+  return clamped;
+}
+
+async function startApp() {
+  const prefer = $('prefer').value;
+  app = await bindings.create_app(prefer);
+  $('backend').textContent = app.backend_note();
+  $('backend').dataset.backend = app.backend();
+  document.body.dataset.backend = app.backend();
+}
+
+async function loadModels() {
+  catalogue = [];
+  const problems = [];
+  const index = await (await fetch('models/index.json')).json();
+  for (const name of index.models) {
+    try {
+      const [cardRes, weightsRes] = await Promise.all([
+        fetch(`models/${name}/config.json`),
+        fetch(`models/${name}/model.safetensors`),
+      ]);
+      if (!cardRes.ok) throw new Error(`models/${name}/config.json: HTTP ${cardRes.status}`);
+      if (!weightsRes.ok) throw new Error(`models/${name}/model.safetensors: HTTP ${weightsRes.status}`);
+      const cardText = await cardRes.text();
+      const weights = new Uint8Array(await weightsRes.arrayBuffer());
+      const loaded = app.load_model(cardText, weights);
+      const card = JSON.parse(cardText);
+      catalogue.push({ name: loaded, dataset: card.dataset, method: card.method, card });
+    } catch (e) {
+      problems.push(`Model ${name} could not be loaded: ${e.message ?? e}`);
+    }
+  }
+  showMessage(problems.join('\n'));
+  const datasets = [...new Set(catalogue.map((m) => m.dataset))];
+  const select = $('dataset');
+  const previous = select.value;
+  select.innerHTML = datasets.map((d) => `<option value="${d}">${d}</option>`).join('');
+  if (datasets.includes(previous)) select.value = previous;
+}
+
+function panel(title) {
+  const fig = document.createElement('figure');
+  const canvas = document.createElement('canvas');
+  canvas.width = 360;
+  canvas.height = 360;
+  const cap = document.createElement('figcaption');
+  cap.innerHTML = `<span class="title"></span><span class="stat">…</span>`;
+  cap.querySelector('.title').textContent = title;
+  fig.append(canvas, cap);
+  $('panels').append(fig);
+  return { fig, canvas, stat: cap.querySelector('.stat') };
+}
+
+function draw(canvas, points, colour) {
+  const ctx = canvas.getContext('2d');
+  const { width: w, height: h } = canvas;
+  ctx.fillStyle = '#ffffff';
+  ctx.fillRect(0, 0, w, h);
+  ctx.strokeStyle = '#e3e7ee';
+  ctx.beginPath();
+  ctx.moveTo(w / 2, 0); ctx.lineTo(w / 2, h); ctx.moveTo(0, h / 2); ctx.lineTo(w, h / 2);
+  ctx.stroke();
+  ctx.fillStyle = colour;
+  let drawn = 0;
+  for (let i = 0; i + 1 < points.length; i += 2) {
+    const x = ((points[i] + EXTENT) / (2 * EXTENT)) * w;
+    const y = ((EXTENT - points[i + 1]) / (2 * EXTENT)) * h;
+    if (Number.isFinite(x) && Number.isFinite(y)) {
+      ctx.fillRect(x - 1, y - 1, 2, 2);
+      drawn++;
+    }
+  }
+  canvas.dataset.points = String(drawn);
+}
+
+async function render() {
+  const id = ++runId;
+  document.body.dataset.status = 'sampling';
+  $('panels').innerHTML = '';
+  const dataset = $('dataset').value;
+  const seed = intInput('seed', 0, 2 ** 31);
+  const n = intInput('n', 16, 16384);
+  const k = intInput('k', 1, 16);
+  const nfe = intInput('nfe', 1, 199);
+  const models = catalogue.filter((m) => m.dataset === dataset);
+  try {
+    const data = panel(`data: ${dataset}`);
+    draw(data.canvas, app.data(dataset, n, BigInt(seed)), '#6b7280');
+    data.stat.textContent = 'fresh draw';
+    for (const m of models.filter((m) => m.method !== 'edm')) {
+      for (const steps of [1, 2, k]) {
+        if (steps === k && k <= 2) continue;
+        const taus = app.default_taus(m.name, steps);
+        const p = panel(`${m.name} · ${steps} step${steps > 1 ? 's' : ''}`);
+        const r = await app.sample(m.name, taus, n, BigInt(seed));
+        if (id !== runId) return;
+        draw(p.canvas, r.points, '#1f4fbf');
+        p.stat.textContent = `NFE ${steps} · ${r.ms.toFixed(1)} ms`;
+        p.canvas.title = taus.length ? `τ = ${taus.map((t) => t.toPrecision(3)).join(', ')}` : 'one step from σ_max';
+      }
+    }
+    for (const m of models.filter((m) => m.method === 'edm')) {
+      const p = panel(`${m.name} teacher · Heun`);
+      const r = await app.teacher(m.name, nfe, n, BigInt(seed), false);
+      if (id !== runId) return;
+      draw(p.canvas, r.points, '#b4471f');
+      p.stat.textContent = `NFE ${2 * Math.ceil(nfe / 2) - 1} · ${r.ms.toFixed(1)} ms`;
+    }
+    document.body.dataset.status = 'ready';
+  } catch (e) {
+    showMessage(`Sampling failed: ${e.message ?? e}`);
+    document.body.dataset.status = 'error';
+  }
+}
+
+// Used by the browser test to compare with native `cm sample` (same weights, same noise).
+window.cmParity = async (name, taus, n, seed) => Array.from((await app.sample(name, taus, n, BigInt(seed))).points);
+window.cmLoad = (cardText, bytes) => app.load_model(cardText, new Uint8Array(bytes));
+
+async function main() {
+  bindings = await bindingsReady();
+  const params = new URLSearchParams(location.search);
+  if (params.get('backend')) $('prefer').value = params.get('backend');
+  await startApp();
+  await loadModels();
+  for (const id of ['dataset', 'seed', 'n', 'k', 'nfe']) $(id).addEventListener('change', render);
+  $('resample').addEventListener('click', () => {
+    $('seed').value = Number($('seed').value) + 1;
+    render();
+  });
+  $('prefer').addEventListener('change', async () => {
+    document.body.dataset.status = 'loading';
+    await startApp();
+    await loadModels();
+    await render();
+  });
+  await render();
+}
+
+main().catch((e) => {
+  showMessage(`The playground could not start: ${e.message ?? e}`);
+  document.body.dataset.status = 'error';
+});
