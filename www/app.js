@@ -29,10 +29,27 @@ function intInput(id, lo, hi) {
   return clamped;
 }
 
+// In "auto" mode a software WebGPU adapter (SwiftShader and the like) is skipped: measured far
+// slower than the CPU path (SETUP.md). An explicit "WebGPU" choice still uses it.
+async function softwareAdapter() {
+  try {
+    const adapter = await navigator.gpu?.requestAdapter();
+    if (!adapter) return null;
+    return Boolean(adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter);
+  } catch {
+    return null;
+  }
+}
+
 async function startApp() {
-  const prefer = $('prefer').value;
+  let prefer = $('prefer').value;
+  let why = '';
+  if (prefer === 'auto') {
+    const software = await softwareAdapter();
+    if (software) { prefer = 'cpu'; why = ' — the WebGPU adapter is a software fallback, slower than the CPU'; }
+  }
   app = await bindings.create_app(prefer);
-  $('backend').textContent = app.backend_note();
+  $('backend').textContent = app.backend_note() + (app.backend() === 'cpu' ? why : '');
   $('backend').dataset.backend = app.backend();
   document.body.dataset.backend = app.backend();
 }

@@ -100,6 +100,7 @@ pub fn load_denoiser(config: &ModelConfig, bytes: Vec<u8>, device: &Device) -> R
         return Err(CoreError::Weights(format!("{} bytes is too short for a safetensors file", bytes.len())));
     }
     let mut model = config.init(device);
+    check_header(&model, &bytes)?;
     let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true).allow_partial(true);
     let result = model.load_from(&mut store).map_err(|e| CoreError::Weights(e.to_string()))?;
     let mut problems = Vec::new();
@@ -117,5 +118,54 @@ pub fn load_denoiser(config: &ModelConfig, bytes: Vec<u8>, device: &Device) -> R
         Ok(model)
     } else {
         Err(CoreError::Weights(format!("do not match the card's architecture: {}", problems.join("; "))))
+    }
+}
+
+/// Compares the safetensors header (names, shapes, dtypes) with the architecture, so a mismatch is
+/// reported in one readable line before any tensor is loaded.
+fn check_header(model: &Denoiser, bytes: &[u8]) -> Result<(), CoreError> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("checked length")) as usize;
+    let header = bytes
+        .get(8..8usize.saturating_add(n))
+        .ok_or_else(|| CoreError::Weights(format!("truncated: header says {n} bytes, file has {}", bytes.len())))?;
+    let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header)
+        .map_err(|e| CoreError::Weights(format!("not a safetensors file (header: {e})")))?;
+    let mut expected: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for t in model.collect(None, None, false) {
+        expected.insert(t.name.clone(), t.shape.to_vec());
+    }
+    let mut problems = Vec::new();
+    let mut data_end = 0u64;
+    for (name, want) in &expected {
+        let Some(info) = header.get(name) else {
+            problems.push(format!("tensor {name} is missing"));
+            continue;
+        };
+        let shape: Vec<usize> = info["shape"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64().map(|v| v as usize)).collect())
+            .unwrap_or_default();
+        if &shape != want {
+            problems.push(format!("tensor {name} has shape {shape:?}, the card's architecture needs {want:?}"));
+        }
+        if info["dtype"] != "F32" {
+            problems.push(format!("tensor {name} has dtype {}, expected F32", info["dtype"]));
+        }
+        data_end = data_end.max(info["data_offsets"][1].as_u64().unwrap_or(0));
+    }
+    let extra: Vec<_> = header.keys().filter(|k| *k != "__metadata__" && !expected.contains_key(*k)).collect();
+    if !extra.is_empty() {
+        problems.push(format!("tensors not in the architecture: {extra:?}"));
+    }
+    if problems.is_empty() && (bytes.len() as u64) < 8 + n as u64 + data_end {
+        problems.push(format!("truncated: tensors need {} bytes, file has {}", 8 + n as u64 + data_end, bytes.len()));
+    }
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(CoreError::Weights(format!("do not match the card's architecture: {}", problems[0]))),
+        k => Err(CoreError::Weights(format!(
+            "do not match the card's architecture: {} problems, first: {}",
+            k, problems[0]
+        ))),
     }
 }

@@ -26,6 +26,19 @@ pub struct OptimConfig {
     /// Adam's `beta_2`.
     #[serde(default = "OptimConfig::default_beta_2")]
     pub beta_2: f64,
+    /// Learning-rate schedule after warm-up: `constant` (the papers') or `cosine` (to 0 at the end).
+    #[serde(default)]
+    pub decay: LrDecay,
+}
+
+/// Learning-rate schedule after warm-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrDecay {
+    #[default]
+    Constant,
+    /// `lr (1 + cos(pi p)) / 2` with `p` the fraction of post-warm-up steps done.
+    Cosine,
 }
 
 impl OptimConfig {
@@ -33,9 +46,19 @@ impl OptimConfig {
         0.999
     }
 
-    /// Learning rate at step `k` (linear warm-up, then constant).
-    pub fn lr_at(&self, k: u64) -> f64 {
-        if self.warmup_steps == 0 { self.lr } else { self.lr * ((k + 1) as f64 / self.warmup_steps as f64).min(1.0) }
+    /// Learning rate at step `k` of `total` (linear warm-up, then the decay schedule).
+    pub fn lr_at(&self, k: u64, total: u64) -> f64 {
+        if k < self.warmup_steps {
+            return self.lr * (k + 1) as f64 / self.warmup_steps as f64;
+        }
+        match self.decay {
+            LrDecay::Constant => self.lr,
+            LrDecay::Cosine => {
+                let span = total.saturating_sub(self.warmup_steps).max(1) as f64;
+                let p = ((k - self.warmup_steps) as f64 / span).min(1.0);
+                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+            }
+        }
     }
 }
 
@@ -90,8 +113,14 @@ impl TrainConfig {
     /// Reads and validates a recipe file; unknown fields are errors that name the field.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let cfg: TrainConfig =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
+        let cfg: TrainConfig = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map(|s| {
+                let line = text[..s.start].matches('\n').count() + 1;
+                let src = text.lines().nth(line - 1).unwrap_or("").trim();
+                format!(" at line {line} (`{src}`)")
+            });
+            anyhow::anyhow!("{}{}: {}", path.display(), at.unwrap_or_default(), e.message())
+        })?;
         cfg.validate().with_context(|| format!("invalid config {}", path.display()))?;
         Ok(cfg)
     }
@@ -152,9 +181,4 @@ impl TrainConfig {
         }
         c
     }
-}
-
-/// Collapses a multi-line parser message into one line.
-pub fn one_line(s: &str) -> String {
-    s.split('\n').map(str::trim).filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c == ' ')).collect::<Vec<_>>().join(" ")
 }

@@ -29,8 +29,12 @@ fn positive(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A tau list from the command line.
+#[derive(Clone, Debug)]
+struct Taus(Vec<f64>);
+
 /// A comma-separated, strictly decreasing list of positive noise levels.
-fn taus(s: &str) -> Result<Vec<f64>, String> {
+fn taus(s: &str) -> Result<Taus, String> {
     let v: Vec<f64> = s
         .split(',')
         .map(|t| t.trim().parse::<f64>().map_err(|_| format!("{t:?} is not a number")))
@@ -41,7 +45,7 @@ fn taus(s: &str) -> Result<Vec<f64>, String> {
     if v.windows(2).any(|w| w[1] >= w[0]) {
         return Err(format!("taus must be strictly decreasing, got {s}"));
     }
-    Ok(v)
+    Ok(Taus(v))
 }
 
 #[derive(Subcommand)]
@@ -71,7 +75,7 @@ enum Command {
         steps: u64,
         /// Explicit decreasing tau list (overrides --steps): e.g. 0.821 or 5,0.821.
         #[arg(long, value_parser = taus, allow_negative_numbers = true)]
-        taus: Option<Vec<f64>>,
+        taus: Option<Taus>,
         /// Sample a diffusion model with this many network evaluations.
         #[arg(long, value_parser = positive, allow_negative_numbers = true)]
         teacher_nfe: Option<u64>,
@@ -183,7 +187,7 @@ fn run(cli: Cli) -> Result<()> {
                         bail!("{} is a diffusion model: pass --teacher-nfe N (e.g. 35)", card.name);
                     }
                     let r = model.range;
-                    let taus = taus.unwrap_or_else(|| default_taus(steps as usize, r.sigma_min, r.sigma_max));
+                    let taus = taus.map(|t| t.0).unwrap_or_else(|| default_taus(steps as usize, r.sigma_min, r.sigma_max));
                     if let Some(t) = taus.iter().find(|t| **t > r.sigma_max || **t < r.sigma_min) {
                         bail!("tau {t} is outside [sigma_min, sigma_max] = [{}, {}]", r.sigma_min, r.sigma_max);
                     }

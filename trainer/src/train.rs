@@ -74,7 +74,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
         let log_now = (k + 1) % cfg.log_every.max(1) == 0 || k + 1 == cfg.steps;
         let loss_value = log_now.then(|| loss.clone().into_scalar::<f32>() as f64);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(cfg.optimizer.lr_at(k), model, grads);
+        model = optim.step(cfg.optimizer.lr_at(k, cfg.steps), model, grads);
         if cfg.method != Method::Edm {
             target = if mu > 0.0 {
                 Some(ema_update(target.take().unwrap_or_else(|| model.valid()), &model, mu))
@@ -89,7 +89,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
             let secs = window.0.elapsed().as_secs_f64();
             let rate = window.1 as f64 / secs.max(1e-9);
             window = (Instant::now(), 0);
-            let mut line = serde_json::json!({"step": k + 1, "loss": loss_value, "steps_per_s": rate, "lr": cfg.optimizer.lr_at(k)});
+            let mut line = serde_json::json!({"step": k + 1, "loss": loss_value, "steps_per_s": rate, "lr": cfg.optimizer.lr_at(k, cfg.steps)});
             if cfg.method != Method::Edm {
                 line["n"] = n.into();
                 line["mu"] = mu.into();
