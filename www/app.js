@@ -81,6 +81,7 @@ async function loadModels() {
   const previous = select.value;
   select.innerHTML = datasets.map((d) => `<option value="${d}">${d}</option>`).join('');
   if (datasets.includes(previous)) select.value = previous;
+  else if (datasets.includes('moons')) select.value = 'moons';
 }
 
 function panel(title) {

@@ -125,9 +125,9 @@ pub fn load_denoiser(config: &ModelConfig, bytes: Vec<u8>, device: &Device) -> R
 /// reported in one readable line before any tensor is loaded.
 fn check_header(model: &Denoiser, bytes: &[u8]) -> Result<(), CoreError> {
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("checked length")) as usize;
-    let header = bytes
-        .get(8..8usize.saturating_add(n))
-        .ok_or_else(|| CoreError::Weights(format!("truncated: header says {n} bytes, file has {}", bytes.len())))?;
+    let header = bytes.get(8..8usize.saturating_add(n)).ok_or_else(|| {
+        CoreError::Weights(format!("truncated: header says {n} bytes, file has {}", bytes.len()))
+    })?;
     let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header)
         .map_err(|e| CoreError::Weights(format!("not a safetensors file (header: {e})")))?;
     let mut expected: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -146,19 +146,25 @@ fn check_header(model: &Denoiser, bytes: &[u8]) -> Result<(), CoreError> {
             .map(|a| a.iter().filter_map(|v| v.as_u64().map(|v| v as usize)).collect())
             .unwrap_or_default();
         if &shape != want {
-            problems.push(format!("tensor {name} has shape {shape:?}, the card's architecture needs {want:?}"));
+            problems
+                .push(format!("tensor {name} has shape {shape:?}, the card's architecture needs {want:?}"));
         }
         if info["dtype"] != "F32" {
             problems.push(format!("tensor {name} has dtype {}, expected F32", info["dtype"]));
         }
         data_end = data_end.max(info["data_offsets"][1].as_u64().unwrap_or(0));
     }
-    let extra: Vec<_> = header.keys().filter(|k| *k != "__metadata__" && !expected.contains_key(*k)).collect();
+    let extra: Vec<_> =
+        header.keys().filter(|k| *k != "__metadata__" && !expected.contains_key(*k)).collect();
     if !extra.is_empty() {
         problems.push(format!("tensors not in the architecture: {extra:?}"));
     }
     if problems.is_empty() && (bytes.len() as u64) < 8 + n as u64 + data_end {
-        problems.push(format!("truncated: tensors need {} bytes, file has {}", 8 + n as u64 + data_end, bytes.len()));
+        problems.push(format!(
+            "truncated: tensors need {} bytes, file has {}",
+            8 + n as u64 + data_end,
+            bytes.len()
+        ));
     }
     match problems.len() {
         0 => Ok(()),

@@ -69,8 +69,7 @@ impl Denoiser {
         let device = x.device();
         let b = x.dims()[0];
         let sigma_at = |i: usize| if sigma.len() == 1 { sigma[0] } else { sigma[i] };
-        let s: Vec<_> =
-            (0..b).map(|i| self.parameterisation.scalings(sigma_at(i), &self.range)).collect();
+        let s: Vec<_> = (0..b).map(|i| self.parameterisation.scalings(sigma_at(i), &self.range)).collect();
         let c_skip = column(s.iter().map(|s| s.c_skip), &device);
         let c_out = column(s.iter().map(|s| s.c_out), &device);
         let c_in = column(s.iter().map(|s| s.c_in), &device);
@@ -91,7 +90,13 @@ impl Denoiser {
     }
 
     /// Fresh dropout masks for a batch of `b` rows (iCT: one draw shared by student and target).
-    pub fn dropout_masks(&self, b: usize, noise: &Noise, stream: u64, device: &Device) -> Option<DropoutMasks> {
+    pub fn dropout_masks(
+        &self,
+        b: usize,
+        noise: &Noise,
+        stream: u64,
+        device: &Device,
+    ) -> Option<DropoutMasks> {
         let p = self.net.dropout();
         if p <= 0.0 {
             return None;

@@ -68,9 +68,7 @@ impl Curriculum {
     /// Target-network EMA decay `mu(k)` (0 means the target is `stopgrad(theta)`).
     pub fn mu(&self, k: u64, total: u64) -> f64 {
         match *self {
-            Curriculum::Cm { s0, mu0, .. } => {
-                libm::exp(s0 as f64 * libm::log(mu0) / self.n(k, total) as f64)
-            }
+            Curriculum::Cm { s0, mu0, .. } => libm::exp(s0 as f64 * libm::log(mu0) / self.n(k, total) as f64),
             Curriculum::Ict { .. } => 0.0,
         }
     }

@@ -66,9 +66,14 @@ fn scalings_match_golden() {
         };
         let sigma = row["sigma"].as_f64().unwrap();
         let s = p.scalings(sigma, &range);
-        for (name, got) in [("c_skip", s.c_skip), ("c_out", s.c_out), ("c_in", s.c_in), ("c_noise", s.c_noise)] {
+        for (name, got) in
+            [("c_skip", s.c_skip), ("c_out", s.c_out), ("c_in", s.c_in), ("c_noise", s.c_noise)]
+        {
             let want = row[name].as_f64().unwrap();
-            assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{p:?} sigma={sigma} {name}: {got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "{p:?} sigma={sigma} {name}: {got} vs {want}"
+            );
         }
     }
 }

@@ -43,7 +43,10 @@ fn perturb(m: Denoiser, seed: u64) -> Denoiser {
 
 struct Randomise;
 impl burn::module::ModuleMapper for Randomise {
-    fn map_float<const D: usize>(&mut self, p: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+    fn map_float<const D: usize>(
+        &mut self,
+        p: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
         p.map(|t| {
             let shape = t.shape();
             Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, 0.5), &t.device())
@@ -116,7 +119,8 @@ fn multistep_with_one_tau_is_one_step() {
     let z = normals(&noise, 0, 0, 128, 2, &device);
     let same = host(multistep(&m, z.clone(), &[], |_| panic!("no re-noise for one step"), |x| x));
     assert_eq!(one, same);
-    let at_min = host(multistep(&m, z, &[m.range.sigma_min], |_| normals(&noise, 1, 0, 128, 2, &device), |x| x));
+    let at_min =
+        host(multistep(&m, z, &[m.range.sigma_min], |_| normals(&noise, 1, 0, 128, 2, &device), |x| x));
     assert!(max_abs_diff(&one, &at_min) < 1e-5);
 }
 

@@ -112,7 +112,8 @@ impl TrainConfig {
 
     /// Reads and validates a recipe file; unknown fields are errors that name the field.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
         let cfg: TrainConfig = toml::from_str(&text).map_err(|e| {
             let at = e.span().map(|s| {
                 let line = text[..s.start].matches('\n').count() + 1;
@@ -180,5 +181,48 @@ impl TrainConfig {
             c.ct = Some(c.ct());
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_committed_recipe_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let cfg = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                let stem = path.file_stem().unwrap().to_str().unwrap();
+                assert_eq!(
+                    stem,
+                    format!("{}-{}", cfg.dataset, cfg.method.name()),
+                    "file name must be <dataset>-<method>"
+                );
+                n += 1;
+            }
+        }
+        assert!(n >= 3);
+    }
+
+    #[test]
+    fn learning_rate_warms_up_then_decays() {
+        let mut o = OptimConfig {
+            lr: 1.0,
+            warmup_steps: 10,
+            grad_clip: None,
+            beta_2: 0.999,
+            decay: LrDecay::Constant,
+        };
+        assert_eq!(o.lr_at(0, 100), 0.1);
+        assert_eq!(o.lr_at(9, 100), 1.0);
+        assert_eq!(o.lr_at(99, 100), 1.0);
+        o.decay = LrDecay::Cosine;
+        assert_eq!(o.lr_at(10, 100), 1.0);
+        assert!((o.lr_at(55, 100) - 0.5).abs() < 1e-12);
+        assert!(o.lr_at(100, 100).abs() < 1e-12);
     }
 }

@@ -40,7 +40,13 @@ pub fn teacher_points(model: &Denoiser, n: usize, seed: u64, nfe: usize) -> Resu
     solver_points(model, n, seed, nfe, OdeSolver::Heun)
 }
 
-pub fn solver_points(model: &Denoiser, n: usize, seed: u64, nfe: usize, solver: OdeSolver) -> Result<Vec<f32>> {
+pub fn solver_points(
+    model: &Denoiser,
+    n: usize,
+    seed: u64,
+    nfe: usize,
+    solver: OdeSolver,
+) -> Result<Vec<f32>> {
     if model.parameterisation.is_consistency() {
         bail!("--teacher-nfe needs a diffusion (edm) model; this one is a consistency model");
     }
@@ -109,7 +115,14 @@ pub fn eval_data(dataset: Dataset2d, n: usize, seed: u64, draw: u64) -> Vec<f32>
 }
 
 /// Evaluates a model on `n` points against fresh data.
-pub fn evaluate(model: &Denoiser, dataset: Dataset2d, method: Method, n: usize, seed: u64, teacher_nfe: usize) -> Result<Report> {
+pub fn evaluate(
+    model: &Denoiser,
+    dataset: Dataset2d,
+    method: Method,
+    n: usize,
+    seed: u64,
+    teacher_nfe: usize,
+) -> Result<Report> {
     let data = eval_data(dataset, n, seed, 0);
     let floor = eval_data(dataset, n, seed, 1);
     let dim = model.dim();
@@ -117,21 +130,39 @@ pub fn evaluate(model: &Denoiser, dataset: Dataset2d, method: Method, n: usize, 
     let mut teacher = None;
     if method == Method::Edm || !model.parameterisation.is_consistency() {
         let pts = teacher_points(model, n, seed, teacher_nfe)?;
-        teacher = Some(Entry { nfe: OdeSolver::Heun.nfe(OdeSolver::Heun.steps_for_nfe(teacher_nfe)), taus: None, distances: Distances::between(&pts, &data, dim, seed) });
+        teacher = Some(Entry {
+            nfe: OdeSolver::Heun.nfe(OdeSolver::Heun.steps_for_nfe(teacher_nfe)),
+            taus: None,
+            distances: Distances::between(&pts, &data, dim, seed),
+        });
     } else {
         for steps in [1usize, 2, 4] {
             let taus = default_taus(steps, model.range.sigma_min, model.range.sigma_max);
             let pts = consistency_points(model, n, seed, &taus)?;
-            consistency.insert(steps.to_string(), Entry { nfe: steps, taus: Some(taus), distances: Distances::between(&pts, &data, dim, seed) });
+            consistency.insert(
+                steps.to_string(),
+                Entry { nfe: steps, taus: Some(taus), distances: Distances::between(&pts, &data, dim, seed) },
+            );
         }
     }
-    Ok(Report { dataset: dataset.name().into(), n, seed, noise_floor: Distances::between(&floor, &data, dim, seed), consistency, teacher })
+    Ok(Report {
+        dataset: dataset.name().into(),
+        n,
+        seed,
+        noise_floor: Distances::between(&floor, &data, dim, seed),
+        consistency,
+        teacher,
+    })
 }
 
 /// One-step (or 35-NFE teacher) sliced W2 on 1024 points: cheap enough to log during training.
 pub fn quick_sliced_w2(model: &Denoiser, dataset: Dataset2d, method: Method) -> Result<f64> {
     let n = 1024;
-    let pts = if method == Method::Edm { teacher_points(model, n, 9, 35)? } else { consistency_points(model, n, 9, &[])? };
+    let pts = if method == Method::Edm {
+        teacher_points(model, n, 9, 35)?
+    } else {
+        consistency_points(model, n, 9, &[])?
+    };
     Ok(sliced_w2(&pts, &eval_data(dataset, n, 9, 0), model.dim(), 64, 0))
 }
 
@@ -140,7 +171,11 @@ pub fn hardware() -> String {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     format!("{cpus} x {model}")
 }

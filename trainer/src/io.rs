@@ -20,8 +20,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::process::id()
     ));
     let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
 }
 
 /// A `[n, dim]` float32 array as NumPy `.npy` (format 1.0).
@@ -81,7 +84,11 @@ pub fn scatter_png(points: &[f32], size: u32, extent: f32) -> Vec<u8> {
             rgb.extend_from_slice(&[g, g, g]);
         } else {
             let t = 0.35 + 0.65 * (c as f32).ln_1p() / max.ln_1p();
-            rgb.extend_from_slice(&[(30.0 * (1.0 - t)) as u8, (60.0 + 40.0 * (1.0 - t)) as u8, (120.0 + 110.0 * t) as u8]);
+            rgb.extend_from_slice(&[
+                (30.0 * (1.0 - t)) as u8,
+                (60.0 + 40.0 * (1.0 - t)) as u8,
+                (120.0 + 110.0 * t) as u8,
+            ]);
         }
     }
     let mut out = Vec::new();
@@ -110,7 +117,9 @@ pub fn write_points(path: &Path, points: &[f32], dim: usize) -> Result<()> {
             s.into_bytes()
         }
         Some("png") if dim == 2 => scatter_png(points, 512, 2.0),
-        Some("png") => bail!("{}: a PNG scatter needs 2D points, these have {dim} dimensions", path.display()),
+        Some("png") => {
+            bail!("{}: a PNG scatter needs 2D points, these have {dim} dimensions", path.display())
+        }
         _ => bail!("{}: unknown output format, expected .npy, .csv or .png", path.display()),
     };
     write_atomic(path, &bytes)
@@ -132,11 +141,14 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(ModelCard, Denoise
         bail!("model folder {} does not exist", dir.display());
     }
     let card_path: PathBuf = dir.join(CARD_FILE);
-    let text = std::fs::read_to_string(&card_path).with_context(|| format!("cannot read {}", card_path.display()))?;
+    let text = std::fs::read_to_string(&card_path)
+        .with_context(|| format!("cannot read {}", card_path.display()))?;
     let card = ModelCard::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", card_path.display()))?;
     let weights_path = dir.join(WEIGHTS_FILE);
-    let bytes = std::fs::read(&weights_path).with_context(|| format!("cannot read {}", weights_path.display()))?;
-    let model = load_denoiser(&card.model, bytes, device).map_err(|e| anyhow::anyhow!("{}: {e}", weights_path.display()))?;
+    let bytes =
+        std::fs::read(&weights_path).with_context(|| format!("cannot read {}", weights_path.display()))?;
+    let model = load_denoiser(&card.model, bytes, device)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", weights_path.display()))?;
     Ok((card, model))
 }
 

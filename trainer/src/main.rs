@@ -65,6 +65,9 @@ enum Command {
         /// Override the recipe's backend.
         #[arg(long, value_enum)]
         backend: Option<Backend>,
+        /// Replace a run folder that already holds a trained model.
+        #[arg(long)]
+        force: bool,
     },
     /// Draw samples from a model folder.
     Sample {
@@ -154,8 +157,14 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { config, out, steps, seed, backend } => {
+        Command::Train { config, out, steps, seed, backend, force } => {
             let mut cfg = TrainConfig::load(&config)?;
+            if !force && out.join("model").exists() {
+                bail!(
+                    "run folder {} already holds a trained model; pass --force to replace it or choose another --out",
+                    out.display()
+                );
+            }
             if let Some(s) = steps {
                 cfg.steps = s;
             }
@@ -167,9 +176,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let summary = train::train(&cfg, &out, &command)?;
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({
-                "model": summary.model_dir, "metrics": summary.metrics
-            }))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "model": summary.model_dir, "metrics": summary.metrics
+                }))?
+            );
         }
         Command::Sample { model, steps, taus, teacher_nfe, solver, n, seed, out, backend } => {
             let device = backend.device()?;
@@ -187,9 +199,15 @@ fn run(cli: Cli) -> Result<()> {
                         bail!("{} is a diffusion model: pass --teacher-nfe N (e.g. 35)", card.name);
                     }
                     let r = model.range;
-                    let taus = taus.map(|t| t.0).unwrap_or_else(|| default_taus(steps as usize, r.sigma_min, r.sigma_max));
+                    let taus = taus
+                        .map(|t| t.0)
+                        .unwrap_or_else(|| default_taus(steps as usize, r.sigma_min, r.sigma_max));
                     if let Some(t) = taus.iter().find(|t| **t > r.sigma_max || **t < r.sigma_min) {
-                        bail!("tau {t} is outside [sigma_min, sigma_max] = [{}, {}]", r.sigma_min, r.sigma_max);
+                        bail!(
+                            "tau {t} is outside [sigma_min, sigma_max] = [{}, {}]",
+                            r.sigma_min,
+                            r.sigma_max
+                        );
                     }
                     eval::consistency_points(&model, n as usize, seed, &taus)?
                 }
@@ -206,17 +224,24 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { model, n, seed, teacher_nfe } => {
             let device = Backend::Cpu.device()?;
             let (card, model) = io::load_model_dir(&model, &device)?;
-            let dataset = Dataset2d::from_name(&card.dataset)
-                .with_context(|| format!("the card names dataset {:?}, which cm does not know", card.dataset))?;
-            let report = eval::evaluate(&model, dataset, card.method, n as usize, seed, teacher_nfe as usize)?;
+            let dataset = Dataset2d::from_name(&card.dataset).with_context(|| {
+                format!("the card names dataset {:?}, which cm does not know", card.dataset)
+            })?;
+            let report =
+                eval::evaluate(&model, dataset, card.method, n as usize, seed, teacher_nfe as usize)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Export { from, out } => {
             let src = if from.join("model").is_dir() { from.join("model") } else { from };
             let (card, model) = io::load_model_dir(&src, &Backend::Cpu.device()?)?;
             io::save_model_dir(&out, &card, &model)?;
-            if let Some(parent) = out.parent().filter(|p| p.join("index.json").is_file() || p.ends_with("models")) {
-                io::register_in_index(parent, &out.file_name().and_then(|n| n.to_str()).unwrap_or(&card.name).to_string())?;
+            if let Some(parent) =
+                out.parent().filter(|p| p.join("index.json").is_file() || p.ends_with("models"))
+            {
+                io::register_in_index(
+                    parent,
+                    out.file_name().and_then(|n| n.to_str()).unwrap_or(&card.name),
+                )?;
             }
             println!("exported {} to {}", card.name, out.display());
         }

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use burn::optim::{AdamConfig, GradientsParams};
 use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use cm_core::ema::ema_update;
-use cm_core::objective::{Streams, ct_loss, edm_loss};
+use cm_core::objective::{Progress, ct_loss, edm_loss};
 use cm_core::rng::Noise;
 use cm_core::{Denoiser, Method, ModelCard, card::CARD_FORMAT};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -60,14 +60,15 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
     );
     let mut window = (Instant::now(), 0u64);
     for k in 0..cfg.steps {
-        let streams = Streams { k };
+        let progress = Progress { k, total: cfg.steps };
+        let streams = progress.streams();
         let x0 = dataset.sample(cfg.seed, streams.data(), 0, cfg.batch);
         let x0 = Tensor::<1>::from_floats(x0.as_slice(), &device).reshape([cfg.batch, 2]);
         let (loss, n, mu) = match cfg.method {
             Method::Edm => (edm_loss(&model, x0, &cfg.edm, &noise, streams), 0, 0.0),
             Method::Ct | Method::Ict => {
                 let t = target.as_ref().unwrap_or(&model);
-                let step = ct_loss(&model, t, x0, &ct, k, cfg.steps, &noise, streams);
+                let step = ct_loss(&model, t, x0, &ct, progress, &noise);
                 (step.loss, step.n, step.mu)
             }
         };
@@ -86,6 +87,13 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
         window.1 += 1;
 
         if let Some(loss_value) = loss_value {
+            if !loss_value.is_finite() {
+                anyhow::bail!(
+                    "the loss became {loss_value} at step {}; try a lower optimizer.lr or a grad_clip (checkpoints so far are kept in {})",
+                    k + 1,
+                    out.display()
+                );
+            }
             let secs = window.0.elapsed().as_secs_f64();
             let rate = window.1 as f64 / secs.max(1e-9);
             window = (Instant::now(), 0);

@@ -38,7 +38,13 @@ fn model_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let d = tmp("model");
         std::fs::write(d.join("recipe.toml"), RECIPE).unwrap();
-        let out = cm(&["train", "--config", d.join("recipe.toml").to_str().unwrap(), "--out", d.join("run").to_str().unwrap()]);
+        let out = cm(&[
+            "train",
+            "--config",
+            d.join("recipe.toml").to_str().unwrap(),
+            "--out",
+            d.join("run").to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         d.join("run/model")
     })
@@ -49,7 +55,8 @@ fn fails_with(out: &Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "expected failure, stderr: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
-    let first = err.lines().find(|l| l.starts_with("error")).unwrap_or_else(|| panic!("no error line in {err:?}"));
+    let first =
+        err.lines().find(|l| l.starts_with("error")).unwrap_or_else(|| panic!("no error line in {err:?}"));
     for n in needles {
         assert!(first.contains(n), "error line {first:?} does not mention {n:?}");
     }
@@ -68,7 +75,17 @@ fn sample_writes_every_format() {
     let d = tmp("formats");
     for ext in ["npy", "csv", "png"] {
         let out_path = d.join(format!("s.{ext}"));
-        let out = cm(&["sample", "--model", model_dir().to_str().unwrap(), "--steps", "2", "--n", "100", "--out", out_path.to_str().unwrap()]);
+        let out = cm(&[
+            "sample",
+            "--model",
+            model_dir().to_str().unwrap(),
+            "--steps",
+            "2",
+            "--n",
+            "100",
+            "--out",
+            out_path.to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(std::fs::metadata(&out_path).unwrap().len() > 100);
     }
@@ -76,7 +93,9 @@ fn sample_writes_every_format() {
     assert_eq!(&npy[..6], b"\x93NUMPY");
     assert_eq!(npy.len(), 128 + 100 * 2 * 4);
     let data = d.join("d.csv");
-    assert!(cm(&["data", "--name", "swiss-roll", "--n", "10", "--out", data.to_str().unwrap()]).status.success());
+    assert!(
+        cm(&["data", "--name", "swiss-roll", "--n", "10", "--out", data.to_str().unwrap()]).status.success()
+    );
     assert_eq!(std::fs::read_to_string(&data).unwrap().lines().count(), 11);
 }
 
@@ -84,7 +103,10 @@ fn sample_writes_every_format() {
 fn missing_weights_file_is_named() {
     let d = copy_model("missing");
     std::fs::remove_file(d.join("model.safetensors")).unwrap();
-    fails_with(&cm(&["sample", "--model", d.to_str().unwrap(), "--out", "/tmp/x.npy"]), &["model.safetensors"]);
+    fails_with(
+        &cm(&["sample", "--model", d.to_str().unwrap(), "--out", "/tmp/x.npy"]),
+        &["model.safetensors"],
+    );
 }
 
 #[test]
@@ -92,7 +114,10 @@ fn truncated_weights_file_is_named() {
     let d = copy_model("truncated");
     let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
     std::fs::write(d.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    fails_with(&cm(&["sample", "--model", d.to_str().unwrap(), "--out", "/tmp/x.npy"]), &["model.safetensors"]);
+    fails_with(
+        &cm(&["sample", "--model", d.to_str().unwrap(), "--out", "/tmp/x.npy"]),
+        &["model.safetensors"],
+    );
 }
 
 #[test]
@@ -100,24 +125,64 @@ fn wrong_shaped_weights_are_refused() {
     let d = copy_model("shape");
     let card = std::fs::read_to_string(d.join("config.json")).unwrap();
     std::fs::write(d.join("config.json"), card.replace("\"hidden\": 16", "\"hidden\": 24")).unwrap();
-    fails_with(&cm(&["sample", "--model", d.to_str().unwrap(), "--out", "/tmp/x.npy"]), &["model.safetensors", "match"]);
+    fails_with(
+        &cm(&["sample", "--model", d.to_str().unwrap(), "--out", "/tmp/x.npy"]),
+        &["model.safetensors", "match"],
+    );
 }
 
 #[test]
 fn unknown_config_field_is_named() {
     let d = tmp("unknown");
-    std::fs::write(d.join("r.toml"), RECIPE.replace("ema_decay = 0.9", "ema_decay = 0.9\nlearning_rat = 3")).unwrap();
-    fails_with(&cm(&["train", "--config", d.join("r.toml").to_str().unwrap(), "--out", d.join("run").to_str().unwrap()]), &["learning_rat"]);
+    std::fs::write(d.join("r.toml"), RECIPE.replace("ema_decay = 0.9", "ema_decay = 0.9\nlearning_rat = 3"))
+        .unwrap();
+    fails_with(
+        &cm(&[
+            "train",
+            "--config",
+            d.join("r.toml").to_str().unwrap(),
+            "--out",
+            d.join("run").to_str().unwrap(),
+        ]),
+        &["learning_rat"],
+    );
     assert!(!d.join("run").exists(), "a rejected config must not create a run folder");
+}
+
+#[test]
+fn training_never_overwrites_a_finished_run_unasked() {
+    let run = model_dir().parent().unwrap();
+    let before = std::fs::read(run.join("model/model.safetensors")).unwrap();
+    let recipe = run.parent().unwrap().join("recipe.toml");
+    fails_with(
+        &cm(&["train", "--config", recipe.to_str().unwrap(), "--out", run.to_str().unwrap()]),
+        &["--force"],
+    );
+    assert_eq!(std::fs::read(run.join("model/model.safetensors")).unwrap(), before);
 }
 
 #[test]
 fn negative_step_counts_are_refused() {
     let d = tmp("negative");
     std::fs::write(d.join("r.toml"), RECIPE.replace("steps = 30", "steps = -3")).unwrap();
-    fails_with(&cm(&["train", "--config", d.join("r.toml").to_str().unwrap(), "--out", d.join("run").to_str().unwrap()]), &["steps"]);
-    fails_with(&cm(&["sample", "--model", model_dir().to_str().unwrap(), "--steps", "-2", "--out", "/tmp/x.npy"]), &["steps", "-2"]);
-    fails_with(&cm(&["train", "--config", d.join("r.toml").to_str().unwrap(), "--steps", "-1", "--out", "/tmp/r"]), &["steps"]);
+    fails_with(
+        &cm(&[
+            "train",
+            "--config",
+            d.join("r.toml").to_str().unwrap(),
+            "--out",
+            d.join("run").to_str().unwrap(),
+        ]),
+        &["steps"],
+    );
+    fails_with(
+        &cm(&["sample", "--model", model_dir().to_str().unwrap(), "--steps", "-2", "--out", "/tmp/x.npy"]),
+        &["steps", "-2"],
+    );
+    fails_with(
+        &cm(&["train", "--config", d.join("r.toml").to_str().unwrap(), "--steps", "-1", "--out", "/tmp/r"]),
+        &["steps"],
+    );
 }
 
 #[test]
@@ -125,10 +190,16 @@ fn bad_sampling_arguments_are_explained() {
     let m = model_dir().to_str().unwrap();
     fails_with(&cm(&["sample", "--model", m, "--taus", "0.5,2", "--out", "/tmp/x.npy"]), &["decreasing"]);
     fails_with(&cm(&["sample", "--model", m, "--taus", "500", "--out", "/tmp/x.npy"]), &["sigma_max"]);
-    fails_with(&cm(&["sample", "--model", m, "--teacher-nfe", "35", "--out", "/tmp/x.npy"]), &["consistency model"]);
+    fails_with(
+        &cm(&["sample", "--model", m, "--teacher-nfe", "35", "--out", "/tmp/x.npy"]),
+        &["consistency model"],
+    );
     fails_with(&cm(&["sample", "--model", m, "--out", "/tmp/x.txt"]), &["x.txt", ".npy"]);
     fails_with(&cm(&["data", "--name", "spirals", "--out", "/tmp/x.npy"]), &["spirals"]);
-    fails_with(&cm(&["sample", "--model", "/nonexistent/model", "--out", "/tmp/x.npy"]), &["/nonexistent/model"]);
+    fails_with(
+        &cm(&["sample", "--model", "/nonexistent/model", "--out", "/tmp/x.npy"]),
+        &["/nonexistent/model"],
+    );
 }
 
 #[test]
@@ -137,6 +208,9 @@ fn a_failed_export_keeps_the_existing_model() {
     let before = std::fs::read(good.join("model.safetensors")).unwrap();
     let bad = copy_model("bad-src");
     std::fs::write(bad.join("model.safetensors"), b"not safetensors at all").unwrap();
-    fails_with(&cm(&["export", "--from", bad.to_str().unwrap(), "--out", good.to_str().unwrap()]), &["model.safetensors"]);
+    fails_with(
+        &cm(&["export", "--from", bad.to_str().unwrap(), "--out", good.to_str().unwrap()]),
+        &["model.safetensors"],
+    );
     assert_eq!(std::fs::read(good.join("model.safetensors")).unwrap(), before);
 }

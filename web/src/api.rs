@@ -59,10 +59,18 @@ pub fn create_app(prefer: String) -> Promise {
         } else {
             match webgpu().await {
                 Ok(d) => (d, "webgpu", "WebGPU (burn wgpu)".to_string()),
-                Err(e) => (Device::flex(), "cpu", format!("CPU (burn flex, wasm) — no WebGPU: {e}")),
+                Err(e) => {
+                    web_sys::console::info_1(&format!("cm: WebGPU unavailable: {e}").into());
+                    (
+                        Device::flex(),
+                        "cpu",
+                        "CPU (burn flex, wasm) — no WebGPU adapter in this browser".to_string(),
+                    )
+                }
             }
         };
-        Ok(App { inner: Rc::new(RefCell::new(Playground::new(device))), backend: backend.into(), note }.into())
+        Ok(App { inner: Rc::new(RefCell::new(Playground::new(device))), backend: backend.into(), note }
+            .into())
     })
 }
 
@@ -125,7 +133,8 @@ impl App {
                 (p.get(&name).map_err(|e| JsValue::from_str(&e))?, p.device.clone())
             };
             let t0 = now_ms();
-            let (x, path) = loaded.teacher(nfe, n, seed, &device, trajectory).map_err(|e| JsValue::from_str(&e))?;
+            let (x, path) =
+                loaded.teacher(nfe, n, seed, &device, trajectory).map_err(|e| JsValue::from_str(&e))?;
             let pts = read(x).await?;
             let ms = now_ms() - t0;
             let mut flat = Vec::new();

@@ -59,7 +59,14 @@ impl Loaded {
 
     /// Heun PF-ODE samples at `nfe` evaluations; with `trajectory`, every intermediate state too
     /// (stacked `[steps + 1, n, D]`).
-    pub fn teacher(&self, nfe: usize, n: usize, seed: u64, device: &Device, trajectory: bool) -> Result<(Tensor<2>, Vec<Tensor<2>>), String> {
+    pub fn teacher(
+        &self,
+        nfe: usize,
+        n: usize,
+        seed: u64,
+        device: &Device,
+        trajectory: bool,
+    ) -> Result<(Tensor<2>, Vec<Tensor<2>>), String> {
         if self.card.is_consistency() {
             return Err(format!("{} is a consistency model, not a diffusion teacher", self.card.name));
         }

@@ -26,9 +26,9 @@ impl TimeEmbedding {
                 .into_iter()
                 .map(|b| (core::f64::consts::TAU * scale * b as f64) as f32)
                 .collect(),
-            TimeEmbedding::Positional { scale } => (0..half)
-                .map(|i| (scale * libm::pow(10_000.0, -(i as f64) / half as f64)) as f32)
-                .collect(),
+            TimeEmbedding::Positional { scale } => {
+                (0..half).map(|i| (scale * libm::pow(10_000.0, -(i as f64) / half as f64)) as f32).collect()
+            }
         }
     }
 }

@@ -29,7 +29,7 @@ pub struct MlpConfig {
 impl MlpConfig {
     /// Checks sizes before any tensor is made.
     pub fn validate(&self) -> Result<(), String> {
-        if self.dim == 0 || self.hidden == 0 || self.emb_dim < 2 || self.emb_dim % 2 != 0 {
+        if self.dim == 0 || self.hidden == 0 || self.emb_dim < 2 || !self.emb_dim.is_multiple_of(2) {
             return Err(format!(
                 "need dim > 0, hidden > 0 and an even emb_dim >= 2, got dim = {}, hidden = {}, emb_dim = {}",
                 self.dim, self.hidden, self.emb_dim

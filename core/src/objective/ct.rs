@@ -7,7 +7,7 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::Streams;
+use super::Progress;
 use crate::distance::Distance;
 use crate::model::Denoiser;
 use crate::rng::Noise;
@@ -87,18 +87,18 @@ pub struct CtStep {
     pub mu: f64,
 }
 
-/// The consistency-training loss at step `k` of `total`. `target` is the EMA network `theta-`
+/// The consistency-training loss at step `k` of `total` (`progress`). `target` is the EMA network `theta-`
 /// (pass `student` itself when `mu = 0`; its output is detached either way). `x0: [B, D]`.
 pub fn ct_loss(
     student: &Denoiser,
     target: &Denoiser,
     x0: Tensor<2>,
     cfg: &CtConfig,
-    k: u64,
-    total: u64,
+    progress: Progress,
     noise: &Noise,
-    streams: Streams,
 ) -> CtStep {
+    let Progress { k, total } = progress;
+    let streams = progress.streams();
     let device = x0.device();
     let [b, d] = x0.dims();
     let range = &student.range;
@@ -106,9 +106,12 @@ pub fn ct_loss(
     let sigmas = karras(n, range.sigma_min, range.sigma_max, cfg.rho);
     let cum = match cfg.index_sampling {
         IndexSampling::Uniform => cumulative(&vec![1.0; n - 1]),
-        IndexSampling::Lognormal { p_mean, p_std } => cumulative(&lognormal_index_probs(&sigmas, p_mean, p_std)),
+        IndexSampling::Lognormal { p_mean, p_std } => {
+            cumulative(&lognormal_index_probs(&sigmas, p_mean, p_std))
+        }
     };
-    let idx: Vec<usize> = (0..b).map(|row| noise.generator(streams.level(), row as u64).categorical(&cum)).collect();
+    let idx: Vec<usize> =
+        (0..b).map(|row| noise.generator(streams.level(), row as u64).categorical(&cum)).collect();
     let sigma_lo: Vec<f64> = idx.iter().map(|&i| sigmas[i]).collect();
     let sigma_hi: Vec<f64> = idx.iter().map(|&i| sigmas[i + 1]).collect();
     let col = |v: &[f64]| {

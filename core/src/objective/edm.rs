@@ -36,7 +36,13 @@ impl Default for EdmConfig {
 
 /// EDM loss `E[lambda(sigma) ||D(x0 + sigma z, sigma) - x0||^2]`, `lambda = (sigma^2 + sd^2)/(sigma sd)^2`,
 /// averaged over rows and dimensions. `x0: [B, D]` -> scalar `[1]`.
-pub fn edm_loss(model: &Denoiser, x0: Tensor<2>, cfg: &EdmConfig, noise: &Noise, streams: Streams) -> Tensor<1> {
+pub fn edm_loss(
+    model: &Denoiser,
+    x0: Tensor<2>,
+    cfg: &EdmConfig,
+    noise: &Noise,
+    streams: Streams,
+) -> Tensor<1> {
     let device = x0.device();
     let [b, d] = x0.dims();
     let sd = model.range.sigma_data;
@@ -46,8 +52,9 @@ pub fn edm_loss(model: &Denoiser, x0: Tensor<2>, cfg: &EdmConfig, noise: &Noise,
         .map(|n| libm::exp(cfg.p_mean + cfg.p_std * n as f64))
         .collect();
     let z = Tensor::<1>::from_floats(noise.normals(streams.z(), 0, b, d).as_slice(), &device).reshape([b, d]);
-    let sig = Tensor::<1>::from_floats(sigma.iter().map(|&s| s as f32).collect::<Vec<_>>().as_slice(), &device)
-        .reshape([b, 1]);
+    let sig =
+        Tensor::<1>::from_floats(sigma.iter().map(|&s| s as f32).collect::<Vec<_>>().as_slice(), &device)
+            .reshape([b, 1]);
     let lambda: Vec<f32> = sigma.iter().map(|&s| ((s * s + sd * sd) / (s * sd).powi(2)) as f32).collect();
     let lambda = Tensor::<1>::from_floats(lambda.as_slice(), &device);
     let y = x0.clone() + z * sig;

@@ -9,6 +9,19 @@ pub mod edm;
 pub use ct::{CtConfig, CtStep, IndexSampling, Weighting, ct_loss};
 pub use edm::{EdmConfig, edm_loss};
 
+/// Where training is: step `k` of `total` (= K). Curricula need both; noise streams need `k`.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub k: u64,
+    pub total: u64,
+}
+
+impl Progress {
+    pub fn streams(&self) -> Streams {
+        Streams { k: self.k }
+    }
+}
+
 /// Stream ids of one training step `k`: independent generators for each random quantity.
 #[derive(Clone, Copy, Debug)]
 pub struct Streams {

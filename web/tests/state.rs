@@ -1,0 +1,59 @@
+//! The playground state natively, on the bundled models: what the page does, without a browser.
+
+use burn::prelude::Device;
+use cm_web::state::Playground;
+
+fn bundled(name: &str) -> (String, Vec<u8>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models").join(name);
+    (
+        std::fs::read_to_string(dir.join("config.json")).unwrap(),
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+    )
+}
+
+#[test]
+fn every_bundled_model_loads_and_samples() {
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../www/models/index.json")).unwrap(),
+    )
+    .unwrap();
+    let device = Device::flex();
+    let mut p = Playground::new(device.clone());
+    for name in index["models"].as_array().unwrap() {
+        let name = name.as_str().unwrap();
+        let (card, weights) = bundled(name);
+        assert_eq!(p.load(&card, weights).unwrap(), name, "folder name and card name agree");
+        let m = p.get(name).unwrap();
+        let x = if m.card.is_consistency() {
+            m.sample(&m.default_taus(2), 64, 0, &device).unwrap()
+        } else {
+            m.teacher(9, 64, 0, &device, false).unwrap().0
+        };
+        let v = x.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(v.len(), 128);
+        assert!(v.iter().all(|x| x.is_finite() && x.abs() < 5.0), "{name}: samples out of range");
+    }
+}
+
+#[test]
+fn mismatched_weights_name_the_model_and_file() {
+    let mut p = Playground::new(Device::flex());
+    let (card, weights) = bundled("moons-ict");
+    let err = p.load(&card, weights[..weights.len() / 2].to_vec()).unwrap_err();
+    assert!(err.contains("moons-ict") && err.contains("model.safetensors"), "{err}");
+    let (other_card, _) = bundled("moons-edm");
+    let err =
+        p.load(&other_card.replace("\"hidden\": 128", "\"hidden\": 64"), bundled("moons-edm").1).unwrap_err();
+    assert!(err.contains("shape"), "{err}");
+    assert!(p.load("{\"format\": 3}", vec![]).unwrap_err().contains("config.json"));
+}
+
+#[test]
+fn trajectories_have_one_state_per_step() {
+    let device = Device::flex();
+    let mut p = Playground::new(device.clone());
+    let (card, weights) = bundled("moons-edm");
+    p.load(&card, weights).unwrap();
+    let (_, path) = p.get("moons-edm").unwrap().teacher(35, 8, 1, &device, true).unwrap();
+    assert_eq!(path.len(), 18 + 1);
+}
