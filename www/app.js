@@ -165,10 +165,13 @@ window.cmLoad = (cardText, bytes) => app.load_model(cardText, new Uint8Array(byt
 
 async function main() {
   bindings = await bindingsReady();
+  // Shareable settings: ?backend=cpu&dataset=moons&seed=3&n=512&k=4&nfe=35
   const params = new URLSearchParams(location.search);
   if (params.get('backend')) $('prefer').value = params.get('backend');
+  for (const id of ['seed', 'n', 'k', 'nfe']) if (params.get(id)) $(id).value = params.get(id);
   await startApp();
   await loadModels();
+  if (params.get('dataset')) $('dataset').value = params.get('dataset');
   for (const id of ['dataset', 'seed', 'n', 'k', 'nfe']) $(id).addEventListener('change', render);
   $('resample').addEventListener('click', () => {
     $('seed').value = Number($('seed').value) + 1;

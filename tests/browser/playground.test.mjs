@@ -73,7 +73,8 @@ function nativeSamples(taus, n, seed) {
   return readNpy(out);
 }
 
-for (const [backend, webgpu, query] of [['webgpu', true, '?backend=webgpu'], ['cpu', false, '?backend=auto']]) {
+// SwiftShader's WebGPU runs these models ~50x slower than the wasm CPU path: fewer points there.
+for (const [backend, webgpu, query] of [['webgpu', true, '?backend=webgpu&n=256&nfe=9'], ['cpu', false, '?backend=auto']]) {
   test(`playground draws samples on the ${backend} path`, async () => {
     const browser = await launch(webgpu);
     try {
@@ -84,7 +85,8 @@ for (const [backend, webgpu, query] of [['webgpu', true, '?backend=webgpu'], ['c
       assert.equal(await page.evaluate(() => document.body.dataset.backend), backend);
       const counts = await page.$$eval('canvas', (cs) => cs.map((c) => Number(c.dataset.points ?? 0)));
       assert.ok(counts.length >= 4, `only ${counts.length} panels`);
-      assert.ok(counts.every((c) => c > 1000), `points drawn per panel: ${counts}`);
+      const expected = backend === 'webgpu' ? 256 : 2048;
+      assert.ok(counts.every((c) => c === expected), `finite points drawn per panel: ${counts}, expected ${expected}`);
       const stats = await page.$$eval('figcaption', (fs) => fs.map((f) => f.textContent));
       console.log(`[${backend}] ${stats.join(' | ')}`);
       await page.screenshot({ path: path.join(artifacts, `playground-${backend}.png`), fullPage: true });
@@ -100,10 +102,11 @@ for (const [backend, webgpu, query] of [['webgpu', true, '?backend=webgpu'], ['c
         assert.ok(maxDiff < 2e-3, `web and native samples differ by ${maxDiff}`);
       }
 
-      // Timing for the closing note: one step, 4096 points, after warm-up.
-      await page.evaluate(() => window.cmParity('moons-ict', [], 4096, 1));
-      const ms = await page.evaluate(async () => { const t = performance.now(); await window.cmParity('moons-ict', [], 4096, 2); return performance.now() - t; });
-      console.log(`[${backend}] one-step, 4096 samples: ${ms.toFixed(1)} ms (${(ms * 1000 / 4096).toFixed(2)} us/sample)`);
+      // Timing for the closing note: one step after warm-up (a report, not an assertion).
+      const n = backend === 'webgpu' ? 1024 : 4096;
+      await page.evaluate((n) => window.cmParity('moons-ict', [], n, 1), n);
+      const ms = await page.evaluate(async (n) => { const t = performance.now(); await window.cmParity('moons-ict', [], n, 2); return performance.now() - t; }, n);
+      console.log(`[${backend}] one-step, ${n} samples: ${ms.toFixed(1)} ms (${(ms * 1000 / n).toFixed(2)} us/sample)`);
     } finally {
       await browser.close();
     }
