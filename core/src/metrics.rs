@@ -38,6 +38,25 @@ pub fn sliced_w2(x: &[f32], y: &[f32], dim: usize, projections: usize, seed: u64
     (total / projections as f64).sqrt()
 }
 
+/// Mean of `k(a, b)` over distinct pairs of rows within one set (the unbiased U-statistic).
+fn mean_within(s: &[f32], dim: usize, k: impl Fn(&[f32], &[f32]) -> f64) -> f64 {
+    let r: Vec<&[f32]> = rows(s, dim).collect();
+    let n = r.len() as f64;
+    let mut sum = 0.0;
+    for i in 0..r.len() {
+        for j in i + 1..r.len() {
+            sum += k(r[i], r[j]);
+        }
+    }
+    2.0 * sum / (n * (n - 1.0))
+}
+
+/// Mean of `k(a, b)` over all pairs with `a` from `x` and `b` from `y`.
+fn mean_cross(x: &[f32], y: &[f32], dim: usize, k: impl Fn(&[f32], &[f32]) -> f64) -> f64 {
+    let total: f64 = rows(x, dim).map(|a| rows(y, dim).map(|b| k(a, b)).sum::<f64>()).sum();
+    total / ((x.len() / dim) * (y.len() / dim)) as f64
+}
+
 /// Unbiased squared MMD with a sum of Gaussian kernels of bandwidths `[0.05, 0.1, 0.2, 0.5, 1]`
 /// (for data with `sigma_data = 0.5`).
 pub fn mmd2(x: &[f32], y: &[f32], dim: usize) -> f64 {
@@ -46,38 +65,12 @@ pub fn mmd2(x: &[f32], y: &[f32], dim: usize) -> f64 {
         let d2 = dist(a, b).powi(2);
         H.iter().map(|h| (-d2 / (2.0 * h * h)).exp()).sum::<f64>()
     };
-    let within = |s: &[f32]| {
-        let r: Vec<&[f32]> = rows(s, dim).collect();
-        let n = r.len() as f64;
-        let mut sum = 0.0;
-        for i in 0..r.len() {
-            for j in i + 1..r.len() {
-                sum += k(r[i], r[j]);
-            }
-        }
-        2.0 * sum / (n * (n - 1.0))
-    };
-    let cross = rows(x, dim).map(|a| rows(y, dim).map(|b| k(a, b)).sum::<f64>()).sum::<f64>()
-        / ((x.len() / dim) * (y.len() / dim)) as f64;
-    within(x) + within(y) - 2.0 * cross
+    mean_within(x, dim, k) + mean_within(y, dim, k) - 2.0 * mean_cross(x, y, dim, k)
 }
 
 /// Energy distance `2 E|X - Y| - E|X - X'| - E|Y - Y'|` (Székely & Rizzo), unbiased within-set terms.
 pub fn energy_distance(x: &[f32], y: &[f32], dim: usize) -> f64 {
-    let within = |s: &[f32]| {
-        let r: Vec<&[f32]> = rows(s, dim).collect();
-        let n = r.len() as f64;
-        let mut sum = 0.0;
-        for i in 0..r.len() {
-            for j in i + 1..r.len() {
-                sum += dist(r[i], r[j]);
-            }
-        }
-        2.0 * sum / (n * (n - 1.0))
-    };
-    let cross = rows(x, dim).map(|a| rows(y, dim).map(|b| dist(a, b)).sum::<f64>()).sum::<f64>()
-        / ((x.len() / dim) * (y.len() / dim)) as f64;
-    2.0 * cross - within(x) - within(y)
+    2.0 * mean_cross(x, y, dim, dist) - mean_within(x, dim, dist) - mean_within(y, dim, dist)
 }
 
 /// All three distances at once.

@@ -70,20 +70,27 @@ impl Noise {
 
     /// Standard normals for rows `first..first + n`, `dim` each, row-major: shape `[n, dim]`.
     pub fn normals(&self, stream: u64, first: usize, n: usize, dim: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(n * dim);
-        for row in first..first + n {
-            let mut g = self.generator(stream, row as u64);
-            out.extend((0..dim).map(|_| g.normal() as f32));
-        }
-        out
+        self.rows(stream, first, n, dim, SplitMix64::normal)
     }
 
     /// Uniforms in (0, 1) for rows `first..first + n`, `dim` each: shape `[n, dim]`.
     pub fn uniforms(&self, stream: u64, first: usize, n: usize, dim: usize) -> Vec<f32> {
+        self.rows(stream, first, n, dim, SplitMix64::uniform)
+    }
+
+    /// `dim` draws of `draw` per row, each row from its own generator.
+    fn rows(
+        &self,
+        stream: u64,
+        first: usize,
+        n: usize,
+        dim: usize,
+        draw: fn(&mut SplitMix64) -> f64,
+    ) -> Vec<f32> {
         let mut out = Vec::with_capacity(n * dim);
         for row in first..first + n {
             let mut g = self.generator(stream, row as u64);
-            out.extend((0..dim).map(|_| g.uniform() as f32));
+            out.extend((0..dim).map(|_| draw(&mut g) as f32));
         }
         out
     }

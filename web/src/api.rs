@@ -8,7 +8,7 @@ use js_sys::{Float32Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::state::Playground;
+use crate::state::{Loaded, Playground};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -74,6 +74,14 @@ pub fn create_app(prefer: String) -> Promise {
     })
 }
 
+impl App {
+    /// A loaded model and the device to run it on.
+    fn loaded(&self, name: &str) -> Result<(Rc<Loaded>, Device), JsValue> {
+        let p = self.inner.borrow();
+        Ok((p.get(name).map_err(|e| JsValue::from_str(&e))?, p.device.clone()))
+    }
+}
+
 #[wasm_bindgen]
 impl App {
     /// `"webgpu"` or `"cpu"`.
@@ -110,12 +118,9 @@ impl App {
 
     /// Consistency samples: resolves to `{points: Float32Array [n*D], ms}`.
     pub fn sample(&self, name: String, taus: Vec<f64>, n: usize, seed: u64) -> Promise {
-        let inner = self.inner.clone();
+        let found = self.loaded(&name);
         future_to_promise(async move {
-            let (loaded, device) = {
-                let p = inner.borrow();
-                (p.get(&name).map_err(|e| JsValue::from_str(&e))?, p.device.clone())
-            };
+            let (loaded, device) = found?;
             let t0 = now_ms();
             let x = loaded.sample(&taus, n, seed, &device).map_err(|e| JsValue::from_str(&e))?;
             let pts = read(x).await?;
@@ -126,12 +131,9 @@ impl App {
 
     /// Teacher (Heun) samples: resolves to `{points, ms, path?: Float32Array [(steps+1)*n*D]}`.
     pub fn teacher(&self, name: String, nfe: usize, n: usize, seed: u64, trajectory: bool) -> Promise {
-        let inner = self.inner.clone();
+        let found = self.loaded(&name);
         future_to_promise(async move {
-            let (loaded, device) = {
-                let p = inner.borrow();
-                (p.get(&name).map_err(|e| JsValue::from_str(&e))?, p.device.clone())
-            };
+            let (loaded, device) = found?;
             let t0 = now_ms();
             let (x, path) =
                 loaded.teacher(nfe, n, seed, &device, trajectory).map_err(|e| JsValue::from_str(&e))?;
