@@ -138,11 +138,7 @@ pub fn evaluate(
     } else {
         for steps in [1usize, 2, 4] {
             let taus = default_taus(steps, model.range.sigma_min, model.range.sigma_max);
-            let pts = consistency_points(model, n, seed, &taus)?;
-            consistency.insert(
-                steps.to_string(),
-                Entry { nfe: steps, taus: Some(taus), distances: Distances::between(&pts, &data, dim, seed) },
-            );
+            consistency.insert(steps.to_string(), evaluate_taus(model, dataset, n, seed, &taus)?);
         }
     }
     Ok(Report {
@@ -153,6 +149,19 @@ pub fn evaluate(
         consistency,
         teacher,
     })
+}
+
+/// Consistency sampling with an explicit `taus` list against fresh data.
+pub fn evaluate_taus(
+    model: &Denoiser,
+    dataset: Dataset2d,
+    n: usize,
+    seed: u64,
+    taus: &[f64],
+) -> Result<Entry> {
+    let pts = consistency_points(model, n, seed, taus)?;
+    let distances = Distances::between(&pts, &eval_data(dataset, n, seed, 0), model.dim(), seed);
+    Ok(Entry { nfe: taus.len() + 1, taus: Some(taus.to_vec()), distances })
 }
 
 /// One-step (or 35-NFE teacher) sliced W2 on 1024 points: cheap enough to log during training.

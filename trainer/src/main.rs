@@ -117,6 +117,12 @@ enum Command {
         /// Teacher NFE (diffusion models).
         #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "35")]
         teacher_nfe: u64,
+        /// Also evaluate this decreasing tau list (consistency models), reported as `custom`.
+        #[arg(long, value_parser = taus, allow_negative_numbers = true)]
+        taus: Option<Taus>,
+        /// Store the 1/2/4-step (or teacher) metrics in the model's card.
+        #[arg(long)]
+        write_card: bool,
     },
     /// Copy a run's model (or a model folder) to a web model folder, validating it on the way.
     Export {
@@ -221,14 +227,22 @@ fn run(cli: Cli) -> Result<()> {
             };
             io::write_points(&out, &d.sample(seed, 0, 0, n as usize), 2)?;
         }
-        Command::Eval { model, n, seed, teacher_nfe } => {
+        Command::Eval { model: dir, n, seed, teacher_nfe, taus, write_card } => {
             let device = Backend::Cpu.device()?;
-            let (card, model) = io::load_model_dir(&model, &device)?;
+            let (mut card, model) = io::load_model_dir(&dir, &device)?;
             let dataset = Dataset2d::from_name(&card.dataset).with_context(|| {
                 format!("the card names dataset {:?}, which cm does not know", card.dataset)
             })?;
-            let report =
+            let mut report =
                 eval::evaluate(&model, dataset, card.method, n as usize, seed, teacher_nfe as usize)?;
+            if write_card {
+                card.metrics.extend(report.flat_metrics());
+                io::write_atomic(&dir.join(io::CARD_FILE), card.to_json().as_bytes())?;
+            }
+            if let Some(Taus(taus)) = taus {
+                let entry = eval::evaluate_taus(&model, dataset, n as usize, seed, &taus)?;
+                report.consistency.insert("custom".into(), entry);
+            }
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Export { from, out } => {

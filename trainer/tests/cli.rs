@@ -214,3 +214,15 @@ fn a_failed_export_keeps_the_existing_model() {
     );
     assert_eq!(std::fs::read(good.join("model.safetensors")).unwrap(), before);
 }
+
+#[test]
+fn eval_reports_steps_noise_floor_and_custom_taus() {
+    let out = cm(&["eval", "--model", model_dir().to_str().unwrap(), "--n", "256", "--taus", "2,0.5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in ["1", "2", "4", "custom"] {
+        assert!(report["consistency"][k]["sliced_w2"].as_f64().unwrap().is_finite(), "{k}");
+    }
+    assert_eq!(report["consistency"]["custom"]["nfe"], 3);
+    assert!(report["noise_floor"]["mmd2"].is_number());
+}
