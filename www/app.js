@@ -119,6 +119,46 @@ function draw(canvas, points, colour) {
   canvas.dataset.points = String(drawn);
 }
 
+// For educators: from the same points on the teacher's PF-ODE trajectories (at the first grid level
+// with sigma <= 1), the teacher's ODE path to its origin and the consistency model's one-step jump.
+const PATHS = 48;
+async function drawPaths(teacher, student, nfe, seed, id) {
+  const sigmas = app.teacher_sigmas(teacher.name, nfe);
+  const r = await app.teacher(teacher.name, nfe, PATHS, BigInt(seed), true);
+  if (id !== runId) return;
+  const start = Math.max(0, sigmas.findIndex((s) => s <= 1.0));
+  const at = (state, i) => [r.path[(state * PATHS + i) * 2], r.path[(state * PATHS + i) * 2 + 1]];
+  const from = r.path.slice(start * PATHS * 2, (start + 1) * PATHS * 2);
+  const jump = await app.denoise(student.name, from, sigmas[start]);
+  if (id !== runId) return;
+  const p = panel(`ODE paths (${teacher.name}) vs jumps (${student.name})`);
+  const ctx = p.canvas.getContext('2d');
+  const { width: w, height: h } = p.canvas;
+  const px = ([x, y]) => [((x + EXTENT) / (2 * EXTENT)) * w, ((EXTENT - y) / (2 * EXTENT)) * h];
+  ctx.fillStyle = '#ffffff';
+  ctx.fillRect(0, 0, w, h);
+  for (let i = 0; i < PATHS; i++) {
+    ctx.strokeStyle = 'rgba(180, 71, 31, 0.8)';
+    ctx.setLineDash([]);
+    ctx.beginPath();
+    for (let state = start; state < sigmas.length; state++) {
+      const [x, y] = px(at(state, i));
+      if (state === start) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+    }
+    ctx.stroke();
+    const [sx, sy] = px(at(start, i));
+    const [jx, jy] = px([jump.points[2 * i], jump.points[2 * i + 1]]);
+    ctx.strokeStyle = 'rgba(31, 79, 191, 0.7)';
+    ctx.setLineDash([4, 3]);
+    ctx.beginPath(); ctx.moveTo(sx, sy); ctx.lineTo(jx, jy); ctx.stroke();
+    ctx.fillStyle = '#6b7280'; ctx.fillRect(sx - 2, sy - 2, 4, 4);
+    ctx.fillStyle = '#1f4fbf'; ctx.fillRect(jx - 2, jy - 2, 4, 4);
+  }
+  p.canvas.dataset.paths = String(PATHS);
+  p.stat.textContent = `from σ = ${sigmas[start].toPrecision(2)}: ODE ${sigmas.length - 1 - start} steps, jump 1 NFE`;
+  p.canvas.title = 'grey: start on the trajectory; orange: the teacher\'s PF-ODE path; blue dashed: the consistency model\'s one-step jump';
+}
+
 async function render() {
   const id = ++runId;
   document.body.dataset.status = 'sampling';
@@ -151,6 +191,12 @@ async function render() {
       if (id !== runId) return;
       draw(p.canvas, r.points, '#b4471f');
       p.stat.textContent = `NFE ${2 * Math.ceil(nfe / 2) - 1} · ${r.ms.toFixed(1)} ms`;
+    }
+    const teacher = models.find((m) => m.method === 'edm');
+    const student = models.find((m) => m.method === 'ict') ?? models.find((m) => m.method !== 'edm');
+    if (teacher && student) {
+      await drawPaths(teacher, student, nfe, seed, id);
+      if (id !== runId) return;
     }
     document.body.dataset.status = 'ready';
   } catch (e) {

@@ -83,7 +83,9 @@ for (const [backend, webgpu, query] of [['webgpu', true, '?backend=webgpu&n=256&
       const message = await page.locator('#message').textContent();
       assert.equal(status, 'ready', `page status ${status}: ${message}`);
       assert.equal(await page.evaluate(() => document.body.dataset.backend), backend);
-      const counts = await page.$$eval('canvas', (cs) => cs.map((c) => Number(c.dataset.points ?? 0)));
+      const counts = await page.$$eval('canvas[data-points]', (cs) => cs.map((c) => Number(c.dataset.points)));
+      const paths = await page.$$eval('canvas[data-paths]', (cs) => cs.map((c) => Number(c.dataset.paths)));
+      assert.deepEqual(paths, [48], 'one panel of teacher paths against consistency jumps');
       assert.ok(counts.length >= 4, `only ${counts.length} panels`);
       const expected = backend === 'webgpu' ? 256 : 2048;
       assert.ok(counts.every((c) => c === expected), `finite points drawn per panel: ${counts}, expected ${expected}`);

@@ -129,6 +129,24 @@ impl App {
         })
     }
 
+    /// The teacher's noise level at every state of a `nfe`-evaluation Heun trajectory.
+    pub fn teacher_sigmas(&self, name: &str, nfe: usize) -> Result<Vec<f64>, JsError> {
+        Ok(self.inner.borrow().get(name).map_err(|e| JsError::new(&e))?.teacher_sigmas(nfe))
+    }
+
+    /// The model applied to `points` (flattened `[n, D]`) at noise level `sigma`: resolves to
+    /// `{points, ms}`. For a consistency model this is the one-step jump to the trajectory's origin.
+    pub fn denoise(&self, name: String, points: Vec<f32>, sigma: f64) -> Promise {
+        let found = self.loaded(&name);
+        future_to_promise(async move {
+            let (loaded, device) = found?;
+            let t0 = now_ms();
+            let x = loaded.denoise(&points, sigma, &device).map_err(|e| JsValue::from_str(&e))?;
+            let pts = read(x).await?;
+            result(&pts, now_ms() - t0, None)
+        })
+    }
+
     /// Teacher (Heun) samples: resolves to `{points, ms, path?: Float32Array [(steps+1)*n*D]}`.
     pub fn teacher(&self, name: String, nfe: usize, n: usize, seed: u64, trajectory: bool) -> Promise {
         let found = self.loaded(&name);

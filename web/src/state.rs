@@ -57,6 +57,26 @@ impl Loaded {
         Ok(consistency_sample(&self.model, &Noise::new(seed), 0, n, taus, device))
     }
 
+    /// The teacher's noise levels for `nfe` Heun evaluations: one per state of a trajectory.
+    pub fn teacher_sigmas(&self, nfe: usize) -> Vec<f64> {
+        let r = self.model.range;
+        karras_sampling(OdeSolver::Heun.steps_for_nfe(nfe), r.sigma_min, r.sigma_max, 7.0)
+    }
+
+    /// The model's output for points `x: [n, D]` at one noise level (a consistency model's jump
+    /// to the trajectory's origin, or a teacher's denoised estimate).
+    pub fn denoise(&self, x: &[f32], sigma: f64, device: &Device) -> Result<Tensor<2>, String> {
+        let d = self.model.dim();
+        if x.len() % d != 0 || !(sigma > 0.0 && sigma.is_finite()) {
+            return Err(format!(
+                "need [n, {d}] points and sigma > 0, got {} values and sigma {sigma}",
+                x.len()
+            ));
+        }
+        let t = Tensor::<1>::from_floats(x, device).reshape([x.len() / d, d]);
+        Ok(self.model.forward(t, &[sigma]))
+    }
+
     /// Heun PF-ODE samples at `nfe` evaluations; with `trajectory`, every intermediate state too
     /// (stacked `[steps + 1, n, D]`).
     pub fn teacher(
@@ -70,8 +90,7 @@ impl Loaded {
         if self.card.is_consistency() {
             return Err(format!("{} is a consistency model, not a diffusion teacher", self.card.name));
         }
-        let r = self.model.range;
-        let sigmas = karras_sampling(OdeSolver::Heun.steps_for_nfe(nfe), r.sigma_min, r.sigma_max, 7.0);
+        let sigmas = self.teacher_sigmas(nfe);
         let z = normals(&Noise::new(seed), 0, 0, n, self.model.dim(), device);
         let mut path = Vec::new();
         let x = solve_pf_ode(&self.model, z, &sigmas, OdeSolver::Heun, |x| {

@@ -57,3 +57,20 @@ fn trajectories_have_one_state_per_step() {
     let (_, path) = p.get("moons-edm").unwrap().teacher(35, 8, 1, &device, true).unwrap();
     assert_eq!(path.len(), 18 + 1);
 }
+
+#[test]
+fn a_consistency_jump_from_sigma_min_is_the_identity() {
+    let device = Device::flex();
+    let mut p = Playground::new(device.clone());
+    let (card, weights) = bundled("moons-ict");
+    p.load(&card, weights).unwrap();
+    let m = p.get("moons-ict").unwrap();
+    let x = vec![0.3f32, -0.2, 1.0, 0.5];
+    let y = m.denoise(&x, m.model.range.sigma_min, &device).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 1e-5), "{y:?}");
+    assert!(m.denoise(&x[..3], 1.0, &device).is_err(), "odd number of values for 2D points");
+    let (card, weights) = bundled("moons-edm");
+    p.load(&card, weights).unwrap();
+    let s = p.get("moons-edm").unwrap().teacher_sigmas(35);
+    assert_eq!((s.len(), *s.last().unwrap()), (19, 0.0));
+}
