@@ -67,7 +67,7 @@ impl Loaded {
     /// to the trajectory's origin, or a teacher's denoised estimate).
     pub fn denoise(&self, x: &[f32], sigma: f64, device: &Device) -> Result<Tensor<2>, String> {
         let d = self.model.dim();
-        if !x.len().is_multiple_of(d) || !(sigma > 0.0 && sigma.is_finite()) {
+        if !(x.len().is_multiple_of(d) && sigma > 0.0 && sigma.is_finite()) {
             return Err(format!(
                 "need [n, {d}] points and sigma > 0, got {} values and sigma {sigma}",
                 x.len()
