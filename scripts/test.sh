@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test: Rust unit, property, golden, training and CLI tests, then the browser tests
+# Runs every check: rustfmt and clippy (native and wasm), Rust unit, property, golden, training,
+# CLI and web-state tests, then the browser tests
 # (the built playground in headless Chromium, WebGPU and CPU paths, native<->wasm parity).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --tests
+
+echo "== formatting and lints (native and wasm)"
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo clippy --locked --release --target wasm32-unknown-unknown -p cm-web -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace --locked
