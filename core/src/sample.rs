@@ -4,7 +4,9 @@
 use burn::prelude::*;
 
 use crate::model::Denoiser;
+use crate::param::NoiseRange;
 use crate::rng::Noise;
+use crate::schedule::karras_sampling;
 
 /// Standard normals `[n, dim]` for rows `first..first + n` of stream `stream`, on `device`.
 pub fn normals(noise: &Noise, stream: u64, first: usize, n: usize, dim: usize, device: &Device) -> Tensor<2> {
@@ -73,6 +75,11 @@ impl OdeSolver {
             OdeSolver::Heun => nfe.div_ceil(2).max(1),
         }
     }
+
+    /// EDM's sampling grid (Karras, `rho = 7`, ending at 0) for `nfe` evaluations of this solver.
+    pub fn grid(self, nfe: usize, range: &NoiseRange) -> Vec<f64> {
+        karras_sampling(self.steps_for_nfe(nfe), range.sigma_min, range.sigma_max, 7.0)
+    }
 }
 
 /// Solves the PF-ODE `dx/dsigma = (x - D(x, sigma)) / sigma` (EDM eq. 3, Algorithm 1) along the
@@ -100,4 +107,19 @@ pub fn solve_pf_ode(
         on_step(&x);
     }
     x
+}
+
+/// Diffusion sampling of `rows` with seed `noise`: `solver` on its EDM grid for `nfe` evaluations,
+/// from the same `z` rows as [`consistency_sample`]. `on_step` sees every state.
+pub fn ode_sample(
+    model: &Denoiser,
+    noise: &Noise,
+    rows: core::ops::Range<usize>,
+    solver: OdeSolver,
+    nfe: usize,
+    device: &Device,
+    on_step: impl FnMut(&Tensor<2>),
+) -> Tensor<2> {
+    let z = normals(noise, 0, rows.start, rows.len(), model.dim(), device);
+    solve_pf_ode(model, z, &solver.grid(nfe, &model.range), solver, on_step)
 }

@@ -7,8 +7,8 @@ use burn::prelude::*;
 use cm_core::data2d::Dataset2d;
 use cm_core::metrics::{Distances, sliced_w2};
 use cm_core::rng::Noise;
-use cm_core::sample::{OdeSolver, consistency_sample, normals, solve_pf_ode};
-use cm_core::schedule::{default_taus, karras_sampling};
+use cm_core::sample::{OdeSolver, consistency_sample, ode_sample};
+use cm_core::schedule::default_taus;
 use cm_core::{Denoiser, Method};
 use serde::Serialize;
 
@@ -51,15 +51,11 @@ pub fn solver_points(
         bail!("--teacher-nfe needs a diffusion (edm) model; this one is a consistency model");
     }
     let device = model.net.devices().into_iter().next().unwrap_or_else(Device::flex);
-    let r = model.range;
-    let sigmas = karras_sampling(solver.steps_for_nfe(nfe), r.sigma_min, r.sigma_max, 7.0);
     let noise = Noise::new(seed);
-    let dim = model.dim();
-    let mut out = Vec::with_capacity(n * dim);
+    let mut out = Vec::with_capacity(n * model.dim());
     for first in (0..n).step_by(CHUNK) {
         let rows = CHUNK.min(n - first);
-        let z = normals(&noise, 0, first, rows, dim, &device);
-        out.extend(host(solve_pf_ode(model, z, &sigmas, solver, |_| {}))?);
+        out.extend(host(ode_sample(model, &noise, first..first + rows, solver, nfe, &device, |_| {}))?);
     }
     Ok(out)
 }

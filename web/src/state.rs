@@ -7,8 +7,8 @@ use std::rc::Rc;
 use burn::prelude::*;
 use cm_core::card::load_denoiser;
 use cm_core::rng::Noise;
-use cm_core::sample::{OdeSolver, consistency_sample, normals, solve_pf_ode};
-use cm_core::schedule::{default_taus, karras_sampling};
+use cm_core::sample::{OdeSolver, consistency_sample, ode_sample};
+use cm_core::schedule::default_taus;
 use cm_core::{Denoiser, ModelCard};
 
 /// A model ready to sample.
@@ -59,8 +59,7 @@ impl Loaded {
 
     /// The teacher's noise levels for `nfe` Heun evaluations: one per state of a trajectory.
     pub fn teacher_sigmas(&self, nfe: usize) -> Vec<f64> {
-        let r = self.model.range;
-        karras_sampling(OdeSolver::Heun.steps_for_nfe(nfe), r.sigma_min, r.sigma_max, 7.0)
+        OdeSolver::Heun.grid(nfe, &self.model.range)
     }
 
     /// The model's output for points `x: [n, D]` at one noise level (a consistency model's jump
@@ -90,10 +89,8 @@ impl Loaded {
         if self.card.is_consistency() {
             return Err(format!("{} is a consistency model, not a diffusion teacher", self.card.name));
         }
-        let sigmas = self.teacher_sigmas(nfe);
-        let z = normals(&Noise::new(seed), 0, 0, n, self.model.dim(), device);
         let mut path = Vec::new();
-        let x = solve_pf_ode(&self.model, z, &sigmas, OdeSolver::Heun, |x| {
+        let x = ode_sample(&self.model, &Noise::new(seed), 0..n, OdeSolver::Heun, nfe, device, |x| {
             if trajectory {
                 path.push(x.clone())
             }
