@@ -134,8 +134,8 @@ impl TrainConfig {
         if self.steps == 0 {
             bail!("field `steps`: must be at least 1");
         }
-        if self.batch == 0 {
-            bail!("field `batch`: must be at least 1");
+        if self.batch == 0 || self.batch > 1 << 20 {
+            bail!("field `batch`: must be between 1 and 1048576, got {}", self.batch);
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
             bail!("field `ema_decay`: must be in [0, 1), got {}", self.ema_decay);

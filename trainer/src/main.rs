@@ -33,6 +33,24 @@ fn positive(s: &str) -> Result<u64, String> {
 #[derive(Clone, Debug)]
 struct Taus(Vec<f64>);
 
+/// A point count: at least 1 and at most 10 million (host memory for the samples).
+fn count(s: &str) -> Result<u64, String> {
+    let v = positive(s)?;
+    if v > 10_000_000 {
+        return Err(format!("at most 10000000 points at a time, got {v}"));
+    }
+    Ok(v)
+}
+
+/// A point count for `cm eval`, whose MMD and energy distance cost O(n^2): at most 50000.
+fn eval_count(s: &str) -> Result<u64, String> {
+    let v = positive(s)?;
+    if v > 50_000 {
+        return Err(format!("at most 50000 points (the metrics are quadratic in n), got {v}"));
+    }
+    Ok(v)
+}
+
 /// A comma-separated, strictly decreasing list of positive noise levels.
 fn taus(s: &str) -> Result<Taus, String> {
     let v: Vec<f64> = s
@@ -85,7 +103,7 @@ enum Command {
         /// ODE solver for --teacher-nfe.
         #[arg(long, value_enum, default_value = "heun")]
         solver: Solver,
-        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "4096")]
+        #[arg(long, value_parser = count, allow_negative_numbers = true, default_value = "4096")]
         n: u64,
         #[arg(long, default_value = "0")]
         seed: u64,
@@ -99,7 +117,7 @@ enum Command {
     Data {
         #[arg(long)]
         name: String,
-        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "4096")]
+        #[arg(long, value_parser = count, allow_negative_numbers = true, default_value = "4096")]
         n: u64,
         #[arg(long, default_value = "0")]
         seed: u64,
@@ -110,7 +128,7 @@ enum Command {
     Eval {
         #[arg(long)]
         model: PathBuf,
-        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "4096")]
+        #[arg(long, value_parser = eval_count, allow_negative_numbers = true, default_value = "4096")]
         n: u64,
         #[arg(long, default_value = "1")]
         seed: u64,
@@ -136,7 +154,7 @@ enum Command {
     Bench {
         #[arg(long)]
         model: PathBuf,
-        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "4096")]
+        #[arg(long, value_parser = count, allow_negative_numbers = true, default_value = "4096")]
         n: u64,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: Backend,

@@ -197,6 +197,11 @@ fn bad_sampling_arguments_are_explained() {
     fails_with(&cm(&["sample", "--model", m, "--out", "/tmp/x.txt"]), &["x.txt", ".npy"]);
     fails_with(&cm(&["data", "--name", "spirals", "--out", "/tmp/x.npy"]), &["spirals"]);
     fails_with(
+        &cm(&["data", "--name", "moons", "--n", "1000000000000", "--out", "/tmp/x.npy"]),
+        &["--n", "at most"],
+    );
+    fails_with(&cm(&["eval", "--model", m, "--n", "1000000"]), &["--n", "quadratic"]);
+    fails_with(
         &cm(&["sample", "--model", "/nonexistent/model", "--out", "/tmp/x.npy"]),
         &["/nonexistent/model"],
     );

@@ -35,6 +35,12 @@ impl MlpConfig {
                 self.dim, self.hidden, self.emb_dim
             ));
         }
+        if self.hidden > 65_536 || self.blocks > 256 || self.emb_dim > 16_384 || self.dim > 65_536 {
+            return Err(format!(
+                "network too large: need hidden <= 65536, blocks <= 256, emb_dim <= 16384, dim <= 65536, got hidden = {}, blocks = {}, emb_dim = {}, dim = {}",
+                self.hidden, self.blocks, self.emb_dim, self.dim
+            ));
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
