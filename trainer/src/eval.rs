@@ -86,7 +86,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// Flat `name -> value` metrics for the model card.
+    /// Flat `name -> value` metrics for the model card (default schedules and the teacher).
     pub fn flat_metrics(&self) -> BTreeMap<String, f64> {
         let mut m = BTreeMap::new();
         let mut put = |prefix: &str, d: &Distances| {
@@ -95,7 +95,8 @@ impl Report {
             m.insert(format!("energy_{prefix}"), d.energy);
         };
         put("noise_floor", &self.noise_floor);
-        for (k, e) in &self.consistency {
+        // A `custom` tau list describes the request, not the model: it stays out of cards.
+        for (k, e) in self.consistency.iter().filter(|(k, _)| *k != "custom") {
             put(&format!("{k}step"), &e.distances);
         }
         if let Some(t) = &self.teacher {
@@ -111,6 +112,8 @@ pub fn eval_data(dataset: Dataset2d, n: usize, seed: u64, draw: u64) -> Vec<f32>
 }
 
 /// Evaluates a model on `n` points against fresh data.
+/// Consistency models are measured at 1, 2 and 4 steps (default taus), plus `extra_taus` as
+/// `custom` when given; diffusion models with Heun at `teacher_nfe`.
 pub fn evaluate(
     model: &Denoiser,
     dataset: Dataset2d,
@@ -118,6 +121,7 @@ pub fn evaluate(
     n: usize,
     seed: u64,
     teacher_nfe: usize,
+    extra_taus: Option<&[f64]>,
 ) -> Result<Report> {
     let data = eval_data(dataset, n, seed, 0);
     let floor = eval_data(dataset, n, seed, 1);
@@ -134,7 +138,10 @@ pub fn evaluate(
     } else {
         for steps in [1usize, 2, 4] {
             let taus = default_taus(steps, model.range.sigma_min, model.range.sigma_max);
-            consistency.insert(steps.to_string(), evaluate_taus(model, dataset, n, seed, &taus)?);
+            consistency.insert(steps.to_string(), taus_entry(model, &data, seed, &taus)?);
+        }
+        if let Some(taus) = extra_taus {
+            consistency.insert("custom".into(), taus_entry(model, &data, seed, taus)?);
         }
     }
     Ok(Report {
@@ -147,16 +154,11 @@ pub fn evaluate(
     })
 }
 
-/// Consistency sampling with an explicit `taus` list against fresh data.
-pub fn evaluate_taus(
-    model: &Denoiser,
-    dataset: Dataset2d,
-    n: usize,
-    seed: u64,
-    taus: &[f64],
-) -> Result<Entry> {
-    let pts = consistency_points(model, n, seed, taus)?;
-    let distances = Distances::between(&pts, &eval_data(dataset, n, seed, 0), model.dim(), seed);
+/// Consistency sampling with `taus`, as many points as `data` has, against `data`.
+fn taus_entry(model: &Denoiser, data: &[f32], seed: u64, taus: &[f64]) -> Result<Entry> {
+    let dim = model.dim();
+    let pts = consistency_points(model, data.len() / dim, seed, taus)?;
+    let distances = Distances::between(&pts, data, dim, seed);
     Ok(Entry { nfe: taus.len() + 1, taus: Some(taus.to_vec()), distances })
 }
 

@@ -33,23 +33,21 @@ fn positive(s: &str) -> Result<u64, String> {
 #[derive(Clone, Debug)]
 struct Taus(Vec<f64>);
 
-/// A point count: at least 1 and at most 10 million (host memory for the samples).
-fn count(s: &str) -> Result<u64, String> {
-    let v = positive(s)?;
-    if v > 10_000_000 {
-        return Err(format!("at most 10000000 points at a time, got {v}"));
+/// A count between 1 and `max` (`what` says why there is a bound), as a clap value parser.
+fn at_most(max: u64, what: &'static str) -> impl Fn(&str) -> Result<u64, String> + Clone {
+    move |s| {
+        let v = positive(s)?;
+        if v > max {
+            return Err(format!("at most {max} {what}, got {v}"));
+        }
+        Ok(v)
     }
-    Ok(v)
 }
 
-/// A point count for `cm eval`, whose MMD and energy distance cost O(n^2): at most 50000.
-fn eval_count(s: &str) -> Result<u64, String> {
-    let v = positive(s)?;
-    if v > 50_000 {
-        return Err(format!("at most 50000 points (the metrics are quadratic in n), got {v}"));
-    }
-    Ok(v)
-}
+/// Point counts for sampling: host memory holds every sample.
+const MAX_POINTS: u64 = 10_000_000;
+/// Point counts for `cm eval`, whose MMD and energy distance cost O(n^2).
+const MAX_EVAL_POINTS: u64 = 50_000;
 
 /// A comma-separated, strictly decreasing list of positive noise levels.
 fn taus(s: &str) -> Result<Taus, String> {
@@ -103,7 +101,7 @@ enum Command {
         /// ODE solver for --teacher-nfe.
         #[arg(long, value_enum, default_value = "heun")]
         solver: Solver,
-        #[arg(long, value_parser = count, allow_negative_numbers = true, default_value = "4096")]
+        #[arg(long, value_parser = at_most(MAX_POINTS, "points at a time"), allow_negative_numbers = true, default_value = "4096")]
         n: u64,
         #[arg(long, default_value = "0")]
         seed: u64,
@@ -117,7 +115,7 @@ enum Command {
     Data {
         #[arg(long)]
         name: String,
-        #[arg(long, value_parser = count, allow_negative_numbers = true, default_value = "4096")]
+        #[arg(long, value_parser = at_most(MAX_POINTS, "points at a time"), allow_negative_numbers = true, default_value = "4096")]
         n: u64,
         #[arg(long, default_value = "0")]
         seed: u64,
@@ -128,7 +126,7 @@ enum Command {
     Eval {
         #[arg(long)]
         model: PathBuf,
-        #[arg(long, value_parser = eval_count, allow_negative_numbers = true, default_value = "4096")]
+        #[arg(long, value_parser = at_most(MAX_EVAL_POINTS, "points (the metrics are quadratic in n)"), allow_negative_numbers = true, default_value = "4096")]
         n: u64,
         #[arg(long, default_value = "1")]
         seed: u64,
@@ -154,7 +152,7 @@ enum Command {
     Bench {
         #[arg(long)]
         model: PathBuf,
-        #[arg(long, value_parser = count, allow_negative_numbers = true, default_value = "4096")]
+        #[arg(long, value_parser = at_most(MAX_POINTS, "points at a time"), allow_negative_numbers = true, default_value = "4096")]
         n: u64,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: Backend,
@@ -251,15 +249,12 @@ fn run(cli: Cli) -> Result<()> {
             let dataset = Dataset2d::from_name(&card.dataset).with_context(|| {
                 format!("the card names dataset {:?}, which cm does not know", card.dataset)
             })?;
-            let mut report =
-                eval::evaluate(&model, dataset, card.method, n as usize, seed, teacher_nfe as usize)?;
+            let extra = taus.as_ref().map(|t| t.0.as_slice());
+            let report =
+                eval::evaluate(&model, dataset, card.method, n as usize, seed, teacher_nfe as usize, extra)?;
             if write_card {
                 card.metrics.extend(report.flat_metrics());
                 io::write_atomic(&dir.join(io::CARD_FILE), card.to_json().as_bytes())?;
-            }
-            if let Some(Taus(taus)) = taus {
-                let entry = eval::evaluate_taus(&model, dataset, n as usize, seed, &taus)?;
-                report.consistency.insert("custom".into(), entry);
             }
             println!("{}", serde_json::to_string_pretty(&report)?);
         }

@@ -74,8 +74,9 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
         };
         let log_now = (k + 1) % cfg.log_every.max(1) == 0 || k + 1 == cfg.steps;
         let loss_value = log_now.then(|| loss.clone().into_scalar::<f32>() as f64);
+        let lr = cfg.optimizer.lr_at(k, cfg.steps);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(cfg.optimizer.lr_at(k, cfg.steps), model, grads);
+        model = optim.step(lr, model, grads);
         if cfg.method != Method::Edm {
             target = if mu > 0.0 {
                 Some(ema_update(target.take().unwrap_or_else(|| model.valid()), &model, mu))
@@ -97,7 +98,8 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
             let secs = window.0.elapsed().as_secs_f64();
             let rate = window.1 as f64 / secs.max(1e-9);
             window = (Instant::now(), 0);
-            let mut line = serde_json::json!({"step": k + 1, "loss": loss_value, "steps_per_s": rate, "lr": cfg.optimizer.lr_at(k, cfg.steps)});
+            let mut line =
+                serde_json::json!({"step": k + 1, "loss": loss_value, "steps_per_s": rate, "lr": lr});
             if cfg.method != Method::Edm {
                 line["n"] = n.into();
                 line["mu"] = mu.into();
@@ -120,7 +122,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
 
     // Export: the evaluation EMA, on a plain (non-autodiff) device.
     let inference = ema;
-    let report = eval::evaluate(&inference, dataset, cfg.method, 4096, cfg.seed.wrapping_add(1), 35)?;
+    let report = eval::evaluate(&inference, dataset, cfg.method, 4096, cfg.seed.wrapping_add(1), 35, None)?;
     let metrics = report.flat_metrics();
     let samples = if cfg.method == Method::Edm {
         eval::teacher_points(&inference, 4096, cfg.seed, 35)?
