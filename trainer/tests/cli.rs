@@ -32,19 +32,18 @@ emb_dim = 8
 embedding = { kind = "fourier", scale = 0.02, seed = 0 }
 "#;
 
+/// `cm train --config <dir>/<recipe> --out <dir>/run`.
+fn train_in(dir: &Path, recipe: &str) -> Output {
+    cm(&["train", "--config", dir.join(recipe).to_str().unwrap(), "--out", dir.join("run").to_str().unwrap()])
+}
+
 /// A tiny trained model folder shared by the tests.
 fn model_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let d = tmp("model");
         std::fs::write(d.join("recipe.toml"), RECIPE).unwrap();
-        let out = cm(&[
-            "train",
-            "--config",
-            d.join("recipe.toml").to_str().unwrap(),
-            "--out",
-            d.join("run").to_str().unwrap(),
-        ]);
+        let out = train_in(&d, "recipe.toml");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         d.join("run/model")
     })
@@ -136,16 +135,7 @@ fn unknown_config_field_is_named() {
     let d = tmp("unknown");
     std::fs::write(d.join("r.toml"), RECIPE.replace("ema_decay = 0.9", "ema_decay = 0.9\nlearning_rat = 3"))
         .unwrap();
-    fails_with(
-        &cm(&[
-            "train",
-            "--config",
-            d.join("r.toml").to_str().unwrap(),
-            "--out",
-            d.join("run").to_str().unwrap(),
-        ]),
-        &["learning_rat"],
-    );
+    fails_with(&train_in(&d, "r.toml"), &["learning_rat"]);
     assert!(!d.join("run").exists(), "a rejected config must not create a run folder");
 }
 
@@ -165,16 +155,7 @@ fn training_never_overwrites_a_finished_run_unasked() {
 fn negative_step_counts_are_refused() {
     let d = tmp("negative");
     std::fs::write(d.join("r.toml"), RECIPE.replace("steps = 30", "steps = -3")).unwrap();
-    fails_with(
-        &cm(&[
-            "train",
-            "--config",
-            d.join("r.toml").to_str().unwrap(),
-            "--out",
-            d.join("run").to_str().unwrap(),
-        ]),
-        &["steps"],
-    );
+    fails_with(&train_in(&d, "r.toml"), &["steps"]);
     fails_with(
         &cm(&["sample", "--model", model_dir().to_str().unwrap(), "--steps", "-2", "--out", "/tmp/x.npy"]),
         &["steps", "-2"],

@@ -11,6 +11,15 @@ fn bundled(name: &str) -> (String, Vec<u8>) {
     )
 }
 
+/// A playground on the CPU with the bundled model `name` loaded.
+fn with_model(name: &str) -> (Playground, Device) {
+    let device = Device::flex();
+    let mut p = Playground::new(device.clone());
+    let (card, weights) = bundled(name);
+    p.load(&card, weights).unwrap();
+    (p, device)
+}
+
 #[test]
 fn every_bundled_model_loads_and_samples() {
     let index: serde_json::Value = serde_json::from_str(
@@ -50,20 +59,14 @@ fn mismatched_weights_name_the_model_and_file() {
 
 #[test]
 fn trajectories_have_one_state_per_step() {
-    let device = Device::flex();
-    let mut p = Playground::new(device.clone());
-    let (card, weights) = bundled("moons-edm");
-    p.load(&card, weights).unwrap();
+    let (p, device) = with_model("moons-edm");
     let (_, path) = p.get("moons-edm").unwrap().teacher(35, 8, 1, &device, true).unwrap();
     assert_eq!(path.len(), 18 + 1);
 }
 
 #[test]
 fn a_consistency_jump_from_sigma_min_is_the_identity() {
-    let device = Device::flex();
-    let mut p = Playground::new(device.clone());
-    let (card, weights) = bundled("moons-ict");
-    p.load(&card, weights).unwrap();
+    let (mut p, device) = with_model("moons-ict");
     let m = p.get("moons-ict").unwrap();
     let x = vec![0.3f32, -0.2, 1.0, 0.5];
     let y = m.denoise(&x, m.model.range.sigma_min, &device).unwrap().into_data().try_to_vec::<f32>().unwrap();
