@@ -87,7 +87,7 @@ impl ModelCard {
 
 /// Serialises a model's weights as safetensors bytes.
 pub fn weights_to_bytes(model: &Denoiser) -> Result<Vec<u8>, CoreError> {
-    let mut store = SafetensorsStore::from_bytes(None);
+    let mut store = SafetensorsStore::from_bytes(None).skip_enum_variants(true);
     model.save_into(&mut store).map_err(|e| CoreError::Weights(e.to_string()))?;
     store.get_bytes().map_err(|e| CoreError::Weights(e.to_string()))
 }
@@ -101,7 +101,8 @@ pub fn load_denoiser(config: &ModelConfig, bytes: Vec<u8>, device: &Device) -> R
     }
     let mut model = config.init(device);
     check_header(&model, &bytes)?;
-    let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true).allow_partial(true);
+    let mut store =
+        SafetensorsStore::from_bytes(Some(bytes)).skip_enum_variants(true).validate(true).allow_partial(true);
     let result = model.load_from(&mut store).map_err(|e| CoreError::Weights(e.to_string()))?;
     let mut problems = Vec::new();
     if !result.errors.is_empty() {
@@ -131,7 +132,7 @@ fn check_header(model: &Denoiser, bytes: &[u8]) -> Result<(), CoreError> {
     let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header)
         .map_err(|e| CoreError::Weights(format!("not a safetensors file (header: {e})")))?;
     let mut expected: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for t in model.collect(None, None, false) {
+    for t in model.collect(None, None, true) {
         expected.insert(t.name.clone(), t.shape.to_vec());
     }
     let mut problems = Vec::new();

@@ -13,6 +13,7 @@ pub mod data2d;
 pub mod distance;
 pub mod ema;
 pub mod error;
+pub mod features;
 pub mod metrics;
 pub mod model;
 pub mod net;

@@ -3,8 +3,7 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::net::mlp::DropoutMasks;
-use crate::net::{Mlp, MlpConfig};
+use crate::net::{Architecture, DropoutMasks, Network};
 use crate::param::{NoiseRange, Parameterisation};
 use crate::rng::Noise;
 
@@ -13,7 +12,7 @@ use crate::rng::Noise;
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// The raw network.
-    pub architecture: MlpConfig,
+    pub architecture: Architecture,
     /// How the network's output becomes the model's output.
     pub parameterisation: Parameterisation,
     /// Noise range and data scale.
@@ -39,7 +38,7 @@ impl ModelConfig {
 /// A denoiser (EDM) or consistency function (CM, TrigFlow) in EDM coordinates.
 #[derive(Module, Debug)]
 pub struct Denoiser {
-    pub net: Mlp,
+    pub net: Network,
     #[module(skip)]
     pub parameterisation: Parameterisation,
     #[module(skip)]
@@ -57,6 +56,11 @@ impl Denoiser {
     /// Data dimension `D`.
     pub fn dim(&self) -> usize {
         self.net.data_dim()
+    }
+
+    /// `[C, H, W]` for image models, `None` for points.
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        self.net.image_shape()
     }
 
     /// `x: [B, D]` at noise levels `sigma` (one per row, or one for all) -> `[B, D]` estimate of `x_0`.
@@ -101,14 +105,13 @@ impl Denoiser {
         if p <= 0.0 {
             return None;
         }
-        let (blocks, hidden) = self.net.mask_shape();
         let keep = 1.0 / (1.0 - p);
-        let masks = (0..blocks)
-            .map(|k| {
-                let u = noise.uniforms(stream.wrapping_mul(64).wrapping_add(k as u64), 0, b, hidden);
+        let masks = (self.net.mask_sizes().into_iter().enumerate())
+            .map(|(k, size)| {
+                let u = noise.uniforms(stream.wrapping_mul(64).wrapping_add(k as u64), 0, b, size);
                 let m: Vec<f32> =
                     u.into_iter().map(|u| if (u as f64) < p { 0.0 } else { keep as f32 }).collect();
-                Tensor::<1>::from_floats(m.as_slice(), device).reshape([b, hidden])
+                Tensor::<1>::from_floats(m.as_slice(), device).reshape([b, size])
             })
             .collect();
         Some(DropoutMasks(masks))

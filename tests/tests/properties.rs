@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 use cm_core::ema::ema_update;
-use cm_core::net::{MlpConfig, TimeEmbedding};
+use cm_core::net::{Architecture, MlpConfig, TimeEmbedding, UNetConfig};
 use cm_core::param::{NoiseRange, Parameterisation};
 use cm_core::rng::Noise;
 use cm_core::sample::{consistency_sample, multistep, normals};
@@ -13,20 +13,41 @@ use cm_tests::{host, max_abs_diff};
 use proptest::prelude::*;
 
 fn model(p: Parameterisation, seed: u64) -> (Denoiser, Device) {
+    let mlp = MlpConfig {
+        dim: 2,
+        hidden: 32,
+        blocks: 2,
+        emb_dim: 16,
+        embedding: TimeEmbedding::Fourier { scale: 1.0, seed },
+        dropout: 0.0,
+    };
+    build(Architecture::Mlp(mlp), p, seed)
+}
+
+/// A small image U-Net (2 channels, 8×8, two levels, attention at 4 px) with random weights.
+fn unet(p: Parameterisation, seed: u64, dropout: f64) -> (Denoiser, Device) {
+    build(Architecture::UNet(unet_config(dropout)), p, seed)
+}
+
+fn unet_config(dropout: f64) -> UNetConfig {
+    UNetConfig {
+        channels: 2,
+        resolution: 8,
+        base: 8,
+        mult: vec![1, 2],
+        res_blocks: 1,
+        attention: vec![4],
+        groups: 4,
+        emb_dim: 16,
+        embedding: TimeEmbedding::Positional { scale: 1.0 },
+        dropout,
+    }
+}
+
+fn build(architecture: Architecture, p: Parameterisation, seed: u64) -> (Denoiser, Device) {
     let device = Device::flex();
     device.seed(seed);
-    let cfg = ModelConfig {
-        architecture: MlpConfig {
-            dim: 2,
-            hidden: 32,
-            blocks: 2,
-            emb_dim: 16,
-            embedding: TimeEmbedding::Fourier { scale: 1.0, seed },
-            dropout: 0.0,
-        },
-        parameterisation: p,
-        range: NoiseRange::default(),
-    };
+    let cfg = ModelConfig { architecture, parameterisation: p, range: NoiseRange::default() };
     let mut m = cfg.init(&device);
     // Zero-initialised output layers would make F = 0 and the test vacuous: perturb every weight.
     m = perturb(m, seed);
@@ -71,6 +92,18 @@ proptest! {
             let away = host(m.forward(normals(&Noise::new(seed), 0, 0, 64, 2, &device), &[1.0]));
             prop_assert!(max_abs_diff(&away, &host(normals(&Noise::new(seed), 0, 0, 64, 2, &device))) > 1e-3);
         }
+    }
+
+    /// The same boundary condition for the image U-Net (`D = 2·8·8`).
+    #[test]
+    fn boundary_condition_holds_for_the_unet(seed in 0u64..1000) {
+        let (m, device) = unet(Parameterisation::Consistency, seed, 0.0);
+        let d = m.dim();
+        prop_assert_eq!(d, 128);
+        let x = normals(&Noise::new(seed), 0, 0, 4, d, &device);
+        let f = m.forward(x.clone(), &[m.range.sigma_min]);
+        prop_assert!(max_abs_diff(&host(f), &host(x.clone())) <= 1e-5);
+        prop_assert!(max_abs_diff(&host(m.forward(x.clone(), &[1.0])), &host(x)) > 1e-3);
     }
 
     /// Karras grids increase strictly from sigma_min to sigma_max.
@@ -144,4 +177,40 @@ fn ema_limits() {
     assert!(max_abs_diff(&host(copy.forward(x.clone(), &[1.0])), &host(b.forward(x.clone(), &[1.0]))) < 1e-6);
     let keep = ema_update(a.clone(), &b, 1.0);
     assert!(max_abs_diff(&host(keep.forward(x.clone(), &[1.0])), &host(a.forward(x, &[1.0]))) < 1e-6);
+}
+
+/// U-Net outputs of one image do not depend on the other images in the batch (GroupNorm and attention
+/// act within an image), and `[B, C·H·W]` rows go through a save/load round trip unchanged.
+#[test]
+fn unet_rows_are_independent_and_weights_round_trip() {
+    let (m, device) = unet(Parameterisation::Consistency, 7, 0.0);
+    let d = m.dim();
+    let x = normals(&Noise::new(3), 0, 0, 6, d, &device);
+    let sigmas = [0.5, 2.0, 10.0, 0.1, 40.0, 1.0];
+    let all = host(m.forward(x.clone(), &sigmas));
+    let last = host(m.forward(x.clone().slice([4..6, 0..d]), &sigmas[4..]));
+    assert!(max_abs_diff(&all[4 * d..], &last) < 1e-5);
+    let bytes = cm_core::card::weights_to_bytes(&m).unwrap();
+    let cfg = ModelConfig {
+        architecture: Architecture::UNet(unet_config(0.0)),
+        parameterisation: Parameterisation::Consistency,
+        range: NoiseRange::default(),
+    };
+    let loaded = cm_core::card::load_denoiser(&cfg, bytes, &device).unwrap();
+    assert_eq!(host(loaded.forward(x.clone(), &sigmas)), all);
+}
+
+/// iCT's shared dropout: the same masks give the same output twice, fresh masks a different one.
+#[test]
+fn unet_dropout_masks_are_shared_when_passed() {
+    let (m, device) = unet(Parameterisation::Consistency, 9, 0.3);
+    let d = m.dim();
+    let x = normals(&Noise::new(4), 0, 0, 3, d, &device);
+    let noise = Noise::new(5);
+    let masks = m.dropout_masks(3, &noise, 0, &device).expect("dropout > 0 gives masks");
+    let a = host(m.forward_masked(x.clone(), &[1.0], Some(&masks)));
+    let b = host(m.forward_masked(x.clone(), &[1.0], Some(&masks)));
+    assert_eq!(a, b);
+    let other = m.dropout_masks(3, &noise, 1, &device).unwrap();
+    assert!(max_abs_diff(&a, &host(m.forward_masked(x, &[1.0], Some(&other)))) > 1e-4);
 }

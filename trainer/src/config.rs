@@ -1,15 +1,16 @@
 //! Training recipes: TOML files in `configs/`, parsed strictly, resolved, and saved beside each run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cm_core::data2d::Dataset2d;
-use cm_core::net::MlpConfig;
+use cm_core::net::Architecture;
 use cm_core::objective::{CtConfig, EdmConfig};
 use cm_core::{Method, ModelConfig, NoiseRange, Parameterisation};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::data::{ImageDataset, Source, Split, dataset_names, load_images};
 
 /// Optimiser settings (Adam; burn 0.22 has no RAdam, see ARCHITECTURE.md).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -66,8 +67,15 @@ impl OptimConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Dataset name: `moons`, `swiss-roll`, `8gaussians`, `checkerboard`.
+    /// Dataset name: `moons`, `swiss-roll`, `8gaussians`, `checkerboard` (2D, MLP network) or `mnist`,
+    /// `fashion-mnist`, `emoji`, `cifar10`, `folder` (images, U-Net; resolution from `network.resolution`).
     pub dataset: String,
+    /// Folder of `cifar10`/`folder` data, or a replacement for a packaged set's cache folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_path: Option<PathBuf>,
+    /// Mirror training images left-right with probability 1/2 (CIFAR-style augmentation).
+    #[serde(default)]
+    pub flip: bool,
     /// `edm` (diffusion teacher), `ct` (CM recipe) or `ict`.
     pub method: Method,
     /// Training steps `K`.
@@ -91,9 +99,13 @@ pub struct TrainConfig {
     /// Write a checkpoint every this many steps (0 = only at the end).
     #[serde(default)]
     pub checkpoint_every: u64,
+    /// Images: write a grid of one-step (teacher: Heun 35 NFE) samples every this many steps (0 = only at
+    /// the end), to `samples/step-XXXXXXX.png`.
+    #[serde(default)]
+    pub sample_every: u64,
     pub optimizer: OptimConfig,
-    /// The network.
-    pub network: MlpConfig,
+    /// The network: `kind = "mlp"` (2D) or `kind = "unet"` (images).
+    pub network: Architecture,
     /// `sigma_min`, `sigma_max`, `sigma_data`.
     #[serde(default)]
     pub noise: NoiseRange,
@@ -127,9 +139,34 @@ impl TrainConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if Dataset2d::from_name(&self.dataset).is_none() {
-            let names: Vec<_> = Dataset2d::ALL.iter().map(|d| d.name()).collect();
-            bail!("field `dataset`: unknown dataset {:?}, expected one of {names:?}", self.dataset);
+        match (Dataset2d::from_name(&self.dataset), ImageDataset::from_name(&self.dataset), &self.network) {
+            (None, None, _) => {
+                bail!(
+                    "field `dataset`: unknown dataset {:?}, expected one of {:?}",
+                    self.dataset,
+                    dataset_names()
+                )
+            }
+            (Some(_), _, Architecture::Mlp(m)) if m.dim == 2 => {}
+            (Some(_), _, _) => {
+                bail!("field `network`: 2D dataset {:?} needs kind = \"mlp\" with dim = 2", self.dataset)
+            }
+            (_, Some(set), Architecture::UNet(u)) => {
+                if u.channels != set.channels() {
+                    bail!(
+                        "field `network.channels`: dataset {:?} has {} channel(s), the network takes {}",
+                        self.dataset,
+                        set.channels(),
+                        u.channels
+                    );
+                }
+                if set.needs_path() && self.data_path.is_none() {
+                    bail!("field `data_path`: dataset {:?} is read from a folder you give", self.dataset);
+                }
+            }
+            (_, Some(_), _) => {
+                bail!("field `network`: image dataset {:?} needs kind = \"unet\"", self.dataset)
+            }
         }
         if self.steps == 0 {
             bail!("field `steps`: must be at least 1");
@@ -151,8 +188,39 @@ impl TrainConfig {
         Ok(())
     }
 
-    pub fn dataset(&self) -> Dataset2d {
-        Dataset2d::from_name(&self.dataset).expect("validated")
+    /// The 2D dataset, if this is a 2D recipe.
+    pub fn dataset_2d(&self) -> Option<Dataset2d> {
+        Dataset2d::from_name(&self.dataset)
+    }
+
+    /// The image dataset, if this is an image recipe.
+    pub fn image_dataset(&self) -> Option<ImageDataset> {
+        ImageDataset::from_name(&self.dataset)
+    }
+
+    /// Image resolution (U-Net recipes).
+    pub fn resolution(&self) -> Option<usize> {
+        self.network.image_shape().map(|s| s[1])
+    }
+
+    /// Sets the image resolution (`--resolution`), checked again by [`validate`](Self::validate).
+    pub fn set_resolution(&mut self, r: usize) -> Result<()> {
+        match &mut self.network {
+            Architecture::UNet(u) => u.resolution = r,
+            Architecture::Mlp(_) => bail!("--resolution applies to image recipes only"),
+        }
+        self.validate()
+    }
+
+    /// Loads `split` of the training data (images are read from disk here).
+    pub fn source(&self, split: Split) -> Result<Source> {
+        if let Some(d) = self.dataset_2d() {
+            return Ok(Source::Toy(d));
+        }
+        let set = self.image_dataset().expect("validated");
+        let r = self.resolution().expect("validated: image recipes have a U-Net");
+        let images = load_images(set, split, r, self.data_path.as_deref())?;
+        Ok(Source::Images { set: images, flip: self.flip })
     }
 
     /// The consistency-training recipe: the file's, or the paper's for the method.

@@ -17,8 +17,10 @@ pub fn host(t: Tensor<2>) -> Result<Vec<f32>> {
     t.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))
 }
 
-/// Rows per batch when sampling many points.
-const CHUNK: usize = 4096;
+/// Rows per batch when sampling: 4096 points, or fewer images so activations stay small.
+fn chunk(model: &Denoiser) -> usize {
+    if model.image_shape().is_some() { 256 } else { 4096 }
+}
 
 /// `n` consistency samples with seed `seed` and intermediate levels `taus`, `[n, D]` flattened.
 pub fn consistency_points(model: &Denoiser, n: usize, seed: u64, taus: &[f64]) -> Result<Vec<f32>> {
@@ -28,8 +30,8 @@ pub fn consistency_points(model: &Denoiser, n: usize, seed: u64, taus: &[f64]) -
     let device = model.net.devices().into_iter().next().unwrap_or_else(Device::flex);
     let noise = Noise::new(seed);
     let mut out = Vec::with_capacity(n * model.dim());
-    for first in (0..n).step_by(CHUNK) {
-        let rows = CHUNK.min(n - first);
+    for first in (0..n).step_by(chunk(model)) {
+        let rows = chunk(model).min(n - first);
         out.extend(host(consistency_sample(model, &noise, first, rows, taus, &device))?);
     }
     Ok(out)
@@ -53,8 +55,8 @@ pub fn solver_points(
     let device = model.net.devices().into_iter().next().unwrap_or_else(Device::flex);
     let noise = Noise::new(seed);
     let mut out = Vec::with_capacity(n * model.dim());
-    for first in (0..n).step_by(CHUNK) {
-        let rows = CHUNK.min(n - first);
+    for first in (0..n).step_by(chunk(model)) {
+        let rows = chunk(model).min(n - first);
         out.extend(host(ode_sample(model, &noise, first..first + rows, solver, nfe, &device, |_| {}))?);
     }
     Ok(out)

@@ -102,6 +102,59 @@ pub fn scatter_png(points: &[f32], size: u32, extent: f32) -> Vec<u8> {
     out
 }
 
+/// Images `[n, C·H·W]` in `[-1, 1]` as one PNG grid of `cols` columns, each image scaled up `zoom`×,
+/// with a 1-pixel white gutter. Grey for `C = 1`, RGB for `C = 3`.
+pub fn grid_png(pixels: &[f32], shape: [usize; 3], cols: usize, zoom: usize) -> Vec<u8> {
+    let [c, h, w] = shape;
+    let d = c * h * w;
+    let n = pixels.len() / d.max(1);
+    let cols = cols.clamp(1, n.max(1));
+    let rows = n.div_ceil(cols).max(1);
+    let (cw, ch) = (w * zoom + 1, h * zoom + 1);
+    let (width, height) = (cols * cw + 1, rows * ch + 1);
+    let out_c = if c == 1 { 1 } else { 3 };
+    let mut buf = vec![255u8; width * height * out_c];
+    for (i, img) in pixels.chunks_exact(d).enumerate() {
+        let (gx, gy) = ((i % cols) * cw + 1, (i / cols) * ch + 1);
+        for y in 0..h * zoom {
+            for x in 0..w * zoom {
+                let at = ((gy + y) * width + gx + x) * out_c;
+                for k in 0..out_c {
+                    let v = img[k * h * w + (y / zoom) * w + x / zoom];
+                    buf[at + k] = ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
+        enc.set_color(if out_c == 1 { png::ColorType::Grayscale } else { png::ColorType::Rgb });
+        enc.set_depth(png::BitDepth::Eight);
+        let mut wr = enc.write_header().expect("in-memory PNG header");
+        wr.write_image_data(&buf).expect("in-memory PNG data");
+    }
+    out
+}
+
+/// Zoom that makes an image about 64 pixels wide in a grid.
+pub fn grid_zoom(shape: [usize; 3]) -> usize {
+    (64 / shape[2].max(1)).max(1)
+}
+
+/// Writes samples in the format the extension names: `.npy`, `.csv`, or `.png` (scatter for 2D points,
+/// a grid for images of `shape`).
+pub fn write_samples(path: &Path, points: &[f32], dim: usize, shape: Option<[usize; 3]>) -> Result<()> {
+    match (path.extension().and_then(|e| e.to_str()), shape) {
+        (Some("png"), Some(shape)) => {
+            let n = points.len() / dim.max(1);
+            let cols = (n as f64).sqrt().ceil() as usize;
+            write_atomic(path, &grid_png(points, shape, cols, grid_zoom(shape)))
+        }
+        _ => write_points(path, points, dim),
+    }
+}
+
 /// Writes a point cloud in the format its extension names: `.npy`, `.csv` or `.png`.
 pub fn write_points(path: &Path, points: &[f32], dim: usize) -> Result<()> {
     let bytes = match path.extension().and_then(|e| e.to_str()) {

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod data;
 pub mod eval;
 pub mod io;
 pub mod train;

@@ -16,8 +16,9 @@ use cm_core::{Denoiser, Method, ModelCard, card::CARD_FORMAT};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::TrainConfig;
+use crate::data::{Source, Split};
 use crate::eval;
-use crate::io::{save_model_dir, scatter_png, write_atomic};
+use crate::io::{grid_png, grid_zoom, save_model_dir, scatter_png, write_atomic};
 
 /// What a finished run reports.
 pub struct RunSummary {
@@ -50,7 +51,9 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
         adam.init()
     };
     let ct = cfg.ct();
-    let dataset = cfg.dataset();
+    let source = cfg.source(Split::Train)?;
+    let dim = source.dim();
+    let shape = model.image_shape();
     let noise = Noise::new(cfg.seed);
 
     let bar = ProgressBar::new(cfg.steps);
@@ -62,8 +65,8 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
     for k in 0..cfg.steps {
         let progress = Progress { k, total: cfg.steps };
         let streams = progress.streams();
-        let x0 = dataset.sample(cfg.seed, streams.data(), 0, cfg.batch);
-        let x0 = Tensor::<1>::from_floats(x0.as_slice(), &device).reshape([cfg.batch, 2]);
+        let x0 = source.batch(cfg.seed, streams.data(), cfg.batch);
+        let x0 = Tensor::<1>::from_floats(x0.as_slice(), &device).reshape([cfg.batch, dim]);
         let (loss, n, mu) = match cfg.method {
             Method::Edm => (edm_loss(&model, x0, &cfg.edm, &noise, streams), 0, 0.0),
             Method::Ct | Method::Ict => {
@@ -104,15 +107,21 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
                 line["n"] = n.into();
                 line["mu"] = mu.into();
             }
-            if cfg.eval_every > 0 && (k + 1) % cfg.eval_every == 0 {
+            if let (Source::Toy(dataset), true) =
+                (&source, cfg.eval_every > 0 && (k + 1) % cfg.eval_every == 0)
+            {
                 let inference = ema.clone();
-                line["sliced_w2_1step"] = eval::quick_sliced_w2(&inference, dataset, cfg.method)?.into();
+                line["sliced_w2_1step"] = eval::quick_sliced_w2(&inference, *dataset, cfg.method)?.into();
             }
             writeln!(metrics_file, "{line}")?;
             bar.set_message(format!("loss {loss_value:.4}"));
             tracing::debug!(step = k + 1, loss = loss_value, "step");
         }
         bar.inc(1);
+        if let (Some(shape), true) = (shape, cfg.sample_every > 0 && (k + 1) % cfg.sample_every == 0) {
+            let png = sample_grid(&ema, cfg, shape)?;
+            write_atomic(&out.join("samples").join(format!("step-{:07}.png", k + 1)), &png)?;
+        }
         if cfg.checkpoint_every > 0 && (k + 1) % cfg.checkpoint_every == 0 && k + 1 < cfg.steps {
             write_checkpoint(out, k + 1, &model, &ema)?;
         }
@@ -122,20 +131,32 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
 
     // Export: the evaluation EMA, on a plain (non-autodiff) device.
     let inference = ema;
-    let report = eval::evaluate(&inference, dataset, cfg.method, 4096, cfg.seed.wrapping_add(1), 35, None)?;
-    let metrics = report.flat_metrics();
-    let samples = if cfg.method == Method::Edm {
-        eval::teacher_points(&inference, 4096, cfg.seed, 35)?
-    } else {
-        eval::consistency_points(&inference, 4096, cfg.seed, &[])?
+    let (metrics, report) = match (&source, shape) {
+        (Source::Toy(dataset), _) => {
+            let report =
+                eval::evaluate(&inference, *dataset, cfg.method, 4096, cfg.seed.wrapping_add(1), 35, None)?;
+            let samples = if cfg.method == Method::Edm {
+                eval::teacher_points(&inference, 4096, cfg.seed, 35)?
+            } else {
+                eval::consistency_points(&inference, 4096, cfg.seed, &[])?
+            };
+            write_atomic(&out.join("samples.png"), &scatter_png(&samples, 512, 2.0))?;
+            (report.flat_metrics(), Some(serde_json::to_value(&report)?))
+        }
+        (Source::Images { .. }, Some(shape)) => {
+            write_atomic(&out.join("samples.png"), &sample_grid(&inference, cfg, shape)?)?;
+            (BTreeMap::new(), None)
+        }
+        (Source::Images { .. }, None) => anyhow::bail!("an image dataset needs an image network"),
     };
-    write_atomic(&out.join("samples.png"), &scatter_png(&samples, 512, 2.0))?;
     let wall = started.elapsed().as_secs_f64();
     let mut provenance = BTreeMap::new();
     provenance.insert("command".into(), command.into());
     provenance.insert("wall_time_s".into(), wall.into());
     provenance.insert("hardware".into(), eval::hardware().into());
     provenance.insert("backend".into(), cfg.backend.name().into());
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    provenance.insert("cpu_threads".into(), threads.into());
     provenance.insert("config".into(), serde_json::to_value(&resolved)?);
     let card = ModelCard {
         format: CARD_FORMAT.into(),
@@ -150,8 +171,22 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
     };
     let model_dir = out.join("model");
     save_model_dir(&model_dir, &card, &inference)?;
-    write_atomic(&out.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    if let Some(report) = report {
+        write_atomic(&out.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
     Ok(RunSummary { model_dir, metrics })
+}
+
+/// An 8×8 grid of one-step samples (diffusion models: Heun at 35 NFE), seed fixed across the run so
+/// successive grids show the same noise.
+fn sample_grid(model: &Denoiser, cfg: &TrainConfig, shape: [usize; 3]) -> Result<Vec<u8>> {
+    let n = 64;
+    let pts = if cfg.method == Method::Edm {
+        eval::teacher_points(model, n, cfg.seed, 35)?
+    } else {
+        eval::consistency_points(model, n, cfg.seed, &[])?
+    };
+    Ok(grid_png(&pts, shape, 8, grid_zoom(shape)))
 }
 
 /// `checkpoints/step-XXXXXXX/{model,ema}.safetensors`, written atomically.

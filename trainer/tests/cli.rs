@@ -25,6 +25,7 @@ ema_decay = 0.9
 [optimizer]
 lr = 0.001
 [network]
+kind = "mlp"
 dim = 2
 hidden = 16
 blocks = 1

