@@ -70,7 +70,9 @@ async function loadModels() {
       const weights = new Uint8Array(await weightsRes.arrayBuffer());
       const loaded = app.load_model(cardText, weights);
       const card = JSON.parse(cardText);
-      catalogue.push({ name: loaded, dataset: card.dataset, method: card.method, card });
+      const arch = card.model.architecture;
+      const shape = arch.kind === 'unet' ? [arch.channels, arch.resolution, arch.resolution] : null;
+      catalogue.push({ name: loaded, dataset: card.dataset, method: card.method, card, shape });
     } catch (e) {
       problems.push(`Model ${name} could not be loaded: ${e.message ?? e}`);
     }
@@ -118,6 +120,50 @@ function draw(canvas, points, colour) {
   }
   canvas.dataset.points = String(drawn);
 }
+
+// Images `[n, C·H·W]` in [-1, 1] as a grid filling the canvas (grey or RGB).
+function drawImages(canvas, pixels, shape) {
+  const [c, h, w] = shape;
+  const d = c * h * w;
+  const n = Math.floor(pixels.length / d);
+  const cols = Math.ceil(Math.sqrt(n));
+  const rows = Math.ceil(n / cols);
+  const grid = document.createElement('canvas');
+  grid.width = cols * (w + 1) + 1;
+  grid.height = rows * (h + 1) + 1;
+  const g = grid.getContext('2d');
+  const img = g.createImageData(grid.width, grid.height);
+  img.data.fill(255);
+  let drawn = 0;
+  for (let i = 0; i < n; i++) {
+    const ox = (i % cols) * (w + 1) + 1;
+    const oy = Math.floor(i / cols) * (h + 1) + 1;
+    let finite = true;
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const at = ((oy + y) * grid.width + ox + x) * 4;
+        for (let k = 0; k < 3; k++) {
+          const v = pixels[i * d + (c === 1 ? 0 : k) * h * w + y * w + x];
+          if (!Number.isFinite(v)) finite = false;
+          img.data[at + k] = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
+        }
+      }
+    }
+    if (finite) drawn++;
+  }
+  g.putImageData(img, 0, 0);
+  const ctx = canvas.getContext('2d');
+  ctx.imageSmoothingEnabled = false;
+  ctx.fillStyle = '#ffffff';
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  const scale = Math.min(canvas.width / grid.width, canvas.height / grid.height);
+  ctx.drawImage(grid, 0, 0, grid.width * scale, grid.height * scale);
+  canvas.dataset.images = String(drawn);
+}
+
+// Image models draw fewer samples than point clouds: a grid of 64 (the teacher 16, it costs NFE passes).
+const IMAGES = 64;
+const TEACHER_IMAGES = 16;
 
 // For educators: from the same points on the teacher's PF-ODE trajectories (at the first grid level
 // with sigma <= 1), the teacher's ODE path to its origin and the consistency model's one-step jump.
@@ -169,32 +215,38 @@ async function render() {
   const k = intInput('k', 1, 16);
   const nfe = intInput('nfe', 1, 199);
   const models = catalogue.filter((m) => m.dataset === dataset);
+  const images = models.some((m) => m.shape);
+  const show = (canvas, m, pixels, colour) => (m.shape ? drawImages(canvas, pixels, m.shape) : draw(canvas, pixels, colour));
   try {
-    const data = panel(`data: ${dataset}`);
-    draw(data.canvas, app.data(dataset, n, BigInt(seed)), '#6b7280');
-    data.stat.textContent = 'fresh draw';
+    if (!images) {
+      const data = panel(`data: ${dataset}`);
+      draw(data.canvas, app.data(dataset, n, BigInt(seed)), '#6b7280');
+      data.stat.textContent = 'fresh draw';
+    }
     for (const m of models.filter((m) => m.method !== 'edm')) {
       for (const steps of [1, 2, k]) {
         if (steps === k && k <= 2) continue;
         const taus = app.default_taus(m.name, steps);
         const p = panel(`${m.name} · ${steps} step${steps > 1 ? 's' : ''}`);
-        const r = await app.sample(m.name, taus, n, BigInt(seed));
+        const count = m.shape ? IMAGES : n;
+        const r = await app.sample(m.name, taus, count, BigInt(seed));
         if (id !== runId) return;
-        draw(p.canvas, r.points, '#1f4fbf');
+        show(p.canvas, m, r.points, '#1f4fbf');
         p.stat.textContent = `NFE ${steps} · ${r.ms.toFixed(1)} ms`;
         p.canvas.title = taus.length ? `τ = ${taus.map((t) => t.toPrecision(3)).join(', ')}` : 'one step from σ_max';
       }
     }
     for (const m of models.filter((m) => m.method === 'edm')) {
       const p = panel(`${m.name} teacher · Heun`);
-      const r = await app.teacher(m.name, nfe, n, BigInt(seed), false);
+      const count = m.shape ? TEACHER_IMAGES : n;
+      const r = await app.teacher(m.name, nfe, count, BigInt(seed), false);
       if (id !== runId) return;
-      draw(p.canvas, r.points, '#b4471f');
+      show(p.canvas, m, r.points, '#b4471f');
       p.stat.textContent = `NFE ${2 * Math.ceil(nfe / 2) - 1} · ${r.ms.toFixed(1)} ms`;
     }
     const teacher = models.find((m) => m.method === 'edm');
     const student = models.find((m) => m.method === 'ict') ?? models.find((m) => m.method !== 'edm');
-    if (teacher && student) {
+    if (teacher && student && !images) {
       await drawPaths(teacher, student, nfe, seed, id);
       if (id !== runId) return;
     }

@@ -2,8 +2,11 @@
 //! (src/main.rs) is a thin command line over this library; tests drive it directly.
 
 pub mod backend;
+pub mod checkpoint;
+pub mod classifier;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod eval_images;
 pub mod io;
 pub mod train;

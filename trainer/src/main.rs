@@ -1,6 +1,6 @@
 //! `cm`: train, sample, evaluate and export consistency models.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -10,8 +10,10 @@ use cm_core::sample::OdeSolver;
 use cm_core::schedule::default_taus;
 
 use cm_trainer::backend::Backend;
+use cm_trainer::classifier::{classifier_dir, load_classifier, train_classifier};
 use cm_trainer::config::TrainConfig;
-use cm_trainer::{eval, io, train};
+use cm_trainer::data::{ImageDataset, Split, load_images};
+use cm_trainer::{eval, eval_images, io, train};
 
 #[derive(Parser)]
 #[command(name = "cm", version, about = "Consistency models: train natively, sample anywhere")]
@@ -81,9 +83,15 @@ enum Command {
         /// Override the recipe's backend.
         #[arg(long, value_enum)]
         backend: Option<Backend>,
+        /// Image recipes: train at this resolution instead of the recipe's (e.g. 16 for speed).
+        #[arg(long, value_parser = at_most(256, "pixels"), allow_negative_numbers = true)]
+        resolution: Option<u64>,
         /// Replace a run folder that already holds a trained model.
         #[arg(long)]
         force: bool,
+        /// Continue the run in --out from its newest checkpoint (bit-exact on the CPU backend).
+        #[arg(long, conflicts_with = "force")]
+        resume: bool,
     },
     /// Draw samples from a model folder.
     Sample {
@@ -139,6 +147,31 @@ enum Command {
         /// Store the 1/2/4-step (or teacher) metrics in the model's card.
         #[arg(long)]
         write_card: bool,
+        /// Image models: the LeNet classifier folder (default `classifiers/<dataset>-<resolution>`).
+        #[arg(long)]
+        classifier: Option<PathBuf>,
+        /// Image models: where `cifar10`/`folder` data lives (default: the training recipe's `data_path`).
+        #[arg(long)]
+        data_path: Option<PathBuf>,
+    },
+    /// Train the LeNet classifier behind the image metrics (FID-LeNet, KID, precision/recall).
+    Classifier {
+        /// Image dataset: mnist, fashion-mnist, emoji, cifar10.
+        #[arg(long)]
+        dataset: String,
+        #[arg(long, value_parser = at_most(256, "pixels"), allow_negative_numbers = true)]
+        resolution: u64,
+        #[arg(long)]
+        data_path: Option<PathBuf>,
+        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "3000")]
+        steps: u64,
+        #[arg(long, value_parser = at_most(4096, "images per batch"), allow_negative_numbers = true, default_value = "128")]
+        batch: u64,
+        #[arg(long, default_value = "0")]
+        seed: u64,
+        /// Output folder (default `classifiers/<dataset>-<resolution>`).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Copy a run's model (or a model folder) to a web model folder, validating it on the way.
     Export {
@@ -179,9 +212,9 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { config, out, steps, seed, backend, force } => {
+        Command::Train { config, out, steps, seed, backend, resolution, force, resume } => {
             let mut cfg = TrainConfig::load(&config)?;
-            if !force && out.join("model").exists() {
+            if !force && !resume && out.join("model").exists() {
                 bail!(
                     "run folder {} already holds a trained model; pass --force to replace it or choose another --out",
                     out.display()
@@ -196,8 +229,11 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(b) = backend {
                 cfg.backend = b;
             }
+            if let Some(r) = resolution {
+                cfg.set_resolution(r as usize)?;
+            }
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let summary = train::train(&cfg, &out, &command)?;
+            let summary = train::train(&cfg, &out, &command, resume)?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
@@ -234,7 +270,7 @@ fn run(cli: Cli) -> Result<()> {
                     eval::consistency_points(&model, n as usize, seed, &taus)?
                 }
             };
-            io::write_points(&out, &pts, model.dim())?;
+            io::write_samples(&out, &pts, model.dim(), model.image_shape())?;
         }
         Command::Data { name, n, seed, out } => {
             let Some(d) = Dataset2d::from_name(&name) else {
@@ -243,20 +279,64 @@ fn run(cli: Cli) -> Result<()> {
             };
             io::write_points(&out, &d.sample(seed, 0, 0, n as usize), 2)?;
         }
-        Command::Eval { model: dir, n, seed, teacher_nfe, taus, write_card } => {
+        Command::Eval { model: dir, n, seed, teacher_nfe, taus, write_card, classifier, data_path } => {
             let device = Backend::Cpu.device()?;
             let (mut card, model) = io::load_model_dir(&dir, &device)?;
-            let dataset = Dataset2d::from_name(&card.dataset).with_context(|| {
-                format!("the card names dataset {:?}, which cm does not know", card.dataset)
-            })?;
             let extra = taus.as_ref().map(|t| t.0.as_slice());
-            let report =
-                eval::evaluate(&model, dataset, card.method, n as usize, seed, teacher_nfe as usize, extra)?;
+            let (metrics, json) = if let Some(set) = ImageDataset::from_name(&card.dataset) {
+                let r = model.image_shape().context("an image dataset needs an image model")?[1];
+                let data_path = data_path
+                    .or_else(|| card.provenance.get("config")?.get("data_path")?.as_str().map(PathBuf::from));
+                let test = load_images(set, Split::Test, r, data_path.as_deref())?.take(n as usize);
+                let train = load_images(set, Split::Train, r, data_path.as_deref())?;
+                let cdir =
+                    classifier.unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
+                let (_, lenet) = load_classifier(&cdir, &device)?;
+                let report = eval_images::evaluate_images(
+                    &model,
+                    card.method,
+                    &lenet,
+                    &test,
+                    &train,
+                    set.name(),
+                    seed,
+                    teacher_nfe as usize,
+                    extra,
+                )?;
+                (report.flat_metrics(), serde_json::to_value(&report)?)
+            } else {
+                let dataset = Dataset2d::from_name(&card.dataset).with_context(|| {
+                    format!("the card names dataset {:?}, which cm does not know", card.dataset)
+                })?;
+                let report = eval::evaluate(
+                    &model,
+                    dataset,
+                    card.method,
+                    n as usize,
+                    seed,
+                    teacher_nfe as usize,
+                    extra,
+                )?;
+                (report.flat_metrics(), serde_json::to_value(&report)?)
+            };
             if write_card {
-                card.metrics.extend(report.flat_metrics());
+                card.metrics.extend(metrics);
                 io::write_atomic(&dir.join(io::CARD_FILE), card.to_json().as_bytes())?;
             }
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Command::Classifier { dataset, resolution, data_path, steps, batch, seed, out } => {
+            let Some(set) = ImageDataset::from_name(&dataset) else {
+                let names: Vec<_> = ImageDataset::ALL.iter().map(|d| d.name()).collect();
+                bail!("unknown image dataset {dataset:?}, expected one of {names:?}");
+            };
+            let r = resolution as usize;
+            let train = load_images(set, Split::Train, r, data_path.as_deref())?;
+            let test = load_images(set, Split::Test, r, data_path.as_deref())?;
+            let out = out.unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let card = train_classifier(set, &train, &test, steps, batch as usize, seed, &out, &command)?;
+            println!("{}", serde_json::to_string_pretty(&card)?);
         }
         Command::Export { from, out } => {
             let src = if from.join("model").is_dir() { from.join("model") } else { from };

@@ -5,16 +5,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::tensor::Bytes;
 use cm_core::ema::ema_update;
 use cm_core::objective::{Progress, ct_loss, edm_loss};
 use cm_core::rng::Noise;
 use cm_core::{Denoiser, Method, ModelCard, card::CARD_FORMAT};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::checkpoint;
 use crate::config::TrainConfig;
 use crate::data::{Source, Split};
 use crate::eval;
@@ -26,14 +28,43 @@ pub struct RunSummary {
     pub metrics: BTreeMap<String, f64>,
 }
 
-/// Trains `cfg` into the run folder `out`.
-pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary> {
+/// Trains `cfg` into the run folder `out`; with `resume`, continues from the run's newest checkpoint
+/// (the recipe must be the run's own `config.toml`).
+pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Result<RunSummary> {
     let started = Instant::now();
     std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
     let resolved = cfg.resolved();
-    write_atomic(&out.join("config.toml"), toml::to_string_pretty(&resolved)?.as_bytes())?;
+    let resolved_toml = toml::to_string_pretty(&resolved)?;
+    let checkpoint = if resume {
+        let saved_path = out.join("config.toml");
+        let saved = std::fs::read_to_string(&saved_path)
+            .with_context(|| format!("--resume: cannot read the run's recipe {}", saved_path.display()))?;
+        if let Some((i, (a, b))) =
+            saved.lines().zip(resolved_toml.lines()).enumerate().find(|(_, (a, b))| a != b)
+        {
+            bail!(
+                "--resume: the recipe differs from the run's {} at line {}: `{b}` here, `{a}` in the run",
+                saved_path.display(),
+                i + 1
+            );
+        }
+        if saved.lines().count() != resolved_toml.lines().count() {
+            bail!("--resume: the recipe differs from the run's {}", saved_path.display());
+        }
+        Some(checkpoint::latest(out).with_context(|| {
+            format!("--resume: no complete checkpoint in {}", out.join("checkpoints").display())
+        })?)
+    } else {
+        write_atomic(&out.join("config.toml"), resolved_toml.as_bytes())?;
+        None
+    };
     let metrics_path = out.join("metrics.jsonl");
-    let mut metrics_file = std::fs::File::create(&metrics_path)
+    let mut metrics_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(resume)
+        .write(true)
+        .truncate(!resume)
+        .open(&metrics_path)
         .with_context(|| format!("cannot write {}", metrics_path.display()))?;
 
     let device = cfg.backend.device()?.autodiff();
@@ -43,6 +74,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
     // Target network theta- (CM recipe: EMA with mu(k); iCT: mu = 0, i.e. theta itself) and evaluation EMA.
     let mut target: Option<Denoiser> = None;
     let mut ema: Denoiser = model.valid();
+    let mut first_step = 0;
     let mut optim = {
         let mut adam = AdamConfig::new().with_beta_2(cfg.optimizer.beta_2 as f32);
         if let Some(c) = cfg.optimizer.grad_clip {
@@ -50,6 +82,17 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
         }
         adam.init()
     };
+    if let Some(dir) = &checkpoint {
+        let r = checkpoint::load(dir, &model_cfg, &device)?;
+        (first_step, model, ema, target) = (r.step, r.model, r.ema, r.target);
+        optim = optim
+            .from_bytes(Bytes::from_bytes_vec(r.optimizer))
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("optimizer.bpk").display()))?;
+        if first_step >= cfg.steps {
+            bail!("--resume: the run already reached step {first_step} of {}", cfg.steps);
+        }
+        tracing::info!(step = first_step, "resuming");
+    }
     let ct = cfg.ct();
     let source = cfg.source(Split::Train)?;
     let dim = source.dim();
@@ -57,12 +100,13 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
     let noise = Noise::new(cfg.seed);
 
     let bar = ProgressBar::new(cfg.steps);
+    bar.set_position(first_step);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} {msg}")
             .expect("static template"),
     );
     let mut window = (Instant::now(), 0u64);
-    for k in 0..cfg.steps {
+    for k in first_step..cfg.steps {
         let progress = Progress { k, total: cfg.steps };
         let streams = progress.streams();
         let x0 = source.batch(cfg.seed, streams.data(), cfg.batch);
@@ -123,11 +167,11 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str) -> Result<RunSummary>
             write_atomic(&out.join("samples").join(format!("step-{:07}.png", k + 1)), &png)?;
         }
         if cfg.checkpoint_every > 0 && (k + 1) % cfg.checkpoint_every == 0 && k + 1 < cfg.steps {
-            write_checkpoint(out, k + 1, &model, &ema)?;
+            write_checkpoint(out, k + 1, &model, &ema, target.as_ref(), &optim)?;
         }
     }
     bar.finish_and_clear();
-    write_checkpoint(out, cfg.steps, &model, &ema)?;
+    write_checkpoint(out, cfg.steps, &model, &ema, target.as_ref(), &optim)?;
 
     // Export: the evaluation EMA, on a plain (non-autodiff) device.
     let inference = ema;
@@ -189,10 +233,15 @@ fn sample_grid(model: &Denoiser, cfg: &TrainConfig, shape: [usize; 3]) -> Result
     Ok(grid_png(&pts, shape, 8, grid_zoom(shape)))
 }
 
-/// `checkpoints/step-XXXXXXX/{model,ema}.safetensors`, written atomically.
-fn write_checkpoint(out: &Path, step: u64, model: &Denoiser, ema: &Denoiser) -> Result<()> {
-    let dir = out.join("checkpoints").join(format!("step-{step:07}"));
-    write_atomic(&dir.join("model.safetensors"), &cm_core::card::weights_to_bytes(model)?)?;
-    write_atomic(&dir.join("ema.safetensors"), &cm_core::card::weights_to_bytes(ema)?)?;
-    Ok(())
+/// The checkpoint of step `step` (see [`checkpoint`]).
+fn write_checkpoint(
+    out: &Path,
+    step: u64,
+    model: &Denoiser,
+    ema: &Denoiser,
+    target: Option<&Denoiser>,
+    optim: &ModuleOptimizer,
+) -> Result<()> {
+    let bytes = optim.into_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e:?}"))?;
+    checkpoint::save(out, step, model, ema, target, &bytes)
 }

@@ -4,6 +4,7 @@
 //! objectives and samplers never know which network they drive.
 
 pub mod embedding;
+pub mod lenet;
 pub mod mlp;
 pub mod unet;
 
@@ -11,6 +12,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use embedding::TimeEmbedding;
+pub use lenet::{LeNet, LeNetConfig};
 pub use mlp::{DropoutMasks, Mlp, MlpConfig};
 pub use unet::{UNet, UNetConfig};
 

@@ -1,0 +1,129 @@
+//! Checkpoints that `cm train --resume` continues from bit-exactly (on the CPU backend).
+//!
+//! `checkpoints/step-XXXXXXX/` holds the online weights, the evaluation EMA, the CT target (CM recipe),
+//! the optimiser state (burn's burnpack bytes, keyed by parameter id) and `state.json` with the step and
+//! the parameter ids in visiting order, so a resumed model gets the ids the optimiser state refers to.
+//! Every randomness in a step is keyed by the step index, so nothing else needs saving. The folder is
+//! written as `step-XXXXXXX.partial` and renamed, so a crash never leaves a half checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::prelude::*;
+use cm_core::card::{load_denoiser, weights_to_bytes};
+use cm_core::{Denoiser, ModelConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::io::write_atomic;
+
+/// `state.json`.
+#[derive(Serialize, Deserialize)]
+struct State {
+    step: u64,
+    param_ids: Vec<u64>,
+    has_target: bool,
+}
+
+/// What training needs to go on.
+pub struct Resumed {
+    pub step: u64,
+    pub model: Denoiser,
+    pub ema: Denoiser,
+    pub target: Option<Denoiser>,
+    pub optimizer: Vec<u8>,
+}
+
+struct Ids(Vec<u64>);
+impl ModuleVisitor for Ids {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.id.val());
+    }
+}
+
+struct SetIds(std::vec::IntoIter<u64>);
+impl ModuleMapper for SetIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (_, value, mapper) = param.consume();
+        let id = self.0.next().expect("checked: one id per parameter");
+        Param::from_mapped_value(ParamId::from(id), value, mapper)
+    }
+}
+
+fn step_dir(out: &Path, step: u64) -> PathBuf {
+    out.join("checkpoints").join(format!("step-{step:07}"))
+}
+
+/// Writes the checkpoint of `step`.
+pub fn save(
+    out: &Path,
+    step: u64,
+    model: &Denoiser,
+    ema: &Denoiser,
+    target: Option<&Denoiser>,
+    optimizer: &[u8],
+) -> Result<()> {
+    let dir = step_dir(out, step);
+    let partial = dir.with_extension("partial");
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).with_context(|| format!("cannot remove {}", partial.display()))?;
+    }
+    write_atomic(&partial.join("model.safetensors"), &weights_to_bytes(model)?)?;
+    write_atomic(&partial.join("ema.safetensors"), &weights_to_bytes(ema)?)?;
+    if let Some(t) = target {
+        write_atomic(&partial.join("target.safetensors"), &weights_to_bytes(t)?)?;
+    }
+    write_atomic(&partial.join("optimizer.bpk"), optimizer)?;
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    let state = State { step, param_ids: ids.0, has_target: target.is_some() };
+    write_atomic(&partial.join("state.json"), serde_json::to_string(&state)?.as_bytes())?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+    }
+    std::fs::rename(&partial, &dir).with_context(|| format!("cannot move checkpoint to {}", dir.display()))
+}
+
+/// The newest complete checkpoint in the run folder `out`, if any.
+pub fn latest(out: &Path) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join("checkpoints"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-") && !n.contains('.'))
+                && p.join("state.json").is_file()
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+/// Loads a checkpoint folder for `config` on `device` (the autodiff training device).
+pub fn load(dir: &Path, config: &ModelConfig, device: &Device) -> Result<Resumed> {
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let state_path = dir.join("state.json");
+    let state: State = serde_json::from_slice(&read("state.json")?)
+        .with_context(|| format!("{}: not a checkpoint state", state_path.display()))?;
+    let weights = |name: &str| -> Result<Denoiser> {
+        load_denoiser(config, read(name)?, device)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(name).display()))
+    };
+    let model = weights("model.safetensors")?;
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    if ids.0.len() != state.param_ids.len() {
+        bail!(
+            "{}: {} parameter ids for a model with {} parameters",
+            state_path.display(),
+            state.param_ids.len(),
+            ids.0.len()
+        );
+    }
+    let model = model.map(&mut SetIds(state.param_ids.into_iter()));
+    let ema = weights("ema.safetensors")?.valid();
+    let target = if state.has_target { Some(weights("target.safetensors")?.valid()) } else { None };
+    Ok(Resumed { step: state.step, model, ema, target, optimizer: read("optimizer.bpk")? })
+}

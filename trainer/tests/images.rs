@@ -1,0 +1,245 @@
+//! Image models through the `cm` binary, on the committed subsets in `tests/data` (`CM_DATA`): training
+//! with sample grids, bit-exact `--resume`, sampling to PNG/npy, the classifier and `cm eval`, and clear
+//! errors for missing or broken data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn test_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data")
+}
+
+fn cm_in(cwd: &Path, data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cm"))
+        .args(args)
+        .current_dir(cwd)
+        .env("CM_LOG", "off")
+        .env("CM_DATA", data)
+        .output()
+        .expect("cm runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cm-img-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn ok(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cm failed: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails_with(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let first =
+        err.lines().find(|l| l.starts_with("error")).unwrap_or_else(|| panic!("no error line: {err}"));
+    for n in needles {
+        assert!(first.contains(n), "error line {first:?} does not mention {n:?}");
+    }
+}
+
+/// The tensor bytes of a safetensors file (after its 8-byte length and JSON header).
+fn tensor_data(bytes: &[u8]) -> &[u8] {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    &bytes[8 + n..]
+}
+
+/// A tiny iCT U-Net on 8×8 MNIST (dropout on, so the shared masks are exercised).
+fn recipe(dataset: &str, channels: usize, steps: u64) -> String {
+    format!(
+        r#"
+dataset = "{dataset}"
+method = "ict"
+steps = {steps}
+batch = 8
+seed = 3
+ema_decay = 0.9
+log_every = 1
+sample_every = 3
+checkpoint_every = 3
+[optimizer]
+lr = 0.001
+[network]
+kind = "unet"
+channels = {channels}
+resolution = 8
+base = 8
+mult = [1, 2]
+res_blocks = 1
+attention = [4]
+groups = 4
+emb_dim = 8
+dropout = 0.1
+embedding = {{ kind = "fourier", scale = 20.0, seed = 0 }}
+"#
+    )
+}
+
+#[test]
+fn image_training_writes_grids_and_resumes_bit_exactly() {
+    let d = tmp("resume");
+    std::fs::write(d.join("r.toml"), recipe("mnist", 1, 6)).unwrap();
+    let full = d.join("full");
+    ok(&cm_in(&d, &test_data(), &["train", "--config", "r.toml", "--out", full.to_str().unwrap()]));
+    assert!(full.join("samples/step-0000003.png").is_file());
+    assert!(full.join("samples.png").is_file());
+    let last = std::fs::read(full.join("checkpoints/step-0000006/model.safetensors")).unwrap();
+    let last_ema = std::fs::read(full.join("checkpoints/step-0000006/ema.safetensors")).unwrap();
+
+    // A run stopped after step 3: the same folder without its later checkpoint and export.
+    let cut = d.join("cut");
+    std::fs::create_dir_all(cut.join("checkpoints")).unwrap();
+    std::fs::copy(full.join("config.toml"), cut.join("config.toml")).unwrap();
+    let src = full.join("checkpoints/step-0000003");
+    let dst = cut.join("checkpoints/step-0000003");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dst.join(f.file_name().unwrap())).unwrap();
+    }
+    let metrics = std::fs::read_to_string(full.join("metrics.jsonl")).unwrap();
+    let first_three: String = metrics.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(cut.join("metrics.jsonl"), first_three).unwrap();
+
+    ok(&cm_in(
+        &d,
+        &test_data(),
+        &["train", "--config", "r.toml", "--out", cut.to_str().unwrap(), "--resume"],
+    ));
+    let resumed = std::fs::read_to_string(cut.join("metrics.jsonl")).unwrap();
+    let loss = |s: &str| {
+        s.lines().map(|l| l.split("\"loss\":").nth(1).unwrap()[..12].to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(loss(&resumed), loss(&metrics), "the resumed losses differ");
+    // Tensor data, not whole files: the safetensors metadata map has no fixed key order.
+    let same = |name: &str, want: &[u8]| {
+        tensor_data(&std::fs::read(cut.join("checkpoints/step-0000006").join(name)).unwrap())
+            == tensor_data(want)
+    };
+    assert!(same("model.safetensors", &last), "resumed weights differ");
+    assert!(same("ema.safetensors", &last_ema), "resumed EMA differs");
+
+    // Resuming with another recipe is refused and names the difference.
+    std::fs::write(d.join("other.toml"), recipe("mnist", 1, 9)).unwrap();
+    let out = cm_in(
+        &d,
+        &test_data(),
+        &["train", "--config", "other.toml", "--out", cut.to_str().unwrap(), "--resume"],
+    );
+    fails_with(&out, &["--resume", "config.toml", "steps"]);
+
+    // Samples of an image model: a PNG grid and a [n, C·H·W] .npy.
+    let model = full.join("model");
+    for ext in ["png", "npy"] {
+        let path = d.join(format!("s.{ext}"));
+        ok(&cm_in(
+            &d,
+            &test_data(),
+            &["sample", "--model", model.to_str().unwrap(), "--n", "9", "--out", path.to_str().unwrap()],
+        ));
+        let bytes = std::fs::read(&path).unwrap();
+        match ext {
+            "png" => assert_eq!(&bytes[1..4], b"PNG"),
+            _ => assert!(String::from_utf8_lossy(&bytes[..80]).contains("(9, 64)")),
+        }
+    }
+}
+
+#[test]
+fn classifier_and_image_eval_report_every_metric() {
+    let d = tmp("eval");
+    let out = cm_in(
+        &d,
+        &test_data(),
+        &["classifier", "--dataset", "mnist", "--resolution", "8", "--steps", "200", "--batch", "32"],
+    );
+    let card: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    // Ten classes from 512 images and 200 steps: well above chance (10 %).
+    assert!(card["test_accuracy"].as_f64().unwrap() > 0.3, "{card}");
+    assert!(d.join("classifiers/mnist-8/classifier.safetensors").is_file());
+
+    std::fs::write(d.join("r.toml"), recipe("mnist", 1, 2)).unwrap();
+    ok(&cm_in(&d, &test_data(), &["train", "--config", "r.toml", "--out", "run"]));
+    let out = cm_in(&d, &test_data(), &["eval", "--model", "run/model", "--n", "64", "--write-card"]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    for steps in ["1", "2", "4"] {
+        let e = &report["consistency"][steps];
+        for k in ["fid", "kid", "precision", "recall", "class_kl", "max_prob", "nn_train"] {
+            assert!(e[k].as_f64().is_some_and(f64::is_finite), "{steps}-step {k}: {e}");
+        }
+    }
+    // Two training steps make noise, not digits: far from the train-vs-test reference.
+    let fid = |e: &serde_json::Value| e["fid"].as_f64().unwrap();
+    assert!(fid(&report["consistency"]["1"]) > 2.0 * fid(&report["reference"]), "{report}");
+    let card = std::fs::read_to_string(d.join("run/model/config.json")).unwrap();
+    assert!(card.contains("fid_1step") && card.contains("fid_reference"));
+
+    // No classifier for this resolution: the error names the command that makes one.
+    let out = cm_in(&d, &test_data(), &["eval", "--model", "run/model", "--classifier", "nowhere"]);
+    fails_with(&out, &["no classifier at nowhere", "cm classifier"]);
+}
+
+#[test]
+fn colour_sets_and_folders_train() {
+    let d = tmp("colour");
+    std::fs::write(d.join("emoji.toml"), recipe("emoji", 3, 1)).unwrap();
+    ok(&cm_in(&d, &test_data(), &["train", "--config", "emoji.toml", "--out", "emoji"]));
+    let folder = test_data().join("emoji/64");
+    let r = recipe("folder", 3, 1).replace(
+        "dataset = \"folder\"",
+        &format!("dataset = \"folder\"\ndata_path = {:?}", folder.to_str().unwrap()),
+    );
+    std::fs::write(d.join("folder.toml"), r).unwrap();
+    ok(&cm_in(&d, &test_data(), &["train", "--config", "folder.toml", "--out", "folder"]));
+    // --resolution overrides the recipe's (and must suit the U-Net's levels).
+    ok(&cm_in(
+        &d,
+        &test_data(),
+        &["train", "--config", "emoji.toml", "--out", "emoji4", "--resolution", "4"],
+    ));
+    let out =
+        cm_in(&d, &test_data(), &["train", "--config", "emoji.toml", "--out", "emoji5", "--resolution", "5"]);
+    fails_with(&out, &["resolution", "divisible by 2"]);
+}
+
+#[test]
+fn bad_image_data_is_explained() {
+    let d = tmp("bad");
+    std::fs::write(d.join("r.toml"), recipe("mnist", 1, 1)).unwrap();
+    // Missing data cache: the error names the fetch command.
+    let out = cm_in(&d, &d.join("empty-cache"), &["train", "--config", "r.toml", "--out", "run"]);
+    fails_with(&out, &["mnist", "scripts/data.sh"]);
+    // A truncated IDX file is named.
+    let cache = d.join("cache");
+    std::fs::create_dir_all(cache.join("mnist")).unwrap();
+    for f in std::fs::read_dir(test_data().join("mnist")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, cache.join("mnist").join(f.file_name().unwrap())).unwrap();
+    }
+    let images = cache.join("mnist/train-images-idx3-ubyte");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..1000]).unwrap();
+    let out = cm_in(&d, &cache, &["train", "--config", "r.toml", "--out", "run"]);
+    fails_with(&out, &["train-images-idx3-ubyte", "IDX3"]);
+    // Channels that do not match the dataset, and a folder set without a path.
+    std::fs::write(d.join("c.toml"), recipe("mnist", 3, 1)).unwrap();
+    fails_with(
+        &cm_in(&d, &test_data(), &["train", "--config", "c.toml", "--out", "run"]),
+        &["network.channels", "1 channel"],
+    );
+    std::fs::write(d.join("f.toml"), recipe("folder", 3, 1)).unwrap();
+    fails_with(&cm_in(&d, &test_data(), &["train", "--config", "f.toml", "--out", "run"]), &["data_path"]);
+    // A CIFAR-10 folder without the binary batches.
+    let r =
+        recipe("cifar10", 3, 1).replace("dataset = \"cifar10\"", "dataset = \"cifar10\"\ndata_path = \".\"");
+    std::fs::write(d.join("cifar.toml"), r).unwrap();
+    fails_with(
+        &cm_in(&d, &test_data(), &["train", "--config", "cifar.toml", "--out", "run"]),
+        &["data_batch_1.bin"],
+    );
+}
