@@ -69,17 +69,24 @@ fn batch(set: &ImageSet, seed: u64, stream: u64, n: usize) -> (Vec<f32>, Vec<i64
     (x, y)
 }
 
+/// How long and on what a classifier trains.
+#[derive(Clone, Copy, Debug)]
+pub struct ClassifierRecipe {
+    pub steps: u64,
+    pub batch: usize,
+    pub seed: u64,
+}
+
 /// Trains a LeNet on `train`, measures it on `test`, and writes the classifier folder `out`.
 pub fn train_classifier(
     dataset: ImageDataset,
     train: &ImageSet,
     test: &ImageSet,
-    steps: u64,
-    batch_size: usize,
-    seed: u64,
+    recipe: ClassifierRecipe,
     out: &Path,
     command: &str,
 ) -> Result<ClassifierCard> {
+    let ClassifierRecipe { steps, batch: batch_size, seed } = recipe;
     if train.classes < 2 || train.labels.is_empty() {
         bail!("dataset `{}` has no class labels: a classifier cannot be trained on it", dataset.name());
     }

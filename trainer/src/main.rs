@@ -10,7 +10,7 @@ use cm_core::sample::OdeSolver;
 use cm_core::schedule::default_taus;
 
 use cm_trainer::backend::Backend;
-use cm_trainer::classifier::{classifier_dir, load_classifier, train_classifier};
+use cm_trainer::classifier::{ClassifierRecipe, classifier_dir, load_classifier, train_classifier};
 use cm_trainer::config::TrainConfig;
 use cm_trainer::data::{ImageDataset, Split, load_images};
 use cm_trainer::{eval, eval_images, io, train};
@@ -335,7 +335,8 @@ fn run(cli: Cli) -> Result<()> {
             let test = load_images(set, Split::Test, r, data_path.as_deref())?;
             let out = out.unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let card = train_classifier(set, &train, &test, steps, batch as usize, seed, &out, &command)?;
+            let recipe = ClassifierRecipe { steps, batch: batch as usize, seed };
+            let card = train_classifier(set, &train, &test, recipe, &out, &command)?;
             println!("{}", serde_json::to_string_pretty(&card)?);
         }
         Command::Export { from, out } => {
