@@ -4,6 +4,7 @@
 use burn::prelude::*;
 use cm_core::Method;
 use cm_core::data2d::Dataset2d;
+use cm_core::net::Architecture;
 use cm_trainer::config::TrainConfig;
 use cm_trainer::eval::{consistency_points, eval_data};
 use cm_trainer::io::load_model_dir;
@@ -14,8 +15,10 @@ fn small_ict(steps: u64) -> TrainConfig {
     let mut cfg: TrainConfig = toml::from_str(&text).unwrap();
     cfg.steps = steps;
     cfg.batch = 256;
-    cfg.network.hidden = 64;
-    cfg.network.blocks = 2;
+    match &mut cfg.network {
+        Architecture::Mlp(m) => (m.hidden, m.blocks) = (64, 2),
+        Architecture::UNet(_) => panic!("moons-ict.toml is an MLP recipe"),
+    }
     cfg.eval_every = 0;
     cfg.checkpoint_every = 0;
     cfg.optimizer.warmup_steps = 50;
