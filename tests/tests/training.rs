@@ -54,6 +54,7 @@ fn ict_on_moons_learns_in_a_few_hundred_steps() {
         "config.toml",
         "metrics.jsonl",
         "samples.png",
+        "loss.png",
         "eval.json",
         "model/config.json",
         "model/model.safetensors",

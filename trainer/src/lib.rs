@@ -9,4 +9,5 @@ pub mod data;
 pub mod eval;
 pub mod eval_images;
 pub mod io;
+pub mod plot;
 pub mod train;

@@ -181,10 +181,16 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Measure sampling and training-step speed on this machine.
+    /// Measure sampling speed of a model (--model) or training speed of a recipe (--train) on this machine.
     Bench {
+        #[arg(long, required_unless_present = "train", conflicts_with = "train")]
+        model: Option<PathBuf>,
+        /// A training recipe: time its training step (threads: RAYON_NUM_THREADS).
         #[arg(long)]
-        model: PathBuf,
+        train: Option<PathBuf>,
+        /// Training steps to time (after 3 warm-up steps).
+        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "30")]
+        steps: u64,
         #[arg(long, value_parser = at_most(MAX_POINTS, "points at a time"), allow_negative_numbers = true, default_value = "4096")]
         n: u64,
         #[arg(long, value_enum, default_value = "cpu")]
@@ -353,8 +359,57 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("exported {} to {}", card.name, out.display());
         }
-        Command::Bench { model, n, backend } => bench(&model, n as usize, backend)?,
+        Command::Bench { model, train: Some(recipe), steps, backend, .. } => {
+            let _ = model;
+            bench_train(&recipe, steps, backend)?
+        }
+        Command::Bench { model: Some(model), n, backend, .. } => bench(&model, n as usize, backend)?,
+        Command::Bench { .. } => bail!("pass --model DIR or --train RECIPE"),
     }
+    Ok(())
+}
+
+/// Training steps per second of a recipe: the median over 5-step windows after 3 warm-up steps, measured
+/// by the training loop itself in a scratch run folder.
+fn bench_train(recipe: &Path, steps: u64, backend: Backend) -> Result<()> {
+    let mut cfg = TrainConfig::load(recipe)?;
+    cfg.backend = backend;
+    let window = 5;
+    cfg.steps = 3 + steps.div_ceil(window) * window;
+    cfg.log_every = window;
+    (cfg.eval_every, cfg.sample_every, cfg.checkpoint_every) = (0, 0, 0);
+    let dir = std::env::temp_dir().join(format!("cm-bench-{}", std::process::id()));
+    let run = dir.clone();
+    // Windows end at steps 5, 10, ...; those ending after step 3 + 5 exclude the warm-up steps.
+    let result = (|| -> Result<Vec<f64>> {
+        train::train(&cfg, &run, "cm bench", false)?;
+        let text = std::fs::read_to_string(run.join("metrics.jsonl"))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["step"].as_u64().is_some_and(|s| s > 3 + window))
+            .filter_map(|v| v["steps_per_s"].as_f64())
+            .collect())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut rates = result?;
+    rates.sort_by(f64::total_cmp);
+    let median = rates.get(rates.len() / 2).copied().context("too few steps to time: raise --steps")?;
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "recipe": recipe.display().to_string(),
+            "method": cfg.method.name(),
+            "batch": cfg.batch,
+            "steps_per_s": median,
+            "samples_per_s": median * cfg.batch as f64,
+            "windows": rates.len(),
+            "threads": threads,
+            "backend": backend.name(),
+            "hardware": eval::hardware(),
+        }))?
+    );
     Ok(())
 }
 

@@ -168,10 +168,16 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
         }
         if cfg.checkpoint_every > 0 && (k + 1) % cfg.checkpoint_every == 0 && k + 1 < cfg.steps {
             write_checkpoint(out, k + 1, &model, &ema, target.as_ref(), &optim)?;
+            metrics_file.flush()?;
+            let metrics_text = std::fs::read_to_string(&metrics_path).unwrap_or_default();
+            write_atomic(&out.join("loss.png"), &crate::plot::loss_png(&metrics_text))?;
         }
     }
     bar.finish_and_clear();
     write_checkpoint(out, cfg.steps, &model, &ema, target.as_ref(), &optim)?;
+    drop(metrics_file);
+    let metrics_text = std::fs::read_to_string(&metrics_path).unwrap_or_default();
+    write_atomic(&out.join("loss.png"), &crate::plot::loss_png(&metrics_text))?;
 
     // Export: the evaluation EMA, on a plain (non-autodiff) device.
     let inference = ema;
