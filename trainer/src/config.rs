@@ -12,19 +12,33 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::data::{ImageDataset, Source, Split, dataset_names, load_images};
 
-/// Optimiser settings (Adam; burn 0.22 has no RAdam, see ARCHITECTURE.md).
+/// Which optimiser.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimKind {
+    /// Adam (Kingma & Ba 2015), burn's; EDM and CM.
+    #[default]
+    Adam,
+    /// RAdam (Liu et al. 2020), ours (`radam.rs`); iCT.
+    Radam,
+}
+
+/// Optimiser settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimConfig {
+    /// `adam` (default) or `radam`.
+    #[serde(default)]
+    pub kind: OptimKind,
     /// Peak learning rate.
     pub lr: f64,
     /// Linear warm-up length in steps (0 = none).
     #[serde(default)]
     pub warmup_steps: u64,
-    /// Clip the global gradient norm to this value (none if absent).
+    /// Clip each parameter tensor's gradient to this L2 norm (burn's per-tensor clipping; none if absent).
     #[serde(default)]
     pub grad_clip: Option<f64>,
-    /// Adam's `beta_2`.
+    /// Adam's / RAdam's `beta_2`.
     #[serde(default = "OptimConfig::default_beta_2")]
     pub beta_2: f64,
     /// Learning-rate schedule after warm-up: `constant` (the papers') or `cosine` (to 0 at the end).
@@ -279,6 +293,7 @@ mod tests {
     #[test]
     fn learning_rate_warms_up_then_decays() {
         let mut o = OptimConfig {
+            kind: OptimKind::Adam,
             lr: 1.0,
             warmup_steps: 10,
             grad_clip: None,

@@ -10,4 +10,5 @@ pub mod eval;
 pub mod eval_images;
 pub mod io;
 pub mod plot;
+pub mod radam;
 pub mod train;

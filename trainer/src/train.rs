@@ -17,7 +17,8 @@ use cm_core::{Denoiser, Method, ModelCard, card::CARD_FORMAT};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint;
-use crate::config::TrainConfig;
+use crate::config::{OptimKind, TrainConfig};
+use crate::radam::RAdam;
 use crate::data::{Source, Split};
 use crate::eval;
 use crate::io::{grid_png, grid_zoom, save_model_dir, scatter_png, write_atomic};
@@ -75,12 +76,15 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
     let mut target: Option<Denoiser> = None;
     let mut ema: Denoiser = model.valid();
     let mut first_step = 0;
-    let mut optim = {
-        let mut adam = AdamConfig::new().with_beta_2(cfg.optimizer.beta_2 as f32);
-        if let Some(c) = cfg.optimizer.grad_clip {
-            adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c as f32)));
+    let mut optim = match cfg.optimizer.kind {
+        OptimKind::Adam => {
+            let mut adam = AdamConfig::new().with_beta_2(cfg.optimizer.beta_2 as f32);
+            if let Some(c) = cfg.optimizer.grad_clip {
+                adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c as f32)));
+            }
+            adam.init()
         }
-        adam.init()
+        OptimKind::Radam => RAdam::new(cfg.optimizer.beta_2).init(cfg.optimizer.grad_clip),
     };
     if let Some(dir) = &checkpoint {
         let r = checkpoint::load(dir, &model_cfg, &device)?;
