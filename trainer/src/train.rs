@@ -18,10 +18,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint;
 use crate::config::{OptimKind, TrainConfig};
-use crate::radam::RAdam;
 use crate::data::{Source, Split};
 use crate::eval;
 use crate::io::{grid_png, grid_zoom, save_model_dir, scatter_png, write_atomic};
+use crate::radam::RAdam;
 
 /// What a finished run reports.
 pub struct RunSummary {
