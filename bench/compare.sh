@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 CM="${CM_BIN:-${CARGO_TARGET_DIR:-target}/debug/cm}"
 PY="${JAX_PYTHON:-$HOME/.cache/cm/venv-jax/bin/python}"
 STEPS="${STEPS:-30}"
-for t in 1 2; do
+for t in ${THREADS:-1 2}; do
   cm_rate=$(RAYON_NUM_THREADS=$t taskset -c 0-$((t - 1)) "$CM" bench --train configs/mnist-ict.toml --steps "$STEPS" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["steps_per_s"])')
   jax_rate=$("$PY" bench/jax/unet_ict.py --threads "$t" --steps "$STEPS" --json \
