@@ -85,8 +85,8 @@ impl ModelCard {
     }
 }
 
-/// Serialises a model's weights as safetensors bytes.
-pub fn weights_to_bytes(model: &Denoiser) -> Result<Vec<u8>, CoreError> {
+/// Serialises a module's weights (a denoiser, a classifier) as safetensors bytes.
+pub fn weights_to_bytes<M: ModuleSnapshot>(model: &M) -> Result<Vec<u8>, CoreError> {
     let mut store = SafetensorsStore::from_bytes(None).skip_enum_variants(true);
     model.save_into(&mut store).map_err(|e| CoreError::Weights(e.to_string()))?;
     store.get_bytes().map_err(|e| CoreError::Weights(e.to_string()))

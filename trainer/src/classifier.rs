@@ -12,6 +12,7 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::TensorData;
 use burn::tensor::activation::softmax;
+use cm_core::card::weights_to_bytes;
 use cm_core::net::{LeNet, LeNetConfig};
 use cm_core::rng::Noise;
 use serde::{Deserialize, Serialize};
@@ -136,9 +137,7 @@ pub fn train_classifier(
         test_accuracy: correct as f64 / test.len().max(1) as f64,
         provenance,
     };
-    let mut store = SafetensorsStore::from_bytes(None);
-    model.save_into(&mut store).map_err(|e| anyhow::anyhow!("cannot serialise the classifier: {e}"))?;
-    let bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the classifier: {e}"))?;
+    let bytes = weights_to_bytes(&model).context("cannot serialise the classifier")?;
     write_atomic(&out.join(WEIGHTS_FILE), &bytes)?;
     write_atomic(&out.join(CARD_FILE), serde_json::to_string_pretty(&card)?.as_bytes())?;
     Ok(card)

@@ -91,13 +91,18 @@ pub fn scatter_png(points: &[f32], size: u32, extent: f32) -> Vec<u8> {
             ]);
         }
     }
+    png_bytes(size as usize, size as usize, 3, &rgb)
+}
+
+/// 8-bit grey (`channels = 1`) or RGB (`channels = 3`) pixels, row-major, encoded as PNG in memory.
+pub fn png_bytes(width: usize, height: usize, channels: usize, pixels: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     {
-        let mut enc = png::Encoder::new(&mut out, size, size);
-        enc.set_color(png::ColorType::Rgb);
+        let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
+        enc.set_color(if channels == 1 { png::ColorType::Grayscale } else { png::ColorType::Rgb });
         enc.set_depth(png::BitDepth::Eight);
         let mut w = enc.write_header().expect("in-memory PNG header");
-        w.write_image_data(&rgb).expect("in-memory PNG data");
+        w.write_image_data(pixels).expect("in-memory PNG data");
     }
     out
 }
@@ -126,15 +131,7 @@ pub fn grid_png(pixels: &[f32], shape: [usize; 3], cols: usize, zoom: usize) -> 
             }
         }
     }
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
-        enc.set_color(if out_c == 1 { png::ColorType::Grayscale } else { png::ColorType::Rgb });
-        enc.set_depth(png::BitDepth::Eight);
-        let mut wr = enc.write_header().expect("in-memory PNG header");
-        wr.write_image_data(&buf).expect("in-memory PNG data");
-    }
-    out
+    png_bytes(width, height, out_c, &buf)
 }
 
 /// Zoom that makes an image about 64 pixels wide in a grid.

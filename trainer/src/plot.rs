@@ -55,15 +55,7 @@ pub fn loss_png(metrics_jsonl: &str) -> Vec<u8> {
             }
         }
     }
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, W as u32, H as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header().expect("in-memory PNG header");
-        w.write_image_data(&rgb).expect("in-memory PNG data");
-    }
-    out
+    crate::io::png_bytes(W, H, 3, &rgb)
 }
 
 fn put(rgb: &mut [u8], x: usize, y: usize, c: [u8; 3]) {

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+mod common;
+use common::fails_with;
+
 fn cm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cm")).args(args).env("CM_LOG", "off").output().expect("cm runs")
 }
@@ -48,18 +51,6 @@ fn model_dir() -> &'static Path {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         d.join("run/model")
     })
-}
-
-/// Asserts a failure with a single error line containing every `needle`.
-fn fails_with(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let first =
-        err.lines().find(|l| l.starts_with("error")).unwrap_or_else(|| panic!("no error line in {err:?}"));
-    for n in needles {
-        assert!(first.contains(n), "error line {first:?} does not mention {n:?}");
-    }
 }
 
 fn copy_model(name: &str) -> PathBuf {

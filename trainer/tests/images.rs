@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::fails_with;
+
 fn test_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data")
 }
@@ -30,17 +33,6 @@ fn ok(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "cm failed: {err}");
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails_with(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let first =
-        err.lines().find(|l| l.starts_with("error")).unwrap_or_else(|| panic!("no error line: {err}"));
-    for n in needles {
-        assert!(first.contains(n), "error line {first:?} does not mention {n:?}");
-    }
 }
 
 /// The tensor bytes of a safetensors file (after its 8-byte length and JSON header).
