@@ -96,10 +96,15 @@ pub fn weights_to_bytes<M: ModuleSnapshot>(model: &M) -> Result<Vec<u8>, CoreErr
 /// wrongly shaped tensor.
 pub fn load_denoiser(config: &ModelConfig, bytes: Vec<u8>, device: &Device) -> Result<Denoiser, CoreError> {
     config.validate().map_err(CoreError::Card)?;
+    load_weights(config.init(device), bytes)
+}
+
+/// Loads safetensors `bytes` into a freshly built module (a denoiser, a classifier), refusing any
+/// missing, extra or wrongly shaped tensor.
+pub fn load_weights<M: ModuleSnapshot>(mut model: M, bytes: Vec<u8>) -> Result<M, CoreError> {
     if bytes.len() < 8 {
         return Err(CoreError::Weights(format!("{} bytes is too short for a safetensors file", bytes.len())));
     }
-    let mut model = config.init(device);
     check_header(&model, &bytes)?;
     let mut store =
         SafetensorsStore::from_bytes(Some(bytes)).skip_enum_variants(true).validate(true).allow_partial(true);
@@ -124,7 +129,7 @@ pub fn load_denoiser(config: &ModelConfig, bytes: Vec<u8>, device: &Device) -> R
 
 /// Compares the safetensors header (names, shapes, dtypes) with the architecture, so a mismatch is
 /// reported in one readable line before any tensor is loaded.
-fn check_header(model: &Denoiser, bytes: &[u8]) -> Result<(), CoreError> {
+fn check_header<M: ModuleSnapshot>(model: &M, bytes: &[u8]) -> Result<(), CoreError> {
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("checked length")) as usize;
     let header = bytes.get(8..8usize.saturating_add(n)).ok_or_else(|| {
         CoreError::Weights(format!("truncated: header says {n} bytes, file has {}", bytes.len()))

@@ -9,10 +9,9 @@ use anyhow::{Context, Result, bail};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::TensorData;
 use burn::tensor::activation::softmax;
-use cm_core::card::weights_to_bytes;
+use cm_core::card::{load_weights, weights_to_bytes};
 use cm_core::net::{LeNet, LeNetConfig};
 use cm_core::rng::Noise;
 use serde::{Deserialize, Serialize};
@@ -53,7 +52,7 @@ fn batch(set: &ImageSet, seed: u64, stream: u64, n: usize) -> (Vec<f32>, Vec<i64
     let (mut x, mut y) = (Vec::with_capacity(n * set.dim()), Vec::with_capacity(n));
     for row in 0..n {
         let mut g = noise.generator(stream, row as u64);
-        let i = ((g.uniform() * set.len() as f64) as usize).min(set.len() - 1);
+        let i = set.draw(&mut g);
         let (dy, dx) = ((g.uniform() * 3.0) as i64 - 1, (g.uniform() * 3.0) as i64 - 1);
         let img = set.row(i);
         for ch in 0..c {
@@ -163,18 +162,8 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ClassifierCard, L
     card.network.validate().map_err(|e| anyhow::anyhow!("{}: {e}", card_path.display()))?;
     let weights = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&weights).with_context(|| format!("cannot read {}", weights.display()))?;
-    let mut model = card.network.init(device);
-    let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true).allow_partial(false);
-    let result = model.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", weights.display()))?;
-    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
-        bail!(
-            "{}: does not match the classifier card (errors {:?}, missing {:?}, unused {:?})",
-            weights.display(),
-            result.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
-            result.missing.iter().map(|(p, _)| p).collect::<Vec<_>>(),
-            result.unused
-        );
-    }
+    let model = load_weights(card.network.init(device), bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", weights.display()))?;
     Ok((card, model))
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cm_core::data2d::Dataset2d;
-use cm_core::rng::Noise;
+use cm_core::rng::{Noise, SplitMix64};
 
 /// Image datasets `cm` knows how to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +98,11 @@ impl ImageSet {
 
     pub fn is_empty(&self) -> bool {
         self.pixels.is_empty()
+    }
+
+    /// A uniformly drawn image index.
+    pub fn draw(&self, g: &mut SplitMix64) -> usize {
+        ((g.uniform() * self.len() as f64) as usize).min(self.len() - 1)
     }
 
     pub fn row(&self, i: usize) -> &[f32] {
@@ -433,8 +438,7 @@ impl Source {
                 let mut out = Vec::with_capacity(n * set.dim());
                 for row in 0..n {
                     let mut g = noise.generator(stream, row as u64);
-                    let i = ((g.uniform() * set.len() as f64) as usize).min(set.len() - 1);
-                    let img = set.row(i);
+                    let img = set.row(set.draw(&mut g));
                     if *flip && g.uniform() < 0.5 {
                         for ch in 0..c {
                             for y in 0..h {

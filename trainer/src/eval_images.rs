@@ -113,8 +113,6 @@ impl Reference {
         let d = self.feature_dim;
         let (precision, recall) = precision_recall(&self.features, &f, d, 3);
         let stats = class_stats(&probs, self.classes);
-        let queries = &pixels[..pixels.len().min(NN_QUERIES * self.dim)];
-        let nn = nearest_distances(queries, &self.train_pixels, self.dim);
         Ok(ImageEntry {
             nfe: None,
             taus: None,
@@ -124,8 +122,15 @@ impl Reference {
             recall,
             class_kl: stats.kl_to_uniform,
             max_prob: stats.mean_max_prob,
-            nn_train: nn.iter().sum::<f64>() / nn.len().max(1) as f64,
+            nn_train: self.nn_train(pixels),
         })
+    }
+
+    /// Mean RMS distance of the first [`NN_QUERIES`] images to their nearest training image.
+    pub fn nn_train(&self, pixels: &[f32]) -> f64 {
+        let queries = &pixels[..pixels.len().min(NN_QUERIES * self.dim)];
+        let nn = nearest_distances(queries, &self.train_pixels, self.dim);
+        nn.iter().sum::<f64>() / nn.len().max(1) as f64
     }
 }
 
@@ -149,7 +154,7 @@ pub fn evaluate_images(
     // Training images that are not the ones the memorisation distance searches would score 0 there:
     // the reference row's `nn_train` uses test images instead, the value a non-memorising model shows.
     let mut ref_entry = reference.score(classifier, &train.take(n).pixels, seed)?;
-    ref_entry.nn_train = reference.score(classifier, &test.pixels, seed)?.nn_train;
+    ref_entry.nn_train = reference.nn_train(&test.pixels);
     let mut consistency = BTreeMap::new();
     let mut teacher = None;
     if method == Method::Edm || !model.parameterisation.is_consistency() {

@@ -359,10 +359,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("exported {} to {}", card.name, out.display());
         }
-        Command::Bench { model, train: Some(recipe), steps, backend, .. } => {
-            let _ = model;
-            bench_train(&recipe, steps, backend)?
-        }
+        Command::Bench { train: Some(recipe), steps, backend, .. } => bench_train(&recipe, steps, backend)?,
         Command::Bench { model: Some(model), n, backend, .. } => bench(&model, n as usize, backend)?,
         Command::Bench { .. } => bail!("pass --model DIR or --train RECIPE"),
     }

@@ -173,15 +173,13 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
         if cfg.checkpoint_every > 0 && (k + 1) % cfg.checkpoint_every == 0 && k + 1 < cfg.steps {
             write_checkpoint(out, k + 1, &model, &ema, target.as_ref(), &optim)?;
             metrics_file.flush()?;
-            let metrics_text = std::fs::read_to_string(&metrics_path).unwrap_or_default();
-            write_atomic(&out.join("loss.png"), &crate::plot::loss_png(&metrics_text))?;
+            write_loss_plot(out, &metrics_path)?;
         }
     }
     bar.finish_and_clear();
     write_checkpoint(out, cfg.steps, &model, &ema, target.as_ref(), &optim)?;
     drop(metrics_file);
-    let metrics_text = std::fs::read_to_string(&metrics_path).unwrap_or_default();
-    write_atomic(&out.join("loss.png"), &crate::plot::loss_png(&metrics_text))?;
+    write_loss_plot(out, &metrics_path)?;
 
     // Export: the evaluation EMA, on a plain (non-autodiff) device.
     let inference = ema;
@@ -241,6 +239,12 @@ fn sample_grid(model: &Denoiser, cfg: &TrainConfig, shape: [usize; 3]) -> Result
         eval::consistency_points(model, n, cfg.seed, &[])?
     };
     Ok(grid_png(&pts, shape, 8, grid_zoom(shape)))
+}
+
+/// `loss.png` from what `metrics.jsonl` holds so far.
+fn write_loss_plot(out: &Path, metrics_path: &Path) -> Result<()> {
+    let metrics_text = std::fs::read_to_string(metrics_path).unwrap_or_default();
+    write_atomic(&out.join("loss.png"), &crate::plot::loss_png(&metrics_text))
 }
 
 /// The checkpoint of step `step` (see [`checkpoint`]).
