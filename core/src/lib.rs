@@ -14,6 +14,7 @@ pub mod distance;
 pub mod ema;
 pub mod error;
 pub mod features;
+pub mod jvp;
 pub mod metrics;
 pub mod model;
 pub mod net;

@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 use cm_core::ema::ema_update;
-use cm_core::net::{Architecture, MlpConfig, TimeEmbedding, UNetConfig};
+use cm_core::net::{AdaNorm, Architecture, MlpConfig, TimeEmbedding, UNetConfig};
 use cm_core::param::{NoiseRange, Parameterisation};
 use cm_core::rng::Noise;
 use cm_core::sample::{consistency_sample, multistep, normals};
@@ -41,6 +41,7 @@ fn unet_config(dropout: f64) -> UNetConfig {
         emb_dim: 16,
         embedding: TimeEmbedding::Positional { scale: 1.0 },
         dropout,
+        ada_norm: AdaNorm::Group,
     }
 }
 

@@ -2,11 +2,10 @@
 
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 use serde::{Deserialize, Serialize};
 
 use super::TimeEmbedding;
-use super::embedding::embed;
+use crate::jvp::{Dual, embed, linear};
 
 /// Architecture of [`Mlp`]; saved in every model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -111,15 +110,20 @@ impl Mlp {
 
     /// `x: [B, D]`, `c_noise: [B]` or `[1]` (broadcast) -> `[B, D]`.
     pub fn forward(&self, x: Tensor<2>, c_noise: Tensor<1>, masks: Option<&DropoutMasks>) -> Tensor<2> {
-        let temb = self.time_2.forward(silu(self.time_1.forward(embed(&self.freqs, c_noise))));
-        let mut h = self.input.forward(x);
+        self.forward_dual(Dual::primal(x), Dual::primal(c_noise), masks).v
+    }
+
+    /// The forward pass with tangents (forward-mode JVP); without tangents it is the plain forward.
+    pub fn forward_dual(&self, x: Dual<2>, c_noise: Dual<1>, masks: Option<&DropoutMasks>) -> Dual<2> {
+        let temb = linear(&self.time_2, linear(&self.time_1, embed(&self.freqs, c_noise)).silu());
+        let mut h = linear(&self.input, x);
         for (i, block) in self.blocks.iter().enumerate() {
-            let mut a = silu(block.lin_1.forward(silu(h.clone())) + block.time.forward(temb.clone()));
+            let mut a = (linear(&block.lin_1, h.clone().silu()) + linear(&block.time, temb.clone())).silu();
             if let Some(masks) = masks {
-                a = a * masks.0[i].clone();
+                a = a.mul_const(masks.0[i].clone());
             }
-            h = h + block.lin_2.forward(a);
+            h = h + linear(&block.lin_2, a);
         }
-        self.output.forward(silu(h))
+        linear(&self.output, h.silu())
     }
 }

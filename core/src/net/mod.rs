@@ -12,9 +12,11 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use embedding::TimeEmbedding;
+
+use crate::jvp::Dual;
 pub use lenet::{LeNet, LeNetConfig};
 pub use mlp::{DropoutMasks, Mlp, MlpConfig};
-pub use unet::{UNet, UNetConfig};
+pub use unet::{AdaNorm, UNet, UNetConfig};
 
 /// Which network, with its sizes; saved in every model card as `architecture` with a `kind` tag.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,6 +77,15 @@ impl Network {
         match self {
             Network::Mlp(n) => n.forward(x, c_noise, masks),
             Network::UNet(n) => n.forward(x, c_noise, masks),
+        }
+    }
+
+    /// The forward pass with tangents: `(F, dF/dx · ẋ + dF/dc · ċ)` when `x` or `c_noise` carry one
+    /// (then `c_noise` must have one entry per row). Without tangents it equals [`forward`](Self::forward).
+    pub fn forward_dual(&self, x: Dual<2>, c_noise: Dual<1>, masks: Option<&DropoutMasks>) -> Dual<2> {
+        match self {
+            Network::Mlp(n) => n.forward_dual(x, c_noise, masks),
+            Network::UNet(n) => n.forward_dual(x, c_noise, masks),
         }
     }
 

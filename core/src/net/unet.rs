@@ -11,12 +11,11 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softmax};
 use serde::{Deserialize, Serialize};
 
 use super::TimeEmbedding;
-use super::embedding::embed;
 use super::mlp::DropoutMasks;
+use crate::jvp::{Dual, cat, conv2d, embed, group_norm, linear, matmul, pixel_norm};
 
 /// Architecture of [`UNet`]; saved in every model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,6 +44,22 @@ pub struct UNetConfig {
     /// Dropout rate inside each residual block (iCT: shared by student and target passes).
     #[serde(default)]
     pub dropout: f64,
+    /// How the time embedding modulates each block's second norm: `group` (ADM's adaptive group norm)
+    /// or `double` (sCM's adaptive double normalisation).
+    #[serde(default)]
+    pub ada_norm: AdaNorm,
+}
+
+/// Adaptive normalisation of a residual block by the time embedding, `(scale, shift) = W temb`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdaNorm {
+    /// `GroupNorm(h) (1 + scale) + shift` (ADM, CM, iCT).
+    #[default]
+    Group,
+    /// `GroupNorm(h) pnorm(scale) + pnorm(shift)` with pixel norm over channels: sCM §4.1's adaptive double
+    /// normalisation, which keeps the time conditioning's scale fixed so `dF/dt` stays well conditioned.
+    Double,
 }
 
 impl UNetConfig {
@@ -147,6 +162,7 @@ impl UNetConfig {
             output: conv(cin, self.channels, 1, Initializer::Zeros, device),
             freqs: self.embedding.frequencies(self.emb_dim),
             dropout: self.dropout,
+            ada_norm: self.ada_norm,
             shape: [self.channels, self.resolution, self.resolution],
         }
     }
@@ -210,23 +226,29 @@ impl ResBlock {
     }
 
     /// `x: [B, cin, H, W]`, `temb: [B, 4·base]`, `mask: [B, cout·H·W]` -> `[B, cout, H, W]`.
-    fn forward(&self, x: Tensor<4>, temb: Tensor<2>, mask: Option<Tensor<2>>) -> Tensor<4> {
-        let [b, _, h, w] = x.dims();
+    fn forward(&self, x: Dual<4>, temb: Dual<2>, mask: Option<Tensor<2>>, ada: AdaNorm) -> Dual<4> {
+        let [b, _, h, w] = x.v.dims();
         let c = self.width();
-        let a = self.conv_1.forward(silu(self.norm_1.forward(x.clone())));
-        let st = self.time.forward(silu(temb)).reshape([b, 2 * c, 1, 1]);
-        let scale = st.clone().slice([0..b, 0..c]);
-        let shift = st.slice([0..b, c..2 * c]);
-        let mut a = silu(self.norm_2.forward(a) * (scale + 1.0) + shift);
+        let a = conv2d(&self.conv_1, group_norm(&self.norm_1, x.clone()).silu());
+        let st = linear(&self.time, temb.silu());
+        let scale = st.clone().linear_map(|t| t.slice([0..b, 0..c]));
+        let shift = st.linear_map(|t| t.slice([0..b, c..2 * c]));
+        let (scale, shift) = match ada {
+            AdaNorm::Group => (scale.add_scalar(1.0), shift),
+            AdaNorm::Double => (pixel_norm(scale, 1e-8), pixel_norm(shift, 1e-8)),
+        };
+        let to_4d = |t: Tensor<2>| t.reshape([b, c, 1, 1]);
+        let a = group_norm(&self.norm_2, a);
+        let mut a = (a * scale.linear_map(to_4d) + shift.linear_map(to_4d)).silu();
         if let Some(mask) = mask {
-            a = a * mask.reshape([b, c, h, w]);
+            a = a.mul_const(mask.reshape([b, c, h, w]));
         }
-        let a = self.conv_2.forward(a);
+        let a = conv2d(&self.conv_2, a);
         let skip = match &self.skip {
-            Some(p) => p.forward(x),
+            Some(p) => conv2d(p, x),
             None => x,
         };
-        let y = (skip + a) * core::f32::consts::FRAC_1_SQRT_2;
+        let y = (skip + a).mul_scalar(core::f64::consts::FRAC_1_SQRT_2);
         match &self.attention {
             Some(att) => att.forward(y),
             None => y,
@@ -244,15 +266,16 @@ pub struct Attention {
 
 impl Attention {
     /// `x: [B, C, H, W]` -> `[B, C, H, W]`.
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, c, h, w] = x.dims();
-        let qkv = self.qkv.forward(self.norm.forward(x.clone())).reshape([b, 3 * c, h * w]);
-        let q = qkv.clone().slice([0..b, 0..c]).swap_dims(1, 2); // [B, HW, C]
-        let k = qkv.clone().slice([0..b, c..2 * c]); // [B, C, HW]
-        let v = qkv.slice([0..b, 2 * c..3 * c]).swap_dims(1, 2); // [B, HW, C]
-        let weights = softmax(q.matmul(k) / (c as f64).sqrt(), 2); // [B, HW, HW]
-        let a = weights.matmul(v).swap_dims(1, 2).reshape([b, c, h, w]);
-        (x + self.proj.forward(a)) * core::f32::consts::FRAC_1_SQRT_2
+    fn forward(&self, x: Dual<4>) -> Dual<4> {
+        let [b, c, h, w] = x.v.dims();
+        let qkv =
+            conv2d(&self.qkv, group_norm(&self.norm, x.clone())).linear_map(|t| t.reshape([b, 3 * c, h * w]));
+        let q = qkv.clone().linear_map(|t| t.slice([0..b, 0..c]).swap_dims(1, 2)); // [B, HW, C]
+        let k = qkv.clone().linear_map(|t| t.slice([0..b, c..2 * c])); // [B, C, HW]
+        let v = qkv.linear_map(|t| t.slice([0..b, 2 * c..3 * c]).swap_dims(1, 2)); // [B, HW, C]
+        let weights = matmul(q, k).mul_scalar(1.0 / (c as f64).sqrt()).softmax(2); // [B, HW, HW]
+        let a = matmul(weights, v).linear_map(|t| t.swap_dims(1, 2).reshape([b, c, h, w]));
+        (x + conv2d(&self.proj, a)).mul_scalar(core::f64::consts::FRAC_1_SQRT_2)
     }
 }
 
@@ -284,6 +307,8 @@ pub struct UNet {
     freqs: Vec<f32>,
     #[module(skip)]
     dropout: f64,
+    #[module(skip)]
+    ada_norm: AdaNorm,
     /// `[C, H, W]`.
     #[module(skip)]
     shape: [usize; 3],
@@ -351,12 +376,18 @@ impl UNet {
 
     /// `x: [B, C·H·W]`, `c_noise: [B]` or `[1]` (broadcast) -> `[B, C·H·W]`.
     pub fn forward(&self, x: Tensor<2>, c_noise: Tensor<1>, masks: Option<&DropoutMasks>) -> Tensor<2> {
-        let [b, d] = x.dims();
+        self.forward_dual(Dual::primal(x), Dual::primal(c_noise), masks).v
+    }
+
+    /// The forward pass with tangents (forward-mode JVP); without tangents it is the plain forward.
+    pub fn forward_dual(&self, x: Dual<2>, c_noise: Dual<1>, masks: Option<&DropoutMasks>) -> Dual<2> {
+        let [b, d] = x.v.dims();
         let [c, hh, ww] = self.shape;
-        let mut temb = self.time_2.forward(silu(self.time_1.forward(embed(&self.freqs, c_noise))));
-        if temb.dims()[0] != b {
-            let e = temb.dims()[1];
-            temb = temb.expand([b, e]);
+        let ada = self.ada_norm;
+        let mut temb = linear(&self.time_2, linear(&self.time_1, embed(&self.freqs, c_noise)).silu());
+        if temb.v.dims()[0] != b {
+            let e = temb.v.dims()[1];
+            temb = temb.linear_map(|t| t.expand([b, e]));
         }
         let mut mask = {
             let mut i = 0;
@@ -365,28 +396,28 @@ impl UNet {
                 masks.map(|m| m.0[i - 1].clone())
             }
         };
-        let mut h = self.input.forward(x.reshape([b, c, hh, ww]));
+        let mut h = conv2d(&self.input, x.linear_map(|t| t.reshape([b, c, hh, ww])));
         let mut skips = vec![h.clone()];
         for s in &self.down {
             h = match s {
-                Stage::Block(block) => block.forward(h, temb.clone(), mask()),
-                Stage::Down(conv) => conv.forward(h),
+                Stage::Block(block) => block.forward(h, temb.clone(), mask(), ada),
+                Stage::Down(conv) => conv2d(conv, h),
                 Stage::Up(_) => unreachable!("no up stage in the encoder"),
             };
             skips.push(h.clone());
         }
-        h = self.mid_1.forward(h, temb.clone(), mask());
-        h = self.mid_2.forward(h, temb.clone(), mask());
+        h = self.mid_1.forward(h, temb.clone(), mask(), ada);
+        h = self.mid_2.forward(h, temb.clone(), mask(), ada);
         for s in &self.up {
             h = match s {
                 Stage::Block(block) => {
                     let skip = skips.pop().expect("one skip per encoder stage");
-                    block.forward(Tensor::cat(vec![h, skip], 1), temb.clone(), mask())
+                    block.forward(cat(vec![h, skip], 1), temb.clone(), mask(), ada)
                 }
-                Stage::Up(conv) => conv.forward(upsample(h)),
+                Stage::Up(conv) => conv2d(conv, h.linear_map(upsample)),
                 Stage::Down(_) => unreachable!("no down stage in the decoder"),
             };
         }
-        self.output.forward(silu(self.out_norm.forward(h))).reshape([b, d])
+        conv2d(&self.output, group_norm(&self.out_norm, h).silu()).linear_map(|t| t.reshape([b, d]))
     }
 }

@@ -1,0 +1,156 @@
+//! Forward-mode JVP (`cm_core::jvp`) against central finite differences, in f64, on random weights and
+//! inputs, for every network and layer our models use (MLP; U-Net with GroupNorm, SiLU, attention,
+//! both adaptive norms, dropout masks, up/down sampling, skip concatenation).
+//!
+//! This file is its own test binary because it switches the flex device's default float type to f64
+//! (a per-process setting).
+
+use burn::prelude::*;
+use burn::tensor::{FloatDType, TensorData};
+use cm_core::ModelConfig;
+use cm_core::jvp::Dual;
+use cm_core::net::{AdaNorm, Architecture, DropoutMasks, MlpConfig, Network, TimeEmbedding, UNetConfig};
+use cm_core::param::{NoiseRange, Parameterisation};
+use cm_core::rng::Noise;
+
+/// The flex device with f64 as its default float type (configured once per process).
+fn f64_device() -> Device {
+    let mut device = Device::flex();
+    let _ = device.configure(FloatDType::F64);
+    assert_eq!(device.settings().float_dtype, FloatDType::F64, "device must compute in f64");
+    device
+}
+
+fn tensor<const D: usize>(values: Vec<f64>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    let t = Tensor::<D>::from_data(TensorData::new(values, shape), device);
+    assert_eq!(t.dtype(), burn::tensor::DType::F64);
+    t
+}
+
+fn randn(seed: u64, stream: u64, n: usize, scale: f64) -> Vec<f64> {
+    Noise::new(seed).normals(stream, 0, n, 1).into_iter().map(|v| v as f64 * scale).collect()
+}
+
+fn host(t: Tensor<2>) -> Vec<f64> {
+    t.into_data().convert::<f64>().try_to_vec::<f64>().expect("f64 data")
+}
+
+/// Replaces every parameter with N(0, 0.4^2) so no layer is zero (zero-initialised outputs would make
+/// the test vacuous).
+struct Randomise;
+impl burn::module::ModuleMapper for Randomise {
+    fn map_float<const D: usize>(
+        &mut self,
+        p: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        p.map(|t| Tensor::random(t.shape(), burn::tensor::Distribution::Normal(0.0, 0.4), &t.device()))
+    }
+}
+
+fn network(architecture: Architecture, seed: u64, device: &Device) -> Network {
+    device.seed(seed);
+    let cfg = ModelConfig {
+        architecture,
+        parameterisation: Parameterisation::TrigFlow,
+        range: NoiseRange::default(),
+    };
+    cfg.init(device).net.map(&mut Randomise)
+}
+
+/// Checks `forward_dual`'s tangent against `(F(x + h ẋ, c + h ċ) - F(x - h ẋ, c - h ċ)) / 2h`, and its value
+/// against the plain forward pass.
+fn check(net: &Network, b: usize, seed: u64, masks: Option<&DropoutMasks>, device: &Device) -> f64 {
+    let d = net.data_dim();
+    let x = randn(seed, 1, b * d, 1.0);
+    let xdot = randn(seed, 2, b * d, 1.0);
+    let c = randn(seed, 3, b, 0.5);
+    let cdot = randn(seed, 4, b, 1.0);
+    let x_at = |h: f64| {
+        let v: Vec<f64> = x.iter().zip(&xdot).map(|(a, t)| a + h * t).collect();
+        tensor(v, [b, d], device)
+    };
+    let c_at = |h: f64| tensor(c.iter().zip(&cdot).map(|(a, t)| a + h * t).collect(), [b], device);
+    let dual = net.forward_dual(
+        Dual::new(x_at(0.0), tensor(xdot.clone(), [b, d], device)),
+        Dual::new(c_at(0.0), tensor(cdot.clone(), [b], device)),
+        masks,
+    );
+    let plain = host(net.forward(x_at(0.0), c_at(0.0), masks));
+    let value = host(dual.v);
+    let exact = host(dual.t.expect("a tangent"));
+    // Central differences err by O(h^2 f'''): measured 1e-3 -> 2e-3, 1e-4 -> 2e-5, 1e-5 -> 2e-7, 1e-6 -> 2e-9
+    // on the worst seed, i.e. truncation, not a wrong rule; 1e-6 keeps round-off (~1e-10) below it.
+    let h = 1e-6;
+    let plus = host(net.forward(x_at(h), c_at(h), masks));
+    let minus = host(net.forward(x_at(-h), c_at(-h), masks));
+    let fd: Vec<f64> = plus.iter().zip(&minus).map(|(p, m)| (p - m) / (2.0 * h)).collect();
+    let scale = exact.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let err = exact.iter().zip(&fd).fold(0.0f64, |m, (e, f)| m.max((e - f).abs())) / scale;
+    let value_err = value.iter().zip(&plain).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(value_err < 1e-9, "forward_dual's value differs from forward by {value_err}");
+    assert!(scale > 1e-3, "tangent is ~0 ({scale}): the check would be vacuous");
+    err
+}
+
+fn unet(ada_norm: AdaNorm, dropout: f64) -> Architecture {
+    Architecture::UNet(UNetConfig {
+        channels: 2,
+        resolution: 8,
+        base: 8,
+        mult: vec![1, 2],
+        res_blocks: 1,
+        attention: vec![4],
+        groups: 4,
+        emb_dim: 16,
+        embedding: TimeEmbedding::Positional { scale: 1.0 },
+        dropout,
+        ada_norm,
+    })
+}
+
+#[test]
+fn mlp_jvp_matches_finite_differences() {
+    let device = f64_device();
+    for seed in 0..3 {
+        let arch = Architecture::Mlp(MlpConfig {
+            dim: 2,
+            hidden: 16,
+            blocks: 2,
+            emb_dim: 8,
+            embedding: TimeEmbedding::Fourier { scale: 1.0, seed },
+            dropout: 0.0,
+        });
+        let net = network(arch, seed, &device);
+        let err = check(&net, 5, seed, None, &device);
+        assert!(err < 2e-8, "seed {seed}: relative JVP error {err}");
+    }
+}
+
+#[test]
+fn unet_jvp_matches_finite_differences_with_both_adaptive_norms_and_dropout() {
+    let device = f64_device();
+    for (seed, ada) in [(0, AdaNorm::Group), (1, AdaNorm::Double)] {
+        let arch = unet(ada, 0.3);
+        let net = network(arch, seed, &device);
+        let b = 3;
+        let sizes = net.mask_sizes();
+        let masks = DropoutMasks(
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(k, &n)| {
+                    let m: Vec<f64> = Noise::new(seed)
+                        .uniforms(10 + k as u64, 0, b, n)
+                        .into_iter()
+                        .map(|u| if u < 0.3 { 0.0 } else { 1.0 / 0.7 })
+                        .collect();
+                    tensor(m, [b, n], &device)
+                })
+                .collect(),
+        );
+        let err = check(&net, b, seed, Some(&masks), &device);
+        assert!(err < 2e-8, "{ada:?}: relative JVP error {err}");
+        let err = check(&net, b, seed + 7, None, &device);
+        assert!(err < 2e-8, "{ada:?} without dropout: relative JVP error {err}");
+    }
+}
