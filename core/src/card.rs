@@ -23,6 +23,14 @@ pub enum Method {
     Ct,
     /// Improved consistency training.
     Ict,
+    /// Consistency distillation from a diffusion teacher (CM Algorithm 2).
+    Cd,
+    /// TrigFlow diffusion (sCM §3; a teacher, sampled with an ODE solver).
+    Trigflow,
+    /// Continuous-time consistency training in TrigFlow (sCM Algorithm 1).
+    Sct,
+    /// Continuous-time consistency distillation in TrigFlow (sCM Algorithm 1 with a teacher).
+    Scd,
 }
 
 impl Method {
@@ -31,6 +39,40 @@ impl Method {
             Method::Edm => "edm",
             Method::Ct => "ct",
             Method::Ict => "ict",
+            Method::Cd => "cd",
+            Method::Trigflow => "trigflow",
+            Method::Sct => "sct",
+            Method::Scd => "scd",
+        }
+    }
+
+    /// Diffusion models (teachers), sampled by solving the PF-ODE.
+    pub fn is_diffusion(self) -> bool {
+        matches!(self, Method::Edm | Method::Trigflow)
+    }
+
+    /// Methods that distil a diffusion teacher.
+    pub fn needs_teacher(self) -> bool {
+        matches!(self, Method::Cd | Method::Scd)
+    }
+
+    /// Discrete-time consistency methods (CT, iCT, CD): the `ct` recipe section applies.
+    pub fn is_discrete_consistency(self) -> bool {
+        matches!(self, Method::Ct | Method::Ict | Method::Cd)
+    }
+
+    /// TrigFlow methods: the `scm` recipe section applies, with the adaptive weight `w_phi(t)`.
+    pub fn is_trigflow(self) -> bool {
+        matches!(self, Method::Trigflow | Method::Sct | Method::Scd)
+    }
+
+    /// The parameterisation this method trains.
+    pub fn parameterisation(self) -> crate::Parameterisation {
+        use crate::Parameterisation as P;
+        match self {
+            Method::Edm => P::Edm,
+            Method::Ct | Method::Ict | Method::Cd => P::Consistency,
+            Method::Trigflow | Method::Sct | Method::Scd => P::TrigFlow,
         }
     }
 }
@@ -81,7 +123,7 @@ impl ModelCard {
 
     /// Whether samples come from the ODE solver (diffusion) or the consistency function.
     pub fn is_consistency(&self) -> bool {
-        self.model.parameterisation.is_consistency()
+        !self.method.is_diffusion()
     }
 }
 

@@ -93,6 +93,17 @@ impl Denoiser {
         }
     }
 
+    /// Default `tau` list for `k`-step sampling: around iCT's 0.821 for EDM-form models, around sCM's
+    /// `t_mid = 1.1` (`sigma = sigma_data tan 1.1`) for TrigFlow models.
+    pub fn default_taus(&self, k: usize) -> Vec<f64> {
+        let r = &self.range;
+        let centre = match self.parameterisation {
+            Parameterisation::TrigFlow => crate::schedule::tau_trigflow(r.sigma_data),
+            _ => crate::schedule::TAU_ICT,
+        };
+        crate::schedule::taus_around(centre, k, r.sigma_min, r.sigma_max)
+    }
+
     /// Fresh dropout masks for a batch of `b` rows (iCT: one draw shared by student and target).
     pub fn dropout_masks(
         &self,

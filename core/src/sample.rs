@@ -95,18 +95,36 @@ pub fn solve_pf_ode(
     let mut x = z * sigmas[0];
     on_step(&x);
     for w in sigmas.windows(2) {
-        let (s, s_next) = (w[0], w[1]);
-        let d = (x.clone() - model.forward(x.clone(), &[s])) / s;
-        let x_euler = x.clone() + d.clone() * (s_next - s);
-        x = if solver == OdeSolver::Heun && s_next > 0.0 {
-            let d_next = (x_euler.clone() - model.forward(x_euler, &[s_next])) / s_next;
-            x + (d + d_next) * (0.5 * (s_next - s))
-        } else {
-            x_euler
-        };
+        x = ode_step(model, x, &[w[0]], &[w[1]], solver);
         on_step(&x);
     }
     x
+}
+
+/// One Euler or Heun step of the PF-ODE `dx/dsigma = (x - D(x, sigma)) / sigma` from `sigma` to `sigma_next`
+/// (one level per row, or one for all; EDM Algorithm 1, CM Algorithm 2's `Phi`). Heun falls back to
+/// Euler when `sigma_next` is 0 (EDM's last step). `x: [B, D]` -> `[B, D]`.
+pub fn ode_step(
+    model: &Denoiser,
+    x: Tensor<2>,
+    sigma: &[f64],
+    sigma_next: &[f64],
+    solver: OdeSolver,
+) -> Tensor<2> {
+    let device = x.device();
+    let col = |v: &[f64]| {
+        let v: Vec<f32> = v.iter().map(|&s| s as f32).collect();
+        Tensor::<1>::from_floats(v.as_slice(), &device).reshape([v.len(), 1])
+    };
+    let step: Vec<f64> = sigma_next.iter().zip(sigma).map(|(n, s)| n - s).collect();
+    let d = (x.clone() - model.forward(x.clone(), sigma)) / col(sigma);
+    let x_euler = x.clone() + d.clone() * col(&step);
+    if solver == OdeSolver::Heun && sigma_next.iter().all(|&s| s > 0.0) {
+        let d_next = (x_euler.clone() - model.forward(x_euler, sigma_next)) / col(sigma_next);
+        x + (d + d_next) * col(&step) * 0.5
+    } else {
+        x_euler
+    }
 }
 
 /// Diffusion sampling of `rows` with seed `noise`: `solver` on its EDM grid for `nfe` evaluations,

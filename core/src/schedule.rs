@@ -37,6 +37,8 @@ pub enum Curriculum {
     /// iCT (Song & Dhariwal 2024, §3.4): `N(k) = min(s0 2^floor(k/K'), s1) + 1`,
     /// `K' = floor(K / (log2 floor(s1/s0) + 1))`; target EMA `mu = 0`.
     Ict { s0: u32, s1: u32 },
+    /// A fixed grid of `n` levels and a constant target EMA `mu` (CD: CM Table 3 uses `N = 18` on CIFAR-10).
+    Fixed { n: u32, mu: f64 },
 }
 
 impl Curriculum {
@@ -62,6 +64,7 @@ impl Curriculum {
                 let n = (s0 as u64).saturating_mul(1u64 << exp).min(s1 as u64);
                 n as usize + 1
             }
+            Curriculum::Fixed { n, .. } => (n as usize).max(2),
         }
     }
 
@@ -70,6 +73,7 @@ impl Curriculum {
         match *self {
             Curriculum::Cm { s0, mu0, .. } => libm::exp(s0 as f64 * libm::log(mu0) / self.n(k, total) as f64),
             Curriculum::Ict { .. } => 0.0,
+            Curriculum::Fixed { mu, .. } => mu,
         }
     }
 }
@@ -105,14 +109,24 @@ pub const TAU_RATIO: f64 = 3.669_296_667_619_244;
 /// values. Two steps use iCT's `tau = 0.821`; more steps spread geometrically (ratio [`TAU_RATIO`])
 /// around it, `0.821 r^((k-2)/2) .. 0.821 r^(-(k-2)/2)`, kept inside `(sigma_min, sigma_max)`.
 pub fn default_taus(k: usize, sigma_min: f64, sigma_max: f64) -> Vec<f64> {
+    taus_around(TAU_ICT, k, sigma_min, sigma_max)
+}
+
+/// sCM's two-step intermediate time `t_mid = 1.1` (sCM §5), as an EDM noise level `sigma_data tan t_mid`.
+pub fn tau_trigflow(sigma_data: f64) -> f64 {
+    sigma_data * libm::tan(1.1)
+}
+
+/// The `k`-step list of [`default_taus`] centred on `centre` instead of iCT's 0.821.
+pub fn taus_around(centre: f64, k: usize, sigma_min: f64, sigma_max: f64) -> Vec<f64> {
     let inside = |t: f64| t.clamp(sigma_min * 1.1, sigma_max * 0.9);
     match k {
         0 | 1 => vec![],
-        2 => vec![inside(TAU_ICT)],
+        2 => vec![inside(centre)],
         _ => {
             let half = (k - 2) as f64 / 2.0;
             let (hi, lo) =
-                (inside(TAU_ICT * libm::pow(TAU_RATIO, half)), inside(TAU_ICT / libm::pow(TAU_RATIO, half)));
+                (inside(centre * libm::pow(TAU_RATIO, half)), inside(centre / libm::pow(TAU_RATIO, half)));
             let (hi, lo) = if hi > lo { (hi, lo) } else { (sigma_max * 0.9, sigma_min * 1.1) };
             (0..k - 1)
                 .map(|j| {

@@ -154,3 +154,113 @@ fn unet_jvp_matches_finite_differences_with_both_adaptive_norms_and_dropout() {
         assert!(err < 2e-8, "{ada:?} without dropout: relative JVP error {err}");
     }
 }
+
+/// A TrigFlow (or EDM) denoiser around a random MLP, on the f64 device.
+fn denoiser(p: Parameterisation, seed: u64, device: &Device) -> cm_core::Denoiser {
+    let arch = Architecture::Mlp(MlpConfig {
+        dim: 2,
+        hidden: 16,
+        blocks: 2,
+        emb_dim: 8,
+        embedding: TimeEmbedding::Positional { scale: 3.0 },
+        dropout: 0.0,
+    });
+    let cfg = ModelConfig { architecture: arch, parameterisation: p, range: NoiseRange::default() };
+    device.seed(seed);
+    let mut m = cfg.init(device);
+    m.net = m.net.map(&mut Randomise);
+    m
+}
+
+/// The exact EDM -> TrigFlow conversion: an EDM teacher's velocity is `-sigma_data F_edm(x_t / sigma_data,
+/// ln(sigma) / 4)` at `sigma = sigma_data tan t`, computed here straight from the raw network.
+#[test]
+fn edm_teacher_velocity_is_its_negated_network_in_trigflow_time() {
+    let device = f64_device();
+    let teacher = denoiser(Parameterisation::Edm, 5, &device);
+    let sd = teacher.range.sigma_data;
+    let b = 6;
+    let t: Vec<f64> = (0..b).map(|i| 0.05 + 1.45 * i as f64 / (b - 1) as f64).collect();
+    let x_t = tensor(randn(5, 1, b * 2, 1.0), [b, 2], &device);
+    let got = host(cm_core::objective::trigflow_velocity(&teacher, x_t.clone(), &t));
+    let c_noise: Vec<f64> = t.iter().map(|&t| 0.25 * (sd * t.tan()).ln()).collect();
+    let f = host(teacher.net.forward(x_t / sd, tensor(c_noise, [b], &device), None));
+    let err = got.iter().zip(&f).fold(0.0f64, |m, (g, f)| m.max((g + sd * f).abs()));
+    // f32 host-side coefficients (the denoiser's scalings) bound the agreement.
+    assert!(err < 1e-5, "velocity differs from -sigma_data F_edm by {err}");
+}
+
+/// sCM Algorithm 1 assembled independently on the host: at initialisation (`w_phi = 0`, student =
+/// target) the loss is `mean ||g||^2 / (||g|| + c)^2 / D`, with `dF/dt` by central differences along the
+/// trajectory. Checks sCT and sCD (EDM teacher), exact JVP and the finite-difference fallback.
+#[test]
+fn scm_loss_matches_a_host_computation_of_algorithm_1() {
+    use cm_core::objective::{AdaptiveWeight, JvpMode, Progress, ScmConfig, scm_loss};
+    let device = f64_device();
+    let model = denoiser(Parameterisation::TrigFlow, 1, &device);
+    let teacher = denoiser(Parameterisation::Edm, 2, &device);
+    let sd = model.range.sigma_data;
+    let (b, d) = (16, 2);
+    let x0_v = randn(9, 7, b * d, 1.0);
+    let x0 = tensor(x0_v.clone(), [b, d], &device);
+    let noise = Noise::new(4);
+    let progress = Progress { k: 2, total: 10 };
+    let weight = AdaptiveWeight::new(&device);
+    for (distil, mode) in
+        [(false, JvpMode::Exact), (true, JvpMode::Exact), (false, JvpMode::FiniteDifference { h: 1e-4 })]
+    {
+        let cfg = ScmConfig { tangent_warmup: 4, jvp: mode, ..ScmConfig::default() };
+        let teach = distil.then_some(&teacher);
+        let step = scm_loss(&model, &model, &weight, x0.clone(), &cfg, progress, &noise, teach);
+        assert_eq!(step.r, 0.5);
+        let got: f64 = step.loss.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()[0];
+
+        // Host side: the same draws (streams of step k), then Algorithm 1 line by line.
+        let s = progress.streams();
+        let t: Vec<f64> = noise
+            .normals(s.level(), 0, b, 1)
+            .into_iter()
+            .map(|n| ((cfg.p_mean + cfg.p_std * n as f64).exp() / sd).atan())
+            .collect();
+        let z: Vec<f64> = noise.normals(s.z(), 0, b, d).into_iter().map(|v| v as f64 * sd).collect();
+        let at = |i: usize, j: usize| i * d + j;
+        let x_t: Vec<f64> = (0..b * d).map(|k| t[k / d].cos() * x0_v[k] + t[k / d].sin() * z[k]).collect();
+        let dxdt: Vec<f64> = if distil {
+            let c_noise: Vec<f64> = t.iter().map(|&t| 0.25 * (sd * t.tan()).ln()).collect();
+            let f = host(teacher.net.forward(
+                tensor(x_t.iter().map(|v| v / sd).collect(), [b, d], &device),
+                tensor(c_noise, [b], &device),
+                None,
+            ));
+            f.iter().map(|f| -sd * f).collect()
+        } else {
+            (0..b * d).map(|k| t[k / d].cos() * z[k] - t[k / d].sin() * x0_v[k]).collect()
+        };
+        let net_at = |h: f64| {
+            let x: Vec<f64> = (0..b * d).map(|k| (x_t[k] + h * dxdt[k]) / sd).collect();
+            let tt: Vec<f64> = t.iter().map(|t| t + h).collect();
+            host(model.net.forward(tensor(x, [b, d], &device), tensor(tt, [b], &device), None))
+        };
+        let f = net_at(0.0);
+        let h = 1e-6;
+        let (plus, minus) = (net_at(h), net_at(-h));
+        let r = 0.5;
+        let mut want = 0.0;
+        for i in 0..b {
+            let (c, sn) = (t[i].cos(), t[i].sin());
+            let g: Vec<f64> = (0..d)
+                .map(|j| {
+                    let k = at(i, j);
+                    let df_dt = (plus[k] - minus[k]) / (2.0 * h);
+                    -c * c * (sd * f[k] - dxdt[k]) - r * c * sn * (x_t[k] + sd * df_dt)
+                })
+                .collect();
+            let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+            want += (norm / (norm + cfg.tangent_c)).powi(2) / d as f64;
+        }
+        want /= b as f64;
+        let rel = (got - want).abs() / want;
+        // The loss takes its per-row coefficients (cos t, sin t) through f32 columns.
+        assert!(rel < 1e-5, "distil {distil}, {mode:?}: loss {got} vs host {want} (rel {rel})");
+    }
+}

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::prelude::*;
-use cm_core::card::{load_denoiser, weights_to_bytes};
+use cm_core::card::{load_denoiser, load_weights, weights_to_bytes};
+use cm_core::objective::AdaptiveWeight;
 use cm_core::{Denoiser, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,9 @@ struct State {
     step: u64,
     param_ids: Vec<u64>,
     has_target: bool,
+    /// Parameter ids of sCM's adaptive weight `w_phi(t)` (TrigFlow methods), saved as `weight.safetensors`.
+    #[serde(default)]
+    weight_ids: Option<Vec<u64>>,
 }
 
 /// What training needs to go on.
@@ -31,6 +35,7 @@ pub struct Resumed {
     pub model: Denoiser,
     pub ema: Denoiser,
     pub target: Option<Denoiser>,
+    pub weight: Option<AdaptiveWeight>,
     pub optimizer: Vec<u8>,
 }
 
@@ -61,6 +66,7 @@ pub fn save(
     model: &Denoiser,
     ema: &Denoiser,
     target: Option<&Denoiser>,
+    weight: Option<&AdaptiveWeight>,
     optimizer: &[u8],
 ) -> Result<()> {
     let dir = step_dir(out, step);
@@ -76,7 +82,16 @@ pub fn save(
     write_atomic(&partial.join("optimizer.bpk"), optimizer)?;
     let mut ids = Ids(Vec::new());
     model.visit(&mut ids);
-    let state = State { step, param_ids: ids.0, has_target: target.is_some() };
+    let weight_ids = match weight {
+        Some(w) => {
+            write_atomic(&partial.join("weight.safetensors"), &weights_to_bytes(w)?)?;
+            let mut ids = Ids(Vec::new());
+            w.visit(&mut ids);
+            Some(ids.0)
+        }
+        None => None,
+    };
+    let state = State { step, param_ids: ids.0, has_target: target.is_some(), weight_ids };
     write_atomic(&partial.join("state.json"), serde_json::to_string(&state)?.as_bytes())?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
@@ -125,5 +140,18 @@ pub fn load(dir: &Path, config: &ModelConfig, device: &Device) -> Result<Resumed
     let model = model.map(&mut SetIds(state.param_ids.into_iter()));
     let ema = weights("ema.safetensors")?.valid();
     let target = if state.has_target { Some(weights("target.safetensors")?.valid()) } else { None };
-    Ok(Resumed { step: state.step, model, ema, target, optimizer: read("optimizer.bpk")? })
+    let weight = match state.weight_ids {
+        Some(ids) => {
+            let w = load_weights(AdaptiveWeight::new(device), read("weight.safetensors")?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("weight.safetensors").display()))?;
+            let mut have = Ids(Vec::new());
+            w.visit(&mut have);
+            if have.0.len() != ids.len() {
+                bail!("{}: {} weight ids for {} parameters", state_path.display(), ids.len(), have.0.len());
+            }
+            Some(w.map(&mut SetIds(ids.into_iter())))
+        }
+        None => None,
+    };
+    Ok(Resumed { step: state.step, model, ema, target, weight, optimizer: read("optimizer.bpk")? })
 }

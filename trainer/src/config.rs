@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use cm_core::data2d::Dataset2d;
 use cm_core::net::Architecture;
-use cm_core::objective::{CtConfig, EdmConfig};
-use cm_core::{Method, ModelConfig, NoiseRange, Parameterisation};
+use cm_core::objective::{CtConfig, EdmConfig, ScmConfig};
+use cm_core::sample::OdeSolver;
+use cm_core::{Method, ModelConfig, NoiseRange};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
@@ -90,7 +91,8 @@ pub struct TrainConfig {
     /// Mirror training images left-right with probability 1/2 (CIFAR-style augmentation).
     #[serde(default)]
     pub flip: bool,
-    /// `edm` (diffusion teacher), `ct` (CM recipe) or `ict`.
+    /// `edm` (EDM diffusion teacher), `ct` (CM recipe), `ict`, `cd` (distillation, CM Algorithm 2),
+    /// `trigflow` (TrigFlow diffusion teacher), `sct` or `scd` (continuous-time, sCM Algorithm 1).
     pub method: Method,
     /// Training steps `K`.
     pub steps: u64,
@@ -126,9 +128,37 @@ pub struct TrainConfig {
     /// EDM teacher training (method `edm`).
     #[serde(default)]
     pub edm: EdmConfig,
-    /// Consistency training (methods `ct`, `ict`); defaults to the method's paper recipe.
+    /// Discrete-time consistency training and distillation (methods `ct`, `ict`, `cd`); defaults to the
+    /// method's paper recipe (CD: N = 18, mu = 0, L2).
     #[serde(default)]
     pub ct: Option<CtConfig>,
+    /// Continuous-time settings (methods `trigflow`, `sct`, `scd`); defaults to sCM's CIFAR-10 values.
+    #[serde(default)]
+    pub scm: Option<ScmConfig>,
+    /// The diffusion teacher that `cd` and `scd` distil.
+    #[serde(default)]
+    pub teacher: Option<TeacherConfig>,
+}
+
+/// The teacher of a distillation recipe.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    /// Model folder (`config.json` + `model.safetensors`) of a diffusion model (`edm` or `trigflow`)
+    /// trained on the same dataset, e.g. `www/models/moons-edm`.
+    pub path: PathBuf,
+    /// ODE solver of CD's teacher step (`euler` or `heun`; CM used Heun).
+    #[serde(default = "TeacherConfig::default_solver")]
+    pub solver: OdeSolver,
+    /// Start the student from the teacher's weights (CM does for CD); needs the same network.
+    #[serde(default)]
+    pub init_from_teacher: bool,
+}
+
+impl TeacherConfig {
+    fn default_solver() -> OdeSolver {
+        OdeSolver::Heun
+    }
 }
 
 impl TrainConfig {
@@ -196,8 +226,33 @@ impl TrainConfig {
         }
         self.network.validate().map_err(|e| anyhow::anyhow!("field `network`: {e}"))?;
         self.noise.validate().map_err(|e| anyhow::anyhow!("field `noise`: {e}"))?;
-        if self.method == Method::Edm && self.ct.is_some() {
-            bail!("field `ct`: given for method `edm`, which does not use it");
+        let m = self.method.name();
+        if !self.method.is_discrete_consistency() && self.ct.is_some() {
+            bail!("field `ct`: given for method `{m}`, which does not use it (ct, ict and cd do)");
+        }
+        if !self.method.is_trigflow() && self.scm.is_some() {
+            bail!("field `scm`: given for method `{m}`, which does not use it (trigflow, sct and scd do)");
+        }
+        match (&self.teacher, self.method.needs_teacher()) {
+            (None, true) => bail!(
+                "field `teacher`: method `{m}` distils a teacher; add [teacher] path = \"<model folder>\""
+            ),
+            (Some(_), false) => bail!("field `teacher`: method `{m}` has no teacher (cd and scd do)"),
+            _ => {}
+        }
+        if let Some(scm) = &self.scm
+            && !(scm.p_std > 0.0 && scm.p_mean.is_finite() && scm.tangent_c > 0.0)
+        {
+            bail!(
+                "field `scm`: need p_std > 0 and tangent_c > 0, got p_std = {}, tangent_c = {}",
+                scm.p_std,
+                scm.tangent_c
+            );
+        }
+        if let Some(cm_core::objective::JvpMode::FiniteDifference { h }) = self.scm.map(|s| s.jvp)
+            && !(h > 0.0 && h < 1.0)
+        {
+            bail!("field `scm.jvp.h`: must be in (0, 1), got {h}");
         }
         Ok(())
     }
@@ -241,17 +296,20 @@ impl TrainConfig {
     pub fn ct(&self) -> CtConfig {
         self.ct.unwrap_or(match self.method {
             Method::Ct => CtConfig::cm(),
+            Method::Cd => CtConfig::cd(),
             _ => CtConfig::ict(),
         })
+    }
+
+    /// The continuous-time recipe: the file's, or sCM's defaults.
+    pub fn scm(&self) -> ScmConfig {
+        self.scm.unwrap_or_default()
     }
 
     pub fn model(&self) -> ModelConfig {
         ModelConfig {
             architecture: self.network.clone(),
-            parameterisation: match self.method {
-                Method::Edm => Parameterisation::Edm,
-                Method::Ct | Method::Ict => Parameterisation::Consistency,
-            },
+            parameterisation: self.method.parameterisation(),
             range: self.noise,
         }
     }
@@ -259,8 +317,11 @@ impl TrainConfig {
     /// The resolved recipe as TOML (defaults filled in), saved beside the run.
     pub fn resolved(&self) -> Self {
         let mut c = self.clone();
-        if c.method != Method::Edm {
+        if c.method.is_discrete_consistency() {
             c.ct = Some(c.ct());
+        }
+        if c.method.is_trigflow() {
+            c.scm = Some(c.scm());
         }
         c
     }

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 use burn::prelude::*;
+use cm_core::Parameterisation;
 use cm_core::data2d::Dataset2d;
 use cm_core::metrics::{Distances, sliced_w2};
 use cm_core::rng::Noise;
 use cm_core::sample::{OdeSolver, consistency_sample, ode_sample};
-use cm_core::schedule::default_taus;
 use cm_core::{Denoiser, Method};
 use serde::Serialize;
 
@@ -24,7 +24,7 @@ fn chunk(model: &Denoiser) -> usize {
 
 /// `n` consistency samples with seed `seed` and intermediate levels `taus`, `[n, D]` flattened.
 pub fn consistency_points(model: &Denoiser, n: usize, seed: u64, taus: &[f64]) -> Result<Vec<f32>> {
-    if !model.parameterisation.is_consistency() {
+    if model.parameterisation == Parameterisation::Edm {
         bail!("this is a diffusion model: sample it with --teacher-nfe");
     }
     let device = model.net.devices().into_iter().next().unwrap_or_else(Device::flex);
@@ -49,8 +49,9 @@ pub fn solver_points(
     nfe: usize,
     solver: OdeSolver,
 ) -> Result<Vec<f32>> {
-    if model.parameterisation.is_consistency() {
-        bail!("--teacher-nfe needs a diffusion (edm) model; this one is a consistency model");
+    // A TrigFlow network may be either (method `trigflow` or `sct`/`scd`); the card's method decides.
+    if model.parameterisation == Parameterisation::Consistency {
+        bail!("--teacher-nfe needs a diffusion (edm, trigflow) model; this one is a consistency model");
     }
     let device = model.net.devices().into_iter().next().unwrap_or_else(Device::flex);
     let noise = Noise::new(seed);
@@ -130,7 +131,7 @@ pub fn evaluate(
     let dim = model.dim();
     let mut consistency = BTreeMap::new();
     let mut teacher = None;
-    if method == Method::Edm || !model.parameterisation.is_consistency() {
+    if method.is_diffusion() {
         let pts = teacher_points(model, n, seed, teacher_nfe)?;
         teacher = Some(Entry {
             nfe: OdeSolver::Heun.nfe(OdeSolver::Heun.steps_for_nfe(teacher_nfe)),
@@ -139,7 +140,7 @@ pub fn evaluate(
         });
     } else {
         for steps in [1usize, 2, 4] {
-            let taus = default_taus(steps, model.range.sigma_min, model.range.sigma_max);
+            let taus = model.default_taus(steps);
             consistency.insert(steps.to_string(), taus_entry(model, &data, seed, &taus)?);
         }
         if let Some(taus) = extra_taus {
@@ -167,7 +168,7 @@ fn taus_entry(model: &Denoiser, data: &[f32], seed: u64, taus: &[f64]) -> Result
 /// One-step (or 35-NFE teacher) sliced W2 on 1024 points: cheap enough to log during training.
 pub fn quick_sliced_w2(model: &Denoiser, dataset: Dataset2d, method: Method) -> Result<f64> {
     let n = 1024;
-    let pts = if method == Method::Edm {
+    let pts = if method.is_diffusion() {
         teacher_points(model, n, 9, 35)?
     } else {
         consistency_points(model, n, 9, &[])?

@@ -7,7 +7,6 @@ use anyhow::Result;
 use cm_core::features::{Gaussian, class_stats, frechet_distance, kid, nearest_distances, precision_recall};
 use cm_core::net::LeNet;
 use cm_core::sample::OdeSolver;
-use cm_core::schedule::default_taus;
 use cm_core::{Denoiser, Method};
 use serde::Serialize;
 
@@ -157,17 +156,14 @@ pub fn evaluate_images(
     ref_entry.nn_train = reference.nn_train(&test.pixels);
     let mut consistency = BTreeMap::new();
     let mut teacher = None;
-    if method == Method::Edm || !model.parameterisation.is_consistency() {
+    if method.is_diffusion() {
         let pts = teacher_points(model, n, seed, teacher_nfe)?;
         let mut e = reference.score(classifier, &pts, seed)?;
         e.nfe = Some(OdeSolver::Heun.nfe(OdeSolver::Heun.steps_for_nfe(teacher_nfe)));
         teacher = Some(e);
     } else {
-        let r = model.range;
-        let mut runs: Vec<(String, Vec<f64>)> = [1usize, 2, 4]
-            .iter()
-            .map(|&k| (k.to_string(), default_taus(k, r.sigma_min, r.sigma_max)))
-            .collect();
+        let mut runs: Vec<(String, Vec<f64>)> =
+            [1usize, 2, 4].iter().map(|&k| (k.to_string(), model.default_taus(k))).collect();
         if let Some(t) = extra_taus {
             runs.push(("custom".into(), t.to_vec()));
         }

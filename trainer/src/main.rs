@@ -7,7 +7,6 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use cm_core::data2d::Dataset2d;
 use cm_core::sample::OdeSolver;
-use cm_core::schedule::default_taus;
 
 use cm_trainer::backend::Backend;
 use cm_trainer::classifier::{ClassifierRecipe, classifier_dir, load_classifier, train_classifier};
@@ -263,9 +262,7 @@ fn run(cli: Cli) -> Result<()> {
                         bail!("{} is a diffusion model: pass --teacher-nfe N (e.g. 35)", card.name);
                     }
                     let r = model.range;
-                    let taus = taus
-                        .map(|t| t.0)
-                        .unwrap_or_else(|| default_taus(steps as usize, r.sigma_min, r.sigma_max));
+                    let taus = taus.map(|t| t.0).unwrap_or_else(|| model.default_taus(steps as usize));
                     if let Some(t) = taus.iter().find(|t| **t > r.sigma_max || **t < r.sigma_min) {
                         bail!(
                             "tau {t} is outside [sigma_min, sigma_max] = [{}, {}]",
@@ -426,7 +423,7 @@ fn bench(dir: &std::path::Path, n: usize, backend: Backend) -> Result<()> {
     };
     if card.is_consistency() {
         for steps in [1usize, 2, 4] {
-            let taus = default_taus(steps, model.range.sigma_min, model.range.sigma_max);
+            let taus = model.default_taus(steps);
             let s = time(&mut || eval::consistency_points(&model, n, 0, &taus))?;
             report.insert(format!("{steps}step_us_per_sample"), (s * 1e6 / n as f64).into());
         }

@@ -10,17 +10,20 @@ use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
+use cm_core::card::weights_to_bytes;
 use cm_core::ema::ema_update;
-use cm_core::objective::{Progress, ct_loss, edm_loss};
+use cm_core::objective::{
+    AdaptiveWeight, Progress, Teacher, ct_loss, edm_loss, scm_loss, trigflow_diffusion_loss,
+};
 use cm_core::rng::Noise;
 use cm_core::{Denoiser, Method, ModelCard, card::CARD_FORMAT};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint;
-use crate::config::{OptimKind, TrainConfig};
+use crate::config::{OptimKind, TeacherConfig, TrainConfig};
 use crate::data::{Source, Split};
 use crate::eval;
-use crate::io::{grid_png, grid_zoom, save_model_dir, scatter_png, write_atomic};
+use crate::io::{grid_png, grid_zoom, load_model_dir, save_model_dir, scatter_png, write_atomic};
 use crate::radam::RAdam;
 
 /// What a finished run reports.
@@ -72,6 +75,21 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
     device.seed(cfg.seed);
     let model_cfg = cfg.model();
     let mut model: Denoiser = model_cfg.init(&device);
+    // The teacher of CD / sCD, without autodiff; optionally the student's starting point (CM).
+    let teacher = match &cfg.teacher {
+        Some(t) => Some(load_teacher(t, cfg, &cfg.backend.device()?)?),
+        None => None,
+    };
+    if let (Some(t), Some(teacher)) = (&cfg.teacher, &teacher)
+        && t.init_from_teacher
+    {
+        let bytes = weights_to_bytes(teacher)?;
+        model = cm_core::card::load_denoiser(&model_cfg, bytes, &device).map_err(|e| {
+            anyhow::anyhow!("teacher.init_from_teacher: {} does not fit this network: {e}", t.path.display())
+        })?;
+    }
+    // sCM's adaptive weight w_phi(t), trained beside the model (TrigFlow methods).
+    let mut weight: Option<AdaptiveWeight> = cfg.method.is_trigflow().then(|| AdaptiveWeight::new(&device));
     // Target network theta- (CM recipe: EMA with mu(k); iCT: mu = 0, i.e. theta itself) and evaluation EMA.
     let mut target: Option<Denoiser> = None;
     let mut ema: Denoiser = model.valid();
@@ -89,6 +107,11 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
     if let Some(dir) = &checkpoint {
         let r = checkpoint::load(dir, &model_cfg, &device)?;
         (first_step, model, ema, target) = (r.step, r.model, r.ema, r.target);
+        if weight.is_some() {
+            weight = Some(
+                r.weight.with_context(|| format!("{}: no weight.safetensors for w_phi(t)", dir.display()))?,
+            );
+        }
         optim = optim
             .from_bytes(Bytes::from_bytes_vec(r.optimizer))
             .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("optimizer.bpk").display()))?;
@@ -98,6 +121,8 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
         tracing::info!(step = first_step, "resuming");
     }
     let ct = cfg.ct();
+    let scm = cfg.scm();
+    let solver = cfg.teacher.as_ref().map(|t| t.solver);
     let source = cfg.source(Split::Train)?;
     let dim = source.dim();
     let shape = model.image_shape();
@@ -115,20 +140,36 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
         let streams = progress.streams();
         let x0 = source.batch(cfg.seed, streams.data(), cfg.batch);
         let x0 = Tensor::<1>::from_floats(x0.as_slice(), &device).reshape([cfg.batch, dim]);
+        // (loss, N(k), target EMA mu(k) or, for sCM, the tangent warm-up r)
         let (loss, n, mu) = match cfg.method {
             Method::Edm => (edm_loss(&model, x0, &cfg.edm, &noise, streams), 0, 0.0),
-            Method::Ct | Method::Ict => {
+            Method::Ct | Method::Ict | Method::Cd => {
                 let t = target.as_ref().unwrap_or(&model);
-                let step = ct_loss(&model, t, x0, &ct, progress, &noise);
+                let teach = teacher.as_ref().zip(solver).map(|(model, solver)| Teacher { model, solver });
+                let step = ct_loss(&model, t, x0, &ct, progress, &noise, teach);
                 (step.loss, step.n, step.mu)
+            }
+            Method::Trigflow => {
+                let w = weight.as_ref().expect("TrigFlow methods have w_phi");
+                (trigflow_diffusion_loss(&model, w, x0, &scm, progress, &noise), 0, 0.0)
+            }
+            Method::Sct | Method::Scd => {
+                let w = weight.as_ref().expect("TrigFlow methods have w_phi");
+                let step = scm_loss(&model, &model.valid(), w, x0, &scm, progress, &noise, teacher.as_ref());
+                (step.loss, 0, step.r)
             }
         };
         let log_now = (k + 1) % cfg.log_every.max(1) == 0 || k + 1 == cfg.steps;
         let loss_value = log_now.then(|| loss.clone().into_scalar::<f32>() as f64);
         let lr = cfg.optimizer.lr_at(k, cfg.steps);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(lr, model, grads);
-        if cfg.method != Method::Edm {
+        let mut grads = loss.backward();
+        let model_grads = GradientsParams::from_module(&mut grads, &model);
+        model = optim.step(lr, model, model_grads);
+        if let Some(w) = weight.take() {
+            let w_grads = GradientsParams::from_module(&mut grads, &w);
+            weight = Some(optim.step(lr, w, w_grads));
+        }
+        if cfg.method.is_discrete_consistency() {
             target = if mu > 0.0 {
                 Some(ema_update(target.take().unwrap_or_else(|| model.valid()), &model, mu))
             } else {
@@ -151,9 +192,12 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
             window = (Instant::now(), 0);
             let mut line =
                 serde_json::json!({"step": k + 1, "loss": loss_value, "steps_per_s": rate, "lr": lr});
-            if cfg.method != Method::Edm {
+            if cfg.method.is_discrete_consistency() {
                 line["n"] = n.into();
                 line["mu"] = mu.into();
+            }
+            if matches!(cfg.method, Method::Sct | Method::Scd) {
+                line["r"] = mu.into();
             }
             if let (Source::Toy(dataset), true) =
                 (&source, cfg.eval_every > 0 && (k + 1) % cfg.eval_every == 0)
@@ -171,13 +215,13 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
             write_atomic(&out.join("samples").join(format!("step-{:07}.png", k + 1)), &png)?;
         }
         if cfg.checkpoint_every > 0 && (k + 1) % cfg.checkpoint_every == 0 && k + 1 < cfg.steps {
-            write_checkpoint(out, k + 1, &model, &ema, target.as_ref(), &optim)?;
+            write_checkpoint(out, k + 1, &model, &ema, target.as_ref(), weight.as_ref(), &optim)?;
             metrics_file.flush()?;
             write_loss_plot(out, &metrics_path)?;
         }
     }
     bar.finish_and_clear();
-    write_checkpoint(out, cfg.steps, &model, &ema, target.as_ref(), &optim)?;
+    write_checkpoint(out, cfg.steps, &model, &ema, target.as_ref(), weight.as_ref(), &optim)?;
     drop(metrics_file);
     write_loss_plot(out, &metrics_path)?;
 
@@ -187,7 +231,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
         (Source::Toy(dataset), _) => {
             let report =
                 eval::evaluate(&inference, *dataset, cfg.method, 4096, cfg.seed.wrapping_add(1), 35, None)?;
-            let samples = if cfg.method == Method::Edm {
+            let samples = if cfg.method.is_diffusion() {
                 eval::teacher_points(&inference, 4096, cfg.seed, 35)?
             } else {
                 eval::consistency_points(&inference, 4096, cfg.seed, &[])?
@@ -233,7 +277,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
 /// successive grids show the same noise.
 fn sample_grid(model: &Denoiser, cfg: &TrainConfig, shape: [usize; 3]) -> Result<Vec<u8>> {
     let n = 64;
-    let pts = if cfg.method == Method::Edm {
+    let pts = if cfg.method.is_diffusion() {
         eval::teacher_points(model, n, cfg.seed, 35)?
     } else {
         eval::consistency_points(model, n, cfg.seed, &[])?
@@ -254,8 +298,47 @@ fn write_checkpoint(
     model: &Denoiser,
     ema: &Denoiser,
     target: Option<&Denoiser>,
+    weight: Option<&AdaptiveWeight>,
     optim: &ModuleOptimizer,
 ) -> Result<()> {
     let bytes = optim.into_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e:?}"))?;
-    checkpoint::save(out, step, model, ema, target, &bytes)
+    checkpoint::save(out, step, model, ema, target, weight, &bytes)
+}
+
+/// Loads a distillation teacher on `device` (no autodiff) and checks that it fits the recipe.
+fn load_teacher(t: &TeacherConfig, cfg: &TrainConfig, device: &Device) -> Result<Denoiser> {
+    let (card, teacher) = load_model_dir(&t.path, device)
+        .with_context(|| format!("field `teacher.path` = {}", t.path.display()))?;
+    if !card.method.is_diffusion() {
+        bail!(
+            "field `teacher.path`: {} is a `{}` model; a teacher must be a diffusion model (edm or trigflow)",
+            t.path.display(),
+            card.method.name()
+        );
+    }
+    if card.dataset != cfg.dataset {
+        bail!(
+            "field `teacher.path`: {} was trained on `{}`, this recipe trains on `{}`",
+            t.path.display(),
+            card.dataset,
+            cfg.dataset
+        );
+    }
+    if teacher.dim() != cfg.network.dim() {
+        bail!(
+            "field `teacher.path`: {} has data dimension {}, this recipe's network {}",
+            t.path.display(),
+            teacher.dim(),
+            cfg.network.dim()
+        );
+    }
+    if card.model.range != cfg.noise {
+        bail!(
+            "field `teacher.path`: {} has noise range {:?}, this recipe {:?}",
+            t.path.display(),
+            card.model.range,
+            cfg.noise
+        );
+    }
+    Ok(teacher)
 }

@@ -8,7 +8,6 @@ use burn::prelude::*;
 use cm_core::card::load_denoiser;
 use cm_core::rng::Noise;
 use cm_core::sample::{OdeSolver, consistency_sample, ode_sample};
-use cm_core::schedule::default_taus;
 use cm_core::{Denoiser, ModelCard};
 
 /// A model ready to sample.
@@ -46,7 +45,7 @@ impl Playground {
 impl Loaded {
     /// The `k`-step default taus of this model.
     pub fn default_taus(&self, k: usize) -> Vec<f64> {
-        default_taus(k, self.model.range.sigma_min, self.model.range.sigma_max)
+        self.model.default_taus(k)
     }
 
     /// Consistency samples `[n, D]` (not yet read back), same rows as `cm sample` for the seed.

@@ -1,8 +1,9 @@
 //! Consistency training (CM Algorithm 3; iCT §3): one loss for the CM recipe and for iCT.
 //!
 //! `lambda(sigma_n) d(f_theta(x0 + sigma_{n+1} z, sigma_{n+1}), f_theta-(x0 + sigma_n z, sigma_n))` with
-//! `sigma` from a Karras grid of `N(k)` levels. CD (CM Algorithm 2) will differ only in how the
-//! target point `x_n` is made.
+//! `sigma` from a Karras grid of `N(k)` levels. Consistency distillation (CM Algorithm 2) is the same
+//! loss with the target point made by one ODE step of a teacher, `x̂_n = Phi(x_{n+1}, sigma_{n+1} -> sigma_n)`,
+//! instead of sharing the noise draw.
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use super::Progress;
 use crate::distance::Distance;
 use crate::model::Denoiser;
 use crate::rng::Noise;
+use crate::sample::{OdeSolver, ode_step};
 use crate::schedule::{Curriculum, cumulative, karras, lognormal_index_probs};
 
 /// How the level index `n` is drawn.
@@ -66,6 +68,18 @@ impl CtConfig {
         }
     }
 
+    /// CM's consistency distillation on CIFAR-10 (CM Table 3): `N = 18`, target `mu = 0`, uniform
+    /// weights and indices; L2 stands in for LPIPS (no VGG weights offline).
+    pub fn cd() -> Self {
+        Self {
+            curriculum: Curriculum::Fixed { n: 18, mu: 0.0 },
+            distance: Distance::L2,
+            weighting: Weighting::Uniform,
+            index_sampling: IndexSampling::Uniform,
+            rho: 7.0,
+        }
+    }
+
     /// Improved consistency training: all of iCT's changes.
     pub fn ict() -> Self {
         Self {
@@ -87,8 +101,17 @@ pub struct CtStep {
     pub mu: f64,
 }
 
+/// A diffusion teacher for consistency distillation: its denoiser (any device without autodiff) and
+/// the ODE solver of one step.
+#[derive(Clone, Copy)]
+pub struct Teacher<'a> {
+    pub model: &'a Denoiser,
+    pub solver: OdeSolver,
+}
+
 /// The consistency-training loss at step `k` of `total` (`progress`). `target` is the EMA network `theta-`
-/// (pass `student` itself when `mu = 0`; its output is detached either way). `x0: [B, D]`.
+/// (pass `student` itself when `mu = 0`; its output is detached either way). `x0: [B, D]`. With a
+/// `teacher`, the target point is one teacher ODE step from the student's point (CD, CM Algorithm 2).
 pub fn ct_loss(
     student: &Denoiser,
     target: &Denoiser,
@@ -96,6 +119,7 @@ pub fn ct_loss(
     cfg: &CtConfig,
     progress: Progress,
     noise: &Noise,
+    teacher: Option<Teacher>,
 ) -> CtStep {
     let Progress { k, total } = progress;
     let streams = progress.streams();
@@ -120,7 +144,11 @@ pub fn ct_loss(
     };
     let z = Tensor::<1>::from_floats(noise.normals(streams.z(), 0, b, d).as_slice(), &device).reshape([b, d]);
     let x_hi = x0.clone() + z.clone() * col(&sigma_hi);
-    let x_lo = x0 + z * col(&sigma_lo);
+    let x_lo = match teacher {
+        None => x0 + z * col(&sigma_lo),
+        // The teacher runs without autodiff; its output is a constant for the student.
+        Some(t) => ode_step(t.model, x_hi.clone().inner(), &sigma_hi, &sigma_lo, t.solver),
+    };
     let masks = student.dropout_masks(b, noise, streams.dropout(), &device);
     let f_student = student.forward_masked(x_hi, &sigma_hi, masks.as_ref());
     let f_target = target.forward_masked(x_lo, &sigma_lo, masks.as_ref()).detach();

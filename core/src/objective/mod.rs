@@ -5,9 +5,13 @@
 
 pub mod ct;
 pub mod edm;
+pub mod scm;
 
-pub use ct::{CtConfig, CtStep, IndexSampling, Weighting, ct_loss};
+pub use ct::{CtConfig, CtStep, IndexSampling, Teacher, Weighting, ct_loss};
 pub use edm::{EdmConfig, edm_loss};
+pub use scm::{
+    AdaptiveWeight, JvpMode, ScmConfig, ScmStep, scm_loss, trigflow_diffusion_loss, trigflow_velocity,
+};
 
 /// Where training is: step `k` of `total` (= K). Curricula need both; noise streams need `k`.
 #[derive(Clone, Copy, Debug)]

@@ -1,0 +1,285 @@
+//! Continuous-time consistency models in TrigFlow (sCM: Lu & Song 2025, Algorithm 1): sCT, sCD, and
+//! TrigFlow diffusion training, with the learned adaptive weighting `w_phi(t)`.
+//!
+//! TrigFlow: `x_t = cos t x0 + sin t z`, `z ~ N(0, sigma_data^2 I)`, `t in [0, pi/2]`; the consistency
+//! function `f(x_t, t) = cos t x_t - sin t sigma_data F(x_t / sigma_data, t)`. Our [`Denoiser`] with the
+//! `TrigFlow` parameterisation is exactly this in EDM coordinates (`sigma = sigma_data tan t`,
+//! `x_sigma = x_t / cos t`), so the samplers need nothing new.
+
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::Progress;
+use crate::jvp::Dual;
+use crate::model::Denoiser;
+use crate::net::DropoutMasks;
+use crate::net::embedding::embed;
+use crate::param::Parameterisation;
+use crate::rng::Noise;
+
+/// How the tangent `cos t sin t dF^-/dt` is computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+pub enum JvpMode {
+    /// Forward-mode JVP through every layer ([`crate::jvp`]).
+    #[default]
+    Exact,
+    /// Central finite difference with step `h` along the tangent direction: a checked fallback
+    /// (two extra forward passes, `O(h^2)` error plus round-off).
+    FiniteDifference { h: f64 },
+}
+
+/// sCT / sCD / TrigFlow-diffusion settings (sCM §4-5, CIFAR-10 values as defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScmConfig {
+    /// Proposal `tan t = e^tau / sigma_data`, `tau ~ N(p_mean, p_std^2)` (sCT CIFAR-10: -1.0).
+    #[serde(default = "ScmConfig::default_p_mean")]
+    pub p_mean: f64,
+    /// (sCT CIFAR-10: 1.4).
+    #[serde(default = "ScmConfig::default_p_std")]
+    pub p_std: f64,
+    /// Tangent warm-up `r = min(1, step / H)` over `H` steps (sCM: 10k; 0 = none).
+    #[serde(default)]
+    pub tangent_warmup: u64,
+    /// Tangent normalisation `g / (||g|| + c)` (sCM: `c = 0.1`).
+    #[serde(default = "ScmConfig::default_tangent_c")]
+    pub tangent_c: f64,
+    /// Exact forward-mode JVP (default) or the finite-difference fallback.
+    #[serde(default)]
+    pub jvp: JvpMode,
+}
+
+impl ScmConfig {
+    fn default_p_mean() -> f64 {
+        -1.0
+    }
+    fn default_p_std() -> f64 {
+        1.4
+    }
+    fn default_tangent_c() -> f64 {
+        0.1
+    }
+}
+
+impl Default for ScmConfig {
+    fn default() -> Self {
+        Self {
+            p_mean: Self::default_p_mean(),
+            p_std: Self::default_p_std(),
+            tangent_warmup: 0,
+            tangent_c: Self::default_tangent_c(),
+            jvp: JvpMode::Exact,
+        }
+    }
+}
+
+/// Features of the adaptive weight's time embedding.
+const WEIGHT_EMB: usize = 32;
+
+/// The learned adaptive weighting `w_phi(t)` (sCM §4.2, after EDM2's uncertainty weighting): a linear
+/// map of a positional embedding of `t`, zero at initialisation. Trained with the model, not exported.
+#[derive(Module, Debug)]
+pub struct AdaptiveWeight {
+    linear: Linear,
+    #[module(skip)]
+    freqs: Vec<f32>,
+}
+
+impl AdaptiveWeight {
+    pub fn new(device: &Device) -> Self {
+        // Frequencies 10 · 10000^(-i/16): from 10 rad per unit of t down to ~0.002.
+        let freqs = crate::net::TimeEmbedding::Positional { scale: 10.0 }.frequencies(WEIGHT_EMB);
+        Self {
+            linear: LinearConfig::new(WEIGHT_EMB, 1).with_initializer(Initializer::Zeros).init(device),
+            freqs,
+        }
+    }
+
+    /// `t: [B]` -> `w_phi(t): [B]`.
+    pub fn forward(&self, t: Tensor<1>) -> Tensor<1> {
+        let b = t.dims()[0];
+        self.linear.forward(embed(&self.freqs, t)).reshape([b])
+    }
+}
+
+/// TrigFlow time of the proposal `tan t = e^tau / sigma_data` (sCM §4.3).
+pub fn proposal_t(tau: f64, sigma_data: f64) -> f64 {
+    libm::atan(libm::exp(tau) / sigma_data)
+}
+
+/// Per-row `[B, 1]` column on `device`.
+fn column(v: &[f64], device: &Device) -> Tensor<2> {
+    let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+    Tensor::<1>::from_floats(v32.as_slice(), device).reshape([v.len(), 1])
+}
+
+fn vector(v: &[f64], device: &Device) -> Tensor<1> {
+    let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+    Tensor::<1>::from_floats(v32.as_slice(), device)
+}
+
+/// The PF-ODE velocity `dx_t/dt` of any diffusion model in TrigFlow coordinates: with its denoiser
+/// `D(x_sigma, sigma)` at `sigma = sigma_data tan t`, `x_sigma = x_t / cos t`,
+/// `dx_t/dt = (cos t x_t - D) / sin t`. For an EDM teacher this is exactly `-sigma_data F_edm(x_t / sigma_data,
+/// c_noise(sigma))` (EDM's `c_in x_sigma = x_t / sigma_data`), the exact EDM -> TrigFlow conversion; for a
+/// TrigFlow model it is `sigma_data F`. `x_t: [B, D]`, `t` per row, all in `(0, pi/2)`.
+pub fn trigflow_velocity(teacher: &Denoiser, x_t: Tensor<2>, t: &[f64]) -> Tensor<2> {
+    let device = x_t.device();
+    let sd = teacher.range.sigma_data;
+    let cos: Vec<f64> = t.iter().map(|&t| libm::cos(t)).collect();
+    let sin: Vec<f64> = t.iter().map(|&t| libm::sin(t)).collect();
+    let sigma: Vec<f64> = t.iter().map(|&t| sd * libm::tan(t)).collect();
+    let cos = column(&cos, &device);
+    let x_sigma = x_t.clone() / cos.clone();
+    let d = teacher.forward(x_sigma, &sigma);
+    (x_t * cos - d) / column(&sin, &device)
+}
+
+/// `(F, cos t sin t dF/dt)` of the raw network at `(x_t / sigma_data, t)` along
+/// `(cos t sin t dx_t/dt / sigma_data, cos t sin t)` (sCM Algorithm 1), exactly or by central differences.
+pub fn network_tangent(
+    model: &Denoiser,
+    x_in: Tensor<2>,
+    x_dot: Tensor<2>,
+    t: Tensor<1>,
+    t_dot: Tensor<1>,
+    masks: Option<&DropoutMasks>,
+    mode: JvpMode,
+) -> (Tensor<2>, Tensor<2>) {
+    match mode {
+        JvpMode::Exact => {
+            let out = model.net.forward_dual(Dual::new(x_in, x_dot), Dual::new(t, t_dot), masks);
+            let tangent = out.t.expect("tangents in, tangent out");
+            (out.v, tangent)
+        }
+        JvpMode::FiniteDifference { h } => {
+            let f = model.net.forward(x_in.clone(), t.clone(), masks);
+            let plus =
+                model.net.forward(x_in.clone() + x_dot.clone() * h, t.clone() + t_dot.clone() * h, masks);
+            let minus = model.net.forward(x_in - x_dot * h, t - t_dot * h, masks);
+            (f, (plus - minus) / (2.0 * h))
+        }
+    }
+}
+
+/// One sCM step's loss and the tangent warm-up factor it used.
+pub struct ScmStep {
+    pub loss: Tensor<1>,
+    /// Tangent warm-up `r`.
+    pub r: f64,
+}
+
+/// Draws `t` per row from the proposal and `x_t = cos t x0 + sin t z`, `z ~ N(0, sigma_data^2 I)`.
+/// Returns `(t, x_t, z)`.
+fn trigflow_point(
+    x0: &Tensor<2>,
+    cfg: &ScmConfig,
+    sigma_data: f64,
+    progress: Progress,
+    noise: &Noise,
+) -> (Vec<f64>, Tensor<2>, Tensor<2>) {
+    let device = x0.device();
+    let [b, d] = x0.dims();
+    let streams = progress.streams();
+    let t: Vec<f64> = noise
+        .normals(streams.level(), 0, b, 1)
+        .into_iter()
+        .map(|n| proposal_t(cfg.p_mean + cfg.p_std * n as f64, sigma_data))
+        .collect();
+    let z = Tensor::<1>::from_floats(noise.normals(streams.z(), 0, b, d).as_slice(), &device).reshape([b, d])
+        * sigma_data;
+    let cos = column(&t.iter().map(|&t| libm::cos(t)).collect::<Vec<_>>(), &device);
+    let sin = column(&t.iter().map(|&t| libm::sin(t)).collect::<Vec<_>>(), &device);
+    let x_t = x0.clone() * cos + z.clone() * sin;
+    (t, x_t, z)
+}
+
+/// The sCT (no `teacher`) or sCD (`teacher` given, any diffusion model) loss of sCM Algorithm 1:
+/// `e^{w(t)} / D ||F_theta(x_t / sd, t) - F^- - g||^2 - w(t)`, with
+/// `g = -cos^2 t (sd F^- - dx_t/dt) - r cos t sin t (x_t + sd dF^-/dt)` normalised by `||g|| + c`.
+/// `student` (TrigFlow parameterisation) carries gradients; `target` is the same weights without
+/// autodiff (`student.valid()`), through which the JVP runs; `teacher` runs without autodiff.
+#[allow(clippy::too_many_arguments)]
+pub fn scm_loss(
+    student: &Denoiser,
+    target: &Denoiser,
+    weight: &AdaptiveWeight,
+    x0: Tensor<2>,
+    cfg: &ScmConfig,
+    progress: Progress,
+    noise: &Noise,
+    teacher: Option<&Denoiser>,
+) -> ScmStep {
+    assert_eq!(student.parameterisation, Parameterisation::TrigFlow, "sCM trains TrigFlow models");
+    let device = x0.device();
+    let [b, d] = x0.dims();
+    let sd = student.range.sigma_data;
+    let (t, x_t, z) = trigflow_point(&x0, cfg, sd, progress, noise);
+    let cos_v: Vec<f64> = t.iter().map(|&t| libm::cos(t)).collect();
+    let sin_v: Vec<f64> = t.iter().map(|&t| libm::sin(t)).collect();
+    let cs_v: Vec<f64> = cos_v.iter().zip(&sin_v).map(|(c, s)| c * s).collect();
+    let (cos, sin) = (column(&cos_v, &device), column(&sin_v, &device));
+    let cs = column(&cs_v, &device);
+    let x_t_const = x_t.clone().inner();
+    let dxdt = match teacher {
+        None => (z * cos.clone() - x0 * sin).inner(),
+        Some(teacher) => trigflow_velocity(teacher, x_t_const.clone(), &t),
+    };
+    let masks = student.dropout_masks(b, noise, progress.streams().dropout(), &device);
+    let inner_masks = masks.as_ref().map(|m| DropoutMasks(m.0.iter().map(|t| t.clone().inner()).collect()));
+    let t_vec = vector(&t, &device);
+    let cs_inner = cs.clone().inner();
+    let (f_minus, jvp) = network_tangent(
+        target,
+        x_t_const.clone() / sd,
+        dxdt.clone() * cs_inner.clone() / sd,
+        t_vec.clone().inner(),
+        vector(&cs_v, &device).inner(),
+        inner_masks.as_ref(),
+        cfg.jvp,
+    );
+    let r =
+        if cfg.tangent_warmup == 0 { 1.0 } else { (progress.k as f64 / cfg.tangent_warmup as f64).min(1.0) };
+    let cos_inner = cos.inner();
+    let g = (f_minus.clone() * sd - dxdt) * cos_inner.clone() * cos_inner * -1.0
+        - (x_t_const.clone() * cs_inner + jvp * sd) * r;
+    let g_norm = g.clone().powf_scalar(2.0).sum_dim(1).sqrt(); // [B, 1]
+    let g = g / (g_norm + cfg.tangent_c);
+    let f_theta = student.net.forward(x_t / sd, t_vec.clone(), masks.as_ref());
+    let w = weight.forward(t_vec);
+    let per_row = (f_theta - f_minus - g).powf_scalar(2.0).sum_dim(1).reshape([b]) / d as f64;
+    let loss = (w.clone().exp() * per_row - w).mean();
+    ScmStep { loss, r }
+}
+
+/// TrigFlow diffusion training (sCM §3, with the same adaptive weighting): regress the velocity,
+/// `e^{w(t)} / D ||F_theta(x_t / sd, t) - v_t / sd||^2 - w(t)`, `v_t = cos t z - sin t x0`.
+pub fn trigflow_diffusion_loss(
+    model: &Denoiser,
+    weight: &AdaptiveWeight,
+    x0: Tensor<2>,
+    cfg: &ScmConfig,
+    progress: Progress,
+    noise: &Noise,
+) -> Tensor<1> {
+    assert_eq!(
+        model.parameterisation,
+        Parameterisation::TrigFlow,
+        "TrigFlow diffusion trains TrigFlow models"
+    );
+    let device = x0.device();
+    let [b, d] = x0.dims();
+    let sd = model.range.sigma_data;
+    let (t, x_t, z) = trigflow_point(&x0, cfg, sd, progress, noise);
+    let cos = column(&t.iter().map(|&t| libm::cos(t)).collect::<Vec<_>>(), &device);
+    let sin = column(&t.iter().map(|&t| libm::sin(t)).collect::<Vec<_>>(), &device);
+    let v = z * cos - x0 * sin;
+    let masks = model.dropout_masks(b, noise, progress.streams().dropout(), &device);
+    let t_vec = vector(&t, &device);
+    let f = model.net.forward(x_t / sd, t_vec.clone(), masks.as_ref());
+    let w = weight.forward(t_vec);
+    let per_row = (f - v / sd).powf_scalar(2.0).sum_dim(1).reshape([b]) / d as f64;
+    (w.clone().exp() * per_row - w).mean()
+}

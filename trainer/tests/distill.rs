@@ -1,0 +1,229 @@
+//! CD, TrigFlow diffusion, sCT and sCD through the `cm` binary on moons: training from a teacher,
+//! exports that sample, bit-exact `--resume` of an sCM run (with its adaptive weight `w_phi`), and clear
+//! errors for every misfit between a recipe and its teacher.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+mod common;
+use common::fails_with;
+
+fn cm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cm")).args(args).env("CM_LOG", "off").output().expect("cm runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cm-distill-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "cm failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A tiny moons recipe for `method` with `extra` TOML appended (sections last).
+fn recipe(method: &str, steps: u64, embedding: &str, extra: &str) -> String {
+    format!(
+        r#"
+dataset = "moons"
+method = "{method}"
+steps = {steps}
+batch = 32
+seed = 1
+ema_decay = 0.9
+log_every = 1
+[optimizer]
+lr = 0.001
+[network]
+kind = "mlp"
+dim = 2
+hidden = 16
+blocks = 1
+emb_dim = 8
+embedding = {embedding}
+{extra}
+"#
+    )
+}
+
+const FOURIER: &str = r#"{ kind = "fourier", scale = 1.0, seed = 0 }"#;
+const POSITIONAL: &str = r#"{ kind = "positional", scale = 10.0 }"#;
+
+/// Trains `text` as `<dir>/<name>.toml` into `<dir>/<name>`.
+fn train(dir: &Path, name: &str, text: &str, more: &[&str]) -> Output {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let out = dir.join(name);
+    let mut args = vec!["train", "--config", path.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(more);
+    cm(&args)
+}
+
+/// A tiny EDM teacher on moons, trained once for all tests.
+fn teacher() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = tmp("teacher");
+        ok(&train(&d, "edm", &recipe("edm", 40, FOURIER, ""), &[]));
+        d.join("edm/model")
+    })
+}
+
+fn teacher_section(path: &Path, extra: &str) -> String {
+    format!("[teacher]\npath = {:?}\n{extra}", path.to_str().unwrap())
+}
+
+fn card(model: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn cd_starts_from_the_teacher_and_exports_a_consistency_model() {
+    let d = tmp("cd");
+    let extra = teacher_section(teacher(), "solver = \"heun\"\ninit_from_teacher = true\n");
+    ok(&train(&d, "cd", &recipe("cd", 6, FOURIER, &extra), &[]));
+    let c = card(&d.join("cd/model"));
+    assert_eq!(c["method"], "cd");
+    assert_eq!(c["model"]["parameterisation"], "consistency");
+    assert!(c["metrics"]["sliced_w2_1step"].as_f64().unwrap() > 0.0);
+    // The resolved recipe records CD's defaults: a fixed 18-level grid.
+    let saved = std::fs::read_to_string(d.join("cd/config.toml")).unwrap();
+    assert!(saved.contains("kind = \"fixed\"") && saved.contains("n = 18"), "{saved}");
+    let metrics = std::fs::read_to_string(d.join("cd/metrics.jsonl")).unwrap();
+    assert!(metrics.lines().all(|l| l.contains("\"n\":18")), "{metrics}");
+    let npy = d.join("s.npy");
+    ok(&cm(&[
+        "sample",
+        "--model",
+        d.join("cd/model").to_str().unwrap(),
+        "--steps",
+        "2",
+        "--out",
+        npy.to_str().unwrap(),
+    ]));
+}
+
+#[test]
+fn trigflow_teacher_samples_with_an_ode_solver_and_serves_scd() {
+    let d = tmp("trigflow");
+    ok(&train(&d, "tf", &recipe("trigflow", 6, POSITIONAL, ""), &[]));
+    let model = d.join("tf/model");
+    assert_eq!(card(&model)["model"]["parameterisation"], "trig-flow");
+    let npy = d.join("s.npy");
+    let m = model.to_str().unwrap();
+    ok(&cm(&["sample", "--model", m, "--teacher-nfe", "9", "--out", npy.to_str().unwrap()]));
+    fails_with(
+        &cm(&["sample", "--model", m, "--out", npy.to_str().unwrap()]),
+        &["diffusion model", "--teacher-nfe"],
+    );
+    // A TrigFlow teacher distils like an EDM one.
+    ok(&train(&d, "scd", &recipe("scd", 4, POSITIONAL, &teacher_section(&model, "")), &[]));
+    assert_eq!(card(&d.join("scd/model"))["method"], "scd");
+}
+
+#[test]
+fn sct_resumes_bit_exactly_with_its_adaptive_weight() {
+    let d = tmp("sct");
+    let text = recipe("sct", 6, POSITIONAL, "[scm]\ntangent_warmup = 4\n")
+        .replace("log_every = 1\n", "log_every = 1\ncheckpoint_every = 3\n");
+    ok(&train(&d, "full", &text, &[]));
+    let full = d.join("full");
+    let step6 = full.join("checkpoints/step-0000006");
+    assert!(step6.join("weight.safetensors").is_file(), "w_phi is checkpointed");
+    let metrics = std::fs::read_to_string(full.join("metrics.jsonl")).unwrap();
+    // Tangent warm-up r = min(1, k / 4) is logged.
+    assert!(metrics.lines().next().unwrap().contains("\"r\":0.0"), "{metrics}");
+    assert!(metrics.lines().last().unwrap().contains("\"r\":1.0"), "{metrics}");
+
+    let cut = d.join("cut");
+    std::fs::create_dir_all(cut.join("checkpoints/step-0000003")).unwrap();
+    std::fs::copy(full.join("config.toml"), cut.join("config.toml")).unwrap();
+    for f in std::fs::read_dir(full.join("checkpoints/step-0000003")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, cut.join("checkpoints/step-0000003").join(f.file_name().unwrap())).unwrap();
+    }
+    let first: String = metrics.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(cut.join("metrics.jsonl"), first).unwrap();
+    ok(&cm(&[
+        "train",
+        "--config",
+        d.join("full.toml").to_str().unwrap(),
+        "--out",
+        cut.to_str().unwrap(),
+        "--resume",
+    ]));
+    let loss = |s: &str| {
+        s.lines().map(|l| l.split("\"loss\":").nth(1).unwrap()[..12].to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(loss(&std::fs::read_to_string(cut.join("metrics.jsonl")).unwrap()), loss(&metrics));
+    let data = |p: PathBuf| {
+        let b = std::fs::read(p).unwrap();
+        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+        b[8 + n..].to_vec()
+    };
+    for f in ["model.safetensors", "weight.safetensors", "ema.safetensors"] {
+        assert_eq!(
+            data(step6.join(f)),
+            data(cut.join("checkpoints/step-0000006").join(f)),
+            "{f} differs after resume"
+        );
+    }
+}
+
+#[test]
+fn sct_with_the_finite_difference_fallback_trains() {
+    let d = tmp("sct-fd");
+    ok(&train(
+        &d,
+        "fd",
+        &recipe("sct", 3, POSITIONAL, "[scm]\njvp = { kind = \"finite-difference\", h = 0.001 }\n"),
+        &[],
+    ));
+    assert_eq!(card(&d.join("fd/model"))["model"]["parameterisation"], "trig-flow");
+}
+
+#[test]
+fn teacher_misfits_are_named() {
+    let d = tmp("misfit");
+    // No teacher for a distillation method.
+    fails_with(&train(&d, "a", &recipe("cd", 2, FOURIER, ""), &[]), &["teacher"]);
+    // A teacher for a method without one.
+    fails_with(
+        &train(&d, "b", &recipe("ict", 2, FOURIER, &teacher_section(teacher(), "")), &[]),
+        &["teacher", "ict"],
+    );
+    // The teacher folder does not exist.
+    fails_with(
+        &train(&d, "c", &recipe("cd", 2, FOURIER, &teacher_section(&d.join("nope"), "")), &[]),
+        &["teacher.path", "nope"],
+    );
+    // A consistency model is no teacher.
+    ok(&train(&d, "ict", &recipe("ict", 2, FOURIER, ""), &[]));
+    fails_with(
+        &train(&d, "e", &recipe("cd", 2, FOURIER, &teacher_section(&d.join("ict/model"), "")), &[]),
+        &["teacher.path", "diffusion"],
+    );
+    // A teacher of another dataset.
+    let other =
+        recipe("cd", 2, FOURIER, &teacher_section(teacher(), "")).replace("\"moons\"", "\"swiss-roll\"");
+    fails_with(&train(&d, "f", &other, &[]), &["teacher.path", "moons", "swiss-roll"]);
+    // Starting from a teacher of another width.
+    let wide = recipe("cd", 2, FOURIER, &teacher_section(teacher(), "init_from_teacher = true\n"))
+        .replace("hidden = 16", "hidden = 32");
+    fails_with(&train(&d, "g", &wide, &[]), &["init_from_teacher"]);
+    // sCM settings on a discrete method, and a bad finite-difference step.
+    fails_with(&train(&d, "h", &recipe("ict", 2, FOURIER, "[scm]\np_mean = -1.0\n"), &[]), &["scm", "ict"]);
+    fails_with(
+        &train(
+            &d,
+            "i",
+            &recipe("sct", 2, POSITIONAL, "[scm]\njvp = { kind = \"finite-difference\", h = 2.0 }\n"),
+            &[],
+        ),
+        &["scm.jvp.h", "2"],
+    );
+}
