@@ -246,8 +246,8 @@ fn scm_loss_matches_a_host_computation_of_algorithm_1() {
         let (plus, minus) = (net_at(h), net_at(-h));
         let r = 0.5;
         let mut want = 0.0;
-        for i in 0..b {
-            let (c, sn) = (t[i].cos(), t[i].sin());
+        for (i, ti) in t.iter().enumerate() {
+            let (c, sn) = (ti.cos(), ti.sin());
             let g: Vec<f64> = (0..d)
                 .map(|j| {
                     let k = at(i, j);
