@@ -104,14 +104,15 @@ impl Denoiser {
         crate::schedule::taus_around(centre, k, r.sigma_min, r.sigma_max)
     }
 
-    /// Fresh dropout masks for a batch of `b` rows (iCT: one draw shared by student and target).
+    /// Fresh dropout masks for `b` rows of a training step (iCT: one draw shared by student and target).
     pub fn dropout_masks(
         &self,
         b: usize,
         noise: &Noise,
-        stream: u64,
+        streams: crate::objective::Streams,
         device: &Device,
     ) -> Option<DropoutMasks> {
+        let stream = streams.dropout();
         let p = self.net.dropout();
         if p <= 0.0 {
             return None;
@@ -119,7 +120,12 @@ impl Denoiser {
         let keep = 1.0 / (1.0 - p);
         let masks = (self.net.mask_sizes().into_iter().enumerate())
             .map(|(k, size)| {
-                let u = noise.uniforms(stream.wrapping_mul(64).wrapping_add(k as u64), 0, b, size);
+                let u = noise.uniforms(
+                    stream.wrapping_mul(64).wrapping_add(k as u64),
+                    streams.first_row,
+                    b,
+                    size,
+                );
                 let m: Vec<f32> =
                     u.into_iter().map(|u| if (u as f64) < p { 0.0 } else { keep as f32 }).collect();
                 Tensor::<1>::from_floats(m.as_slice(), device).reshape([b, size])

@@ -204,7 +204,7 @@ fn scm_loss_matches_a_host_computation_of_algorithm_1() {
     let x0_v = randn(9, 7, b * d, 1.0);
     let x0 = tensor(x0_v.clone(), [b, d], &device);
     let noise = Noise::new(4);
-    let progress = Progress { k: 2, total: 10 };
+    let progress = Progress::new(2, 10);
     let weight = AdaptiveWeight::new(&device);
     for (distil, mode) in
         [(false, JvpMode::Exact), (true, JvpMode::Exact), (false, JvpMode::FiniteDifference { h: 1e-4 })]

@@ -208,10 +208,13 @@ fn unet_dropout_masks_are_shared_when_passed() {
     let d = m.dim();
     let x = normals(&Noise::new(4), 0, 0, 3, d, &device);
     let noise = Noise::new(5);
-    let masks = m.dropout_masks(3, &noise, 0, &device).expect("dropout > 0 gives masks");
+    let masks = m
+        .dropout_masks(3, &noise, cm_core::objective::Progress::new(0, 1).streams(), &device)
+        .expect("dropout > 0 gives masks");
     let a = host(m.forward_masked(x.clone(), &[1.0], Some(&masks)));
     let b = host(m.forward_masked(x.clone(), &[1.0], Some(&masks)));
     assert_eq!(a, b);
-    let other = m.dropout_masks(3, &noise, 1, &device).unwrap();
+    let other =
+        m.dropout_masks(3, &noise, cm_core::objective::Progress::new(1, 1).streams(), &device).unwrap();
     assert!(max_abs_diff(&a, &host(m.forward_masked(x, &[1.0], Some(&other)))) > 1e-4);
 }

@@ -91,6 +91,10 @@ enum Command {
         /// Continue the run in --out from its newest checkpoint (bit-exact on the CPU backend).
         #[arg(long, conflicts_with = "force")]
         resume: bool,
+        /// Split each batch over this many devices (GPUs 0..N of the backend) with burn's multi-device
+        /// gradient accumulation. Every shard draws the noise of its rows of the whole batch.
+        #[arg(long, value_parser = at_most(64, "devices"), allow_negative_numbers = true, default_value = "1")]
+        devices: u64,
     },
     /// Draw samples from a model folder.
     Sample {
@@ -217,7 +221,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { config, out, steps, seed, backend, resolution, force, resume } => {
+        Command::Train { config, out, steps, seed, backend, resolution, force, resume, devices } => {
             let mut cfg = TrainConfig::load(&config)?;
             if !force && !resume && out.join("model").exists() {
                 bail!(
@@ -238,7 +242,7 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.set_resolution(r as usize)?;
             }
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let summary = train::train(&cfg, &out, &command, resume)?;
+            let summary = train::train(&cfg, &out, &command, resume, devices as usize)?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
@@ -376,7 +380,7 @@ fn bench_train(recipe: &Path, steps: u64, backend: Backend) -> Result<()> {
     let run = dir.clone();
     // Windows end at steps 5, 10, ...; those ending after step 3 + 5 exclude the warm-up steps.
     let result = (|| -> Result<Vec<f64>> {
-        train::train(&cfg, &run, "cm bench", false)?;
+        train::train(&cfg, &run, "cm bench", false, 1)?;
         let text = std::fs::read_to_string(run.join("metrics.jsonl"))?;
         Ok(text
             .lines()

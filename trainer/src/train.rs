@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 use cm_core::card::weights_to_bytes;
 use cm_core::ema::ema_update;
 use cm_core::objective::{
-    AdaptiveWeight, Progress, Teacher, ct_loss, edm_loss, scm_loss, trigflow_diffusion_loss,
+    AdaptiveWeight, CtConfig, Progress, ScmConfig, Teacher, ct_loss, edm_loss, scm_loss,
+    trigflow_diffusion_loss,
 };
 use cm_core::rng::Noise;
 use cm_core::{Denoiser, Method, ModelCard, card::CARD_FORMAT};
@@ -34,7 +35,13 @@ pub struct RunSummary {
 
 /// Trains `cfg` into the run folder `out`; with `resume`, continues from the run's newest checkpoint
 /// (the recipe must be the run's own `config.toml`).
-pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Result<RunSummary> {
+pub fn train(
+    cfg: &TrainConfig,
+    out: &Path,
+    command: &str,
+    resume: bool,
+    devices: usize,
+) -> Result<RunSummary> {
     let started = Instant::now();
     std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
     let resolved = cfg.resolved();
@@ -120,9 +127,6 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
         }
         tracing::info!(step = first_step, "resuming");
     }
-    let ct = cfg.ct();
-    let scm = cfg.scm();
-    let solver = cfg.teacher.as_ref().map(|t| t.solver);
     let source = cfg.source(Split::Train)?;
     let dim = source.dim();
     let shape = model.image_shape();
@@ -135,39 +139,75 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
             .expect("static template"),
     );
     let mut window = (Instant::now(), 0u64);
+    let step_ctx = StepContext { cfg, ct: cfg.ct(), scm: cfg.scm(), noise: &noise };
+    // Data parallelism (`--devices N`): each device gets a copy of the model, the teacher and the
+    // target, and a contiguous shard of the batch; burn's MultiGradientsParams sums the gradients.
+    let devices = cfg.backend.devices(devices)?;
+    let shard_teachers: Vec<Option<Denoiser>> =
+        devices.iter().map(|d| teacher.clone().map(|t| t.fork(&d.clone().inner()))).collect();
     for k in first_step..cfg.steps {
-        let progress = Progress { k, total: cfg.steps };
+        let progress = Progress::new(k, cfg.steps);
         let streams = progress.streams();
-        let x0 = source.batch(cfg.seed, streams.data(), cfg.batch);
-        let x0 = Tensor::<1>::from_floats(x0.as_slice(), &device).reshape([cfg.batch, dim]);
-        // (loss, N(k), target EMA mu(k) or, for sCM, the tangent warm-up r)
-        let (loss, n, mu) = match cfg.method {
-            Method::Edm => (edm_loss(&model, x0, &cfg.edm, &noise, streams), 0, 0.0),
-            Method::Ct | Method::Ict | Method::Cd => {
-                let t = target.as_ref().unwrap_or(&model);
-                let teach = teacher.as_ref().zip(solver).map(|(model, solver)| Teacher { model, solver });
-                let step = ct_loss(&model, t, x0, &ct, progress, &noise, teach);
-                (step.loss, step.n, step.mu)
-            }
-            Method::Trigflow => {
-                let w = weight.as_ref().expect("TrigFlow methods have w_phi");
-                (trigflow_diffusion_loss(&model, w, x0, &scm, progress, &noise), 0, 0.0)
-            }
-            Method::Sct | Method::Scd => {
-                let w = weight.as_ref().expect("TrigFlow methods have w_phi");
-                let step = scm_loss(&model, &model.valid(), w, x0, &scm, progress, &noise, teacher.as_ref());
-                (step.loss, 0, step.r)
-            }
-        };
-        let log_now = (k + 1) % cfg.log_every.max(1) == 0 || k + 1 == cfg.steps;
-        let loss_value = log_now.then(|| loss.clone().into_scalar::<f32>() as f64);
+        let batch = source.batch(cfg.seed, streams.data(), cfg.batch);
         let lr = cfg.optimizer.lr_at(k, cfg.steps);
-        let mut grads = loss.backward();
-        let model_grads = GradientsParams::from_module(&mut grads, &model);
-        model = optim.step(lr, model, model_grads);
-        if let Some(w) = weight.take() {
-            let w_grads = GradientsParams::from_module(&mut grads, &w);
-            weight = Some(optim.step(lr, w, w_grads));
+        // (loss, N(k), target EMA mu(k) or, for sCM, the tangent warm-up r)
+        let log_now = (k + 1) % cfg.log_every.max(1) == 0 || k + 1 == cfg.steps;
+        let (loss_value, n, mu);
+        if devices.len() == 1 {
+            let x0 = Tensor::<1>::from_floats(batch.as_slice(), &device).reshape([cfg.batch, dim]);
+            let (loss, n1, mu1) =
+                step_ctx.loss(&model, weight.as_ref(), target.as_ref(), teacher.as_ref(), x0, progress);
+            loss_value = log_now.then(|| loss.clone().into_scalar::<f32>() as f64);
+            (n, mu) = (n1, mu1);
+            let mut grads = loss.backward();
+            let model_grads = GradientsParams::from_module(&mut grads, &model);
+            model = optim.step(lr, model, model_grads);
+            if let Some(w) = weight.take() {
+                let w_grads = GradientsParams::from_module(&mut grads, &w);
+                weight = Some(optim.step(lr, w, w_grads));
+            }
+        } else {
+            let shards = std::thread::scope(|scope| {
+                let handles: Vec<_> = (devices.iter().zip(&shard_teachers).enumerate())
+                    .map(|(i, (dev, teach))| {
+                        let rows = cfg.batch * i / devices.len()..cfg.batch * (i + 1) / devices.len();
+                        let part = &batch[rows.start * dim..rows.end * dim];
+                        let x0 = Tensor::<1>::from_floats(part, dev).reshape([rows.len(), dim]);
+                        let m = model.clone().fork(dev);
+                        let w = weight.clone().map(|w| w.fork(dev));
+                        let t = target.clone().map(|t| t.fork(&dev.clone().inner()));
+                        let teach = teach.clone();
+                        let (ctx, share) = (&step_ctx, rows.len() as f64 / cfg.batch as f64);
+                        scope.spawn(move || {
+                            let shard = progress.shard(rows.start);
+                            let (loss, n, mu) =
+                                ctx.loss(&m, w.as_ref(), t.as_ref(), teach.as_ref(), x0, shard);
+                            // Each shard's mean, weighted by its share of the batch: the sum is the batch mean.
+                            let loss = loss * share;
+                            let value = loss.clone().into_scalar::<f32>() as f64;
+                            let mut grads = loss.backward();
+                            let gm = GradientsParams::from_module(&mut grads, &m);
+                            let gw = w.as_ref().map(|w| GradientsParams::from_module(&mut grads, w));
+                            (gm, gw, value, n, mu)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("a training shard panicked")).collect::<Vec<_>>()
+            });
+            (n, mu) = (shards[0].3, shards[0].4);
+            loss_value = log_now.then(|| shards.iter().map(|s| s.2).sum());
+            let mut model_grads = MultiGradientsParams::default();
+            let mut weight_grads = MultiGradientsParams::default();
+            for ((gm, gw, ..), dev) in shards.into_iter().zip(&devices) {
+                model_grads.grads.push((gm, dev.clone()));
+                if let Some(gw) = gw {
+                    weight_grads.grads.push((gw, dev.clone()));
+                }
+            }
+            model = optim.step_multi(lr, model, model_grads);
+            if let Some(w) = weight.take() {
+                weight = Some(optim.step_multi(lr, w, weight_grads));
+            }
         }
         if cfg.method.is_discrete_consistency() {
             target = if mu > 0.0 {
@@ -251,6 +291,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
     provenance.insert("wall_time_s".into(), wall.into());
     provenance.insert("hardware".into(), eval::hardware().into());
     provenance.insert("backend".into(), cfg.backend.name().into());
+    provenance.insert("devices".into(), devices.len().into());
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     provenance.insert("cpu_threads".into(), threads.into());
     provenance.insert("config".into(), serde_json::to_value(&resolved)?);
@@ -271,6 +312,46 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, resume: bool) -> Resu
         write_atomic(&out.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     Ok(RunSummary { model_dir, metrics })
+}
+
+/// What every step's loss needs besides the networks.
+struct StepContext<'a> {
+    cfg: &'a TrainConfig,
+    ct: CtConfig,
+    scm: ScmConfig,
+    noise: &'a Noise,
+}
+
+impl StepContext<'_> {
+    /// The method's loss on `x0` (rows `progress.first_row..` of step `progress.k`), with `N(k)` and the
+    /// target EMA `mu(k)` (discrete methods) or the tangent warm-up `r` (sCT/sCD).
+    fn loss(
+        &self,
+        model: &Denoiser,
+        weight: Option<&AdaptiveWeight>,
+        target: Option<&Denoiser>,
+        teacher: Option<&Denoiser>,
+        x0: Tensor<2>,
+        progress: Progress,
+    ) -> (Tensor<1>, usize, f64) {
+        let (cfg, noise) = (self.cfg, self.noise);
+        let w = || weight.expect("TrigFlow methods have w_phi");
+        match cfg.method {
+            Method::Edm => (edm_loss(model, x0, &cfg.edm, noise, progress.streams()), 0, 0.0),
+            Method::Ct | Method::Ict | Method::Cd => {
+                let t = target.unwrap_or(model);
+                let solver = cfg.teacher.as_ref().map(|t| t.solver);
+                let teach = teacher.zip(solver).map(|(model, solver)| Teacher { model, solver });
+                let step = ct_loss(model, t, x0, &self.ct, progress, noise, teach);
+                (step.loss, step.n, step.mu)
+            }
+            Method::Trigflow => (trigflow_diffusion_loss(model, w(), x0, &self.scm, progress, noise), 0, 0.0),
+            Method::Sct | Method::Scd => {
+                let step = scm_loss(model, &model.valid(), w(), x0, &self.scm, progress, noise, teacher);
+                (step.loss, 0, step.r)
+            }
+        }
+    }
 }
 
 /// An 8×8 grid of one-step samples (diffusion models: Heun at 35 NFE), seed fixed across the run so

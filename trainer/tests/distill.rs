@@ -227,3 +227,41 @@ fn teacher_misfits_are_named() {
         &["scm.jvp.h", "2"],
     );
 }
+
+/// `--devices 2` splits each batch in two shards (on the CPU both on the flex device) whose noise is
+/// their rows of the whole batch, and burn's MultiGradientsParams sums the shard gradients: the run
+/// follows the one-device run up to float summation order.
+#[test]
+fn a_batch_split_over_two_devices_trains_like_one() {
+    let d = tmp("devices");
+    for (method, embedding) in [("ict", FOURIER), ("sct", POSITIONAL)] {
+        let text = recipe(method, 4, embedding, "");
+        ok(&train(&d, &format!("{method}-1"), &text, &[]));
+        ok(&train(&d, &format!("{method}-2"), &text, &["--devices", "2"]));
+        let losses = |run: &str| -> Vec<f64> {
+            std::fs::read_to_string(d.join(run).join("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+                .collect()
+        };
+        let (one, two) = (losses(&format!("{method}-1")), losses(&format!("{method}-2")));
+        assert_eq!(one.len(), 4);
+        for (a, b) in one.iter().zip(&two) {
+            assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{method}: {one:?} vs {two:?}");
+        }
+        assert_eq!(card(&d.join(format!("{method}-2/model")))["provenance"]["devices"], 2);
+    }
+    fails_with(
+        &cm(&[
+            "train",
+            "--config",
+            d.join("ict-1.toml").to_str().unwrap(),
+            "--out",
+            d.join("x").to_str().unwrap(),
+            "--devices",
+            "0",
+        ]),
+        &["--devices"],
+    );
+}

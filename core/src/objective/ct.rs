@@ -121,7 +121,7 @@ pub fn ct_loss(
     noise: &Noise,
     teacher: Option<Teacher>,
 ) -> CtStep {
-    let Progress { k, total } = progress;
+    let Progress { k, total, .. } = progress;
     let streams = progress.streams();
     let device = x0.device();
     let [b, d] = x0.dims();
@@ -134,22 +134,24 @@ pub fn ct_loss(
             cumulative(&lognormal_index_probs(&sigmas, p_mean, p_std))
         }
     };
-    let idx: Vec<usize> =
-        (0..b).map(|row| noise.generator(streams.level(), row as u64).categorical(&cum)).collect();
+    let idx: Vec<usize> = (0..b)
+        .map(|row| noise.generator(streams.level(), (streams.first_row + row) as u64).categorical(&cum))
+        .collect();
     let sigma_lo: Vec<f64> = idx.iter().map(|&i| sigmas[i]).collect();
     let sigma_hi: Vec<f64> = idx.iter().map(|&i| sigmas[i + 1]).collect();
     let col = |v: &[f64]| {
         let v: Vec<f32> = v.iter().map(|&s| s as f32).collect();
         Tensor::<1>::from_floats(v.as_slice(), &device).reshape([b, 1])
     };
-    let z = Tensor::<1>::from_floats(noise.normals(streams.z(), 0, b, d).as_slice(), &device).reshape([b, d]);
+    let z = Tensor::<1>::from_floats(noise.normals(streams.z(), streams.first_row, b, d).as_slice(), &device)
+        .reshape([b, d]);
     let x_hi = x0.clone() + z.clone() * col(&sigma_hi);
     let x_lo = match teacher {
         None => x0 + z * col(&sigma_lo),
         // The teacher runs without autodiff; its output is a constant for the student.
         Some(t) => ode_step(t.model, x_hi.clone().inner(), &sigma_hi, &sigma_lo, t.solver),
     };
-    let masks = student.dropout_masks(b, noise, streams.dropout(), &device);
+    let masks = student.dropout_masks(b, noise, streams, &device);
     let f_student = student.forward_masked(x_hi, &sigma_hi, masks.as_ref());
     let f_target = target.forward_masked(x_lo, &sigma_lo, masks.as_ref()).detach();
     let dist = cfg.distance.apply(f_student, f_target);

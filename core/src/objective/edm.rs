@@ -47,18 +47,19 @@ pub fn edm_loss(
     let [b, d] = x0.dims();
     let sd = model.range.sigma_data;
     let sigma: Vec<f64> = noise
-        .normals(streams.level(), 0, b, 1)
+        .normals(streams.level(), streams.first_row, b, 1)
         .into_iter()
         .map(|n| libm::exp(cfg.p_mean + cfg.p_std * n as f64))
         .collect();
-    let z = Tensor::<1>::from_floats(noise.normals(streams.z(), 0, b, d).as_slice(), &device).reshape([b, d]);
+    let z = Tensor::<1>::from_floats(noise.normals(streams.z(), streams.first_row, b, d).as_slice(), &device)
+        .reshape([b, d]);
     let sig =
         Tensor::<1>::from_floats(sigma.iter().map(|&s| s as f32).collect::<Vec<_>>().as_slice(), &device)
             .reshape([b, 1]);
     let lambda: Vec<f32> = sigma.iter().map(|&s| ((s * s + sd * sd) / (s * sd).powi(2)) as f32).collect();
     let lambda = Tensor::<1>::from_floats(lambda.as_slice(), &device);
     let y = x0.clone() + z * sig;
-    let masks = model.dropout_masks(b, noise, streams.dropout(), &device);
+    let masks = model.dropout_masks(b, noise, streams, &device);
     let denoised = model.forward_masked(y, &sigma, masks.as_ref());
     let per_row = (denoised - x0).powf_scalar(2.0).mean_dim(1).squeeze_dim::<1>(1);
     (per_row * lambda).mean()

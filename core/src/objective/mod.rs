@@ -13,23 +13,39 @@ pub use scm::{
     AdaptiveWeight, JvpMode, ScmConfig, ScmStep, scm_loss, trigflow_diffusion_loss, trigflow_velocity,
 };
 
-/// Where training is: step `k` of `total` (= K). Curricula need both; noise streams need `k`.
+/// Where training is: step `k` of `total` (= K), and which rows of the step's batch this call sees.
+/// Curricula need `k` and `total`; noise streams need `k` and the first row.
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {
     pub k: u64,
     pub total: u64,
+    /// Index of this call's first row in the step's batch (0 unless a data-parallel run splits it).
+    pub first_row: usize,
 }
 
 impl Progress {
+    /// Step `k` of `total`, the whole batch.
+    pub fn new(k: u64, total: u64) -> Self {
+        Self { k, total, first_row: 0 }
+    }
+
+    /// The same step for the shard of rows starting at `first_row`: its noise is the rows the whole batch
+    /// would draw there, so a split batch sees exactly the unsplit batch's randomness.
+    pub fn shard(self, first_row: usize) -> Self {
+        Self { first_row, ..self }
+    }
+
     pub fn streams(&self) -> Streams {
-        Streams { k: self.k }
+        Streams { k: self.k, first_row: self.first_row }
     }
 }
 
-/// Stream ids of one training step `k`: independent generators for each random quantity.
+/// Stream ids of one training step `k`: independent generators for each random quantity; row `i` of
+/// a call is row `first_row + i` of the stream.
 #[derive(Clone, Copy, Debug)]
 pub struct Streams {
     pub k: u64,
+    pub first_row: usize,
 }
 
 impl Streams {

@@ -184,11 +184,12 @@ fn trigflow_point(
     let [b, d] = x0.dims();
     let streams = progress.streams();
     let t: Vec<f64> = noise
-        .normals(streams.level(), 0, b, 1)
+        .normals(streams.level(), streams.first_row, b, 1)
         .into_iter()
         .map(|n| proposal_t(cfg.p_mean + cfg.p_std * n as f64, sigma_data))
         .collect();
-    let z = Tensor::<1>::from_floats(noise.normals(streams.z(), 0, b, d).as_slice(), &device).reshape([b, d])
+    let z = Tensor::<1>::from_floats(noise.normals(streams.z(), streams.first_row, b, d).as_slice(), &device)
+        .reshape([b, d])
         * sigma_data;
     let cos = column(&t.iter().map(|&t| libm::cos(t)).collect::<Vec<_>>(), &device);
     let sin = column(&t.iter().map(|&t| libm::sin(t)).collect::<Vec<_>>(), &device);
@@ -227,7 +228,7 @@ pub fn scm_loss(
         None => (z * cos.clone() - x0 * sin).inner(),
         Some(teacher) => trigflow_velocity(teacher, x_t_const.clone(), &t),
     };
-    let masks = student.dropout_masks(b, noise, progress.streams().dropout(), &device);
+    let masks = student.dropout_masks(b, noise, progress.streams(), &device);
     let inner_masks = masks.as_ref().map(|m| DropoutMasks(m.0.iter().map(|t| t.clone().inner()).collect()));
     let t_vec = vector(&t, &device);
     let cs_inner = cs.clone().inner();
@@ -276,7 +277,7 @@ pub fn trigflow_diffusion_loss(
     let cos = column(&t.iter().map(|&t| libm::cos(t)).collect::<Vec<_>>(), &device);
     let sin = column(&t.iter().map(|&t| libm::sin(t)).collect::<Vec<_>>(), &device);
     let v = z * cos - x0 * sin;
-    let masks = model.dropout_masks(b, noise, progress.streams().dropout(), &device);
+    let masks = model.dropout_masks(b, noise, progress.streams(), &device);
     let t_vec = vector(&t, &device);
     let f = model.net.forward(x_t / sd, t_vec.clone(), masks.as_ref());
     let w = weight.forward(t_vec);
