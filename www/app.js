@@ -7,6 +7,8 @@ const EXTENT = 2.0; // canvases show [-2, 2]^2
 let bindings = null; // wasm-bindgen exports (set by trunk's loader)
 let app = null; // wasm App
 let catalogue = []; // [{name, dataset, method, card}]
+// Diffusion teachers (sampled with an ODE solver) as opposed to consistency models (one or a few jumps).
+const isDiffusion = (m) => m.method === 'edm' || m.method === 'trigflow';
 let runId = 0;
 
 function bindingsReady() {
@@ -223,7 +225,7 @@ async function render() {
       draw(data.canvas, app.data(dataset, n, BigInt(seed)), '#6b7280');
       data.stat.textContent = 'fresh draw';
     }
-    for (const m of models.filter((m) => m.method !== 'edm')) {
+    for (const m of models.filter((m) => !isDiffusion(m))) {
       for (const steps of [1, 2, k]) {
         if (steps === k && k <= 2) continue;
         const taus = app.default_taus(m.name, steps);
@@ -236,7 +238,7 @@ async function render() {
         p.canvas.title = taus.length ? `τ = ${taus.map((t) => t.toPrecision(3)).join(', ')}` : 'one step from σ_max';
       }
     }
-    for (const m of models.filter((m) => m.method === 'edm')) {
+    for (const m of models.filter(isDiffusion)) {
       const p = panel(`${m.name} teacher · Heun`);
       const count = m.shape ? TEACHER_IMAGES : n;
       const r = await app.teacher(m.name, nfe, count, BigInt(seed), false);
@@ -244,8 +246,8 @@ async function render() {
       show(p.canvas, m, r.points, '#b4471f');
       p.stat.textContent = `NFE ${2 * Math.ceil(nfe / 2) - 1} · ${r.ms.toFixed(1)} ms`;
     }
-    const teacher = models.find((m) => m.method === 'edm');
-    const student = models.find((m) => m.method === 'ict') ?? models.find((m) => m.method !== 'edm');
+    const teacher = models.find(isDiffusion);
+    const student = models.find((m) => m.method === 'ict') ?? models.find((m) => !isDiffusion(m));
     if (teacher && student && !images) {
       await drawPaths(teacher, student, nfe, seed, id);
       if (id !== runId) return;

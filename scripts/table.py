@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""The README's method table: one- and two-step quality of CT, iCT, CD, sCT, sCD and the diffusion teacher on
+moons and MNIST, from the models trained with the committed recipes (configs/<dataset>-<method>.toml).
+
+    python3 scripts/table.py            # from the bundled models in www/models (checked against the recipes)
+    python3 scripts/table.py --train    # retrain every recipe into runs/table/ first (hours on a CPU)
+
+Every number is read from a model card (`cm train` writes the 2D metrics; `cm eval --write-card` the image
+ones); nothing is typed by hand. Before a bundled card is used, its recorded recipe is compared with the
+committed recipe file, so a stale model cannot pass for the current recipe.
+moons: sliced W2 to fresh data on 4096 samples (noise floor = two fresh data draws).
+MNIST 16 px: FID-LeNet to the test split on 4096 samples (classifiers/mnist-16), train-vs-test reference.
+"""
+import json
+import pathlib
+import subprocess
+import sys
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+METHODS = ["edm", "ct", "ict", "cd", "sct", "scd"]
+DATASETS = {"moons": ("sliced W2", "sliced_w2"), "mnist": ("FID-LeNet", "fid")}
+
+
+def recorded_matches(recipe: dict, recorded: dict, path: str = "") -> list:
+    """Keys where the committed recipe and the card's resolved recipe differ (recipe keys only)."""
+    bad = []
+    for k, v in recipe.items():
+        if k not in recorded:
+            bad.append(path + k)
+        elif isinstance(v, dict) and isinstance(recorded[k], dict):
+            bad += recorded_matches(v, recorded[k], f"{path}{k}.")
+        elif isinstance(v, float) or isinstance(recorded[k], float):
+            if abs(float(v) - float(recorded[k])) > 1e-12 * max(1.0, abs(float(v))):
+                bad.append(path + k)
+        elif v != recorded[k]:
+            bad.append(path + k)
+    return bad
+
+
+def cm(*args):
+    binary = ROOT / "target/release/cm"
+    cmd = [str(binary)] if binary.exists() else ["cargo", "run", "--release", "-q", "-p", "cm-trainer", "--"]
+    subprocess.run(cmd + list(args), check=True, cwd=ROOT)
+
+
+def model_dir(dataset: str, method: str, train: bool) -> pathlib.Path | None:
+    name = f"{dataset}-{method}"
+    recipe_path = ROOT / "configs" / f"{name}.toml"
+    if not recipe_path.exists():
+        return None
+    if train:
+        out = ROOT / "runs/table" / name
+        cm("train", "--config", str(recipe_path), "--out", str(out), "--force")
+        if dataset != "moons":
+            eval_args = ["--teacher-nfe", "35"] if method == "edm" else []
+            cm("eval", "--model", str(out / "model"), "--n", "4096", "--write-card", *eval_args)
+        return out / "model"
+    bundled = ROOT / "www/models" / name
+    card = bundled / "config.json"
+    if not card.exists():
+        return None
+    recipe = tomllib.loads(recipe_path.read_text())
+    recorded = json.loads(card.read_text()).get("provenance", {}).get("config", {})
+    bad = recorded_matches(recipe, recorded)
+    if bad:
+        sys.exit(f"{card}: trained with a recipe that differs from {recipe_path} in {', '.join(bad)}; "
+                 f"retrain it (python3 scripts/table.py --train) or restore the recipe")
+    return bundled
+
+
+def main():
+    train = "--train" in sys.argv[1:]
+    print("| dataset | metric | method | steps | 1 step | 2 steps | teacher, Heun 35 NFE | reference | train wall time |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for dataset, (metric, key) in DATASETS.items():
+        for method in METHODS:
+            d = model_dir(dataset, method, train)
+            if d is None:
+                print(f"| {dataset} | {metric} | {method} | – | not trained | | | | |")
+                continue
+            c = json.loads((d / "config.json").read_text())
+            m = c["metrics"]
+            f = lambda k: f"{m[k]:.4g}" if k in m else "–"
+            ref = f(f"{key}_noise_floor") if dataset == "moons" else f(f"{key}_reference")
+            wall = c.get("provenance", {}).get("wall_time_s")
+            wall = f"{wall / 60:.0f} min" if wall else "–"
+            if method == "edm":
+                print(f"| {dataset} | {metric} | {method} (teacher) | {c['steps']} | | | {f(key + '_heun35')} | {ref} | {wall} |")
+            else:
+                print(f"| {dataset} | {metric} | {method} | {c['steps']} | {f(key + '_1step')} | {f(key + '_2step')} | | {ref} | {wall} |")
+
+
+if __name__ == "__main__":
+    main()
