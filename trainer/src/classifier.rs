@@ -85,6 +85,7 @@ pub fn train_classifier(
     recipe: ClassifierRecipe,
     out: &Path,
     command: &str,
+    device: &Device,
 ) -> Result<ClassifierCard> {
     let ClassifierRecipe { steps, batch: batch_size, seed } = recipe;
     if train.classes < 2 || train.labels.is_empty() {
@@ -94,7 +95,7 @@ pub fn train_classifier(
     let [c, r, _] = train.shape;
     let network = LeNetConfig { channels: c, resolution: r, classes: train.classes, features: 128 };
     network.validate().map_err(|e| anyhow::anyhow!("classifier for {} at {r} px: {e}", dataset.name()))?;
-    let device = Device::flex().autodiff();
+    let device = device.clone().autodiff();
     device.seed(seed);
     let mut model = network.init(&device);
     let mut optim = AdamConfig::new().init();

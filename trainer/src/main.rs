@@ -175,6 +175,8 @@ enum Command {
         /// Output folder (default `classifiers/<dataset>-<resolution>`).
         #[arg(long)]
         out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
     },
     /// Copy a run's model (or a model folder) to a web model folder, validating it on the way.
     Export {
@@ -332,7 +334,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
-        Command::Classifier { dataset, resolution, data_path, steps, batch, seed, out } => {
+        Command::Classifier { dataset, resolution, data_path, steps, batch, seed, out, backend } => {
             let Some(set) = ImageDataset::from_name(&dataset) else {
                 let names: Vec<_> = ImageDataset::ALL.iter().map(|d| d.name()).collect();
                 bail!("unknown image dataset {dataset:?}, expected one of {names:?}");
@@ -343,7 +345,7 @@ fn run(cli: Cli) -> Result<()> {
             let out = out.unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let recipe = ClassifierRecipe { steps, batch: batch as usize, seed };
-            let card = train_classifier(set, &train, &test, recipe, &out, &command)?;
+            let card = train_classifier(set, &train, &test, recipe, &out, &command, &backend.device()?)?;
             println!("{}", serde_json::to_string_pretty(&card)?);
         }
         Command::Export { from, out } => {
