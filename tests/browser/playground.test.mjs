@@ -122,20 +122,33 @@ test('image models draw sample grids, and match native sampling', async () => {
     const message = await page.locator('#message').textContent();
     assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', message);
     const counts = await page.$$eval('canvas[data-images]', (cs) => cs.map((c) => Number(c.dataset.images)));
-    // 1, 2 and 4 steps of the consistency model (64 images each) and the teacher (16 images).
-    assert.deepEqual(counts.slice().sort((a, b) => a - b), [16, 64, 64, 64], `images per panel: ${counts}`);
+    // 1, 2 and 4 steps of every bundled MNIST consistency model (64 images each), one teacher panel (16 images).
+    const cards = JSON.parse(fs.readFileSync(path.join(dist, 'models/index.json'), 'utf8')).models
+      .map((name) => JSON.parse(fs.readFileSync(path.join(dist, 'models', name, 'config.json'), 'utf8')))
+      .filter((c) => c.dataset === 'mnist');
+    const teachers = cards.filter((c) => c.method === 'edm' || c.method === 'trigflow').length;
+    const students = cards.length - teachers;
+    assert.ok(students >= 1 && teachers >= 1, `bundled MNIST models: ${cards.map((c) => c.name)}`);
+    const expected = [...Array(teachers).fill(16), ...Array(3 * students).fill(64)];
+    assert.deepEqual(counts.slice().sort((a, b) => a - b), expected, `images per panel: ${counts}`);
     assert.equal(await page.$$eval('canvas[data-points]', (cs) => cs.length), 0, 'no scatter panels for images');
     const stats = await page.$$eval('figcaption', (fs) => fs.map((f) => f.textContent));
     console.log(`[images] ${stats.join(' | ')}`);
     await page.screenshot({ path: path.join(artifacts, 'playground-mnist.png'), fullPage: true });
     assert.deepEqual(errors, []);
-    for (const taus of [[], [0.821]]) {
-      const web = await page.evaluate(([t]) => window.cmParity('mnist-ict', t, 4, 7), [taus]);
-      const native = nativeSamples(taus, 4, 7, 'mnist-ict');
-      assert.equal(web.length, native.length);
-      const maxDiff = Math.max(...web.map((v, i) => Math.abs(v - native[i])));
-      console.log(`[images] parity ${taus.length + 1} step(s): max |web - native| = ${maxDiff.toExponential(2)}`);
-      assert.ok(maxDiff < 2e-3, `web and native image samples differ by ${maxDiff}`);
+    // The EDM-form U-Net (iCT) and, when bundled, the TrigFlow one with double normalisation (sCT;
+    // two steps at sCM's t_mid = 1.1, sigma = 0.5 tan 1.1).
+    const parity = [['mnist-ict', [0.821]], ['mnist-sct', [0.5 * Math.tan(1.1)]]]
+      .filter(([name]) => cards.some((c) => c.name === name));
+    for (const [name, two] of parity) {
+      for (const taus of [[], two]) {
+        const web = await page.evaluate(([m, t]) => window.cmParity(m, t, 4, 7), [name, taus]);
+        const native = nativeSamples(taus, 4, 7, name);
+        assert.equal(web.length, native.length);
+        const maxDiff = Math.max(...web.map((v, i) => Math.abs(v - native[i])));
+        console.log(`[images] ${name} parity ${taus.length + 1} step(s): max |web - native| = ${maxDiff.toExponential(2)}`);
+        assert.ok(maxDiff < 2e-3, `${name}: web and native image samples differ by ${maxDiff}`);
+      }
     }
   } finally {
     await browser.close();
