@@ -11,6 +11,7 @@
 pub mod card;
 pub mod data2d;
 pub mod distance;
+pub mod edit;
 pub mod ema;
 pub mod error;
 pub mod features;

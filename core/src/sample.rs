@@ -22,12 +22,27 @@ pub fn multistep(
     model: &Denoiser,
     z: Tensor<2>,
     taus: &[f64],
+    fresh_noise: impl FnMut(usize) -> Tensor<2>,
+    project: impl Fn(Tensor<2>) -> Tensor<2>,
+) -> Tensor<2> {
+    let start = z * model.prior_std();
+    multistep_from(model, start, model.range.sigma_max, taus, fresh_noise, project)
+}
+
+/// [`multistep`] from a given noisy point `x_start` at level `sigma_start` (CM Algorithm 4 starts from
+/// `y + sigma_max z`; denoising and stroke guidance start lower): `x = project(f(x_start, sigma_start))`,
+/// then the re-noise / map-back / project loop over `taus`.
+pub fn multistep_from(
+    model: &Denoiser,
+    x_start: Tensor<2>,
+    sigma_start: f64,
+    taus: &[f64],
     mut fresh_noise: impl FnMut(usize) -> Tensor<2>,
     project: impl Fn(Tensor<2>) -> Tensor<2>,
 ) -> Tensor<2> {
     let range = model.range;
     let boundary = model.parameterisation.boundary_sigma(&range).unwrap_or(0.0);
-    let mut x = project(model.forward(z * model.prior_std(), &[range.sigma_max]));
+    let mut x = project(model.forward(x_start, &[sigma_start]));
     for (j, &tau) in taus.iter().enumerate() {
         let std = libm::sqrt((tau * tau - boundary * boundary).max(0.0));
         let x_tau = x + fresh_noise(j) * std;
