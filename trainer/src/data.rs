@@ -306,6 +306,27 @@ fn read_cifar(dir: &Path, split: Split) -> Result<(Raw, Vec<u8>, usize)> {
     Ok((Raw { shape: [3, 32, 32], bytes }, labels, 10))
 }
 
+/// Reads one PNG/JPEG as a model input: composited on white, centre square, area-resized to `r × r`,
+/// `[-1, 1]`, channel-major; grey (BT.601 luma) when `channels` is 1.
+pub fn read_image(path: &Path, channels: usize, r: usize) -> Result<Vec<f32>> {
+    let (rgb, s) = rgb_on_white(&decode(path)?);
+    let rgb = resize_to_unit(&Raw { shape: [3, s, s], bytes: rgb }, r);
+    match channels {
+        3 => Ok(rgb),
+        1 => {
+            let plane = r * r;
+            Ok((0..plane)
+                .map(|i| {
+                    let l = cm_core::edit::LUMA;
+                    (l[0] * rgb[i] as f64 + l[1] * rgb[plane + i] as f64 + l[2] * rgb[2 * plane + i] as f64)
+                        as f32
+                })
+                .collect())
+        }
+        c => bail!("{}: cannot read an image for a {c}-channel model", path.display()),
+    }
+}
+
 /// Decodes a PNG/JPEG file to RGBA8.
 fn decode(path: &Path) -> Result<image::RgbaImage> {
     Ok(image::open(path).with_context(|| format!("cannot decode image {}", path.display()))?.to_rgba8())

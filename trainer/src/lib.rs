@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 pub mod data;
+pub mod edit;
 pub mod eval;
 pub mod eval_images;
 pub mod io;

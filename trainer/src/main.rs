@@ -186,6 +186,39 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Zero-shot editing of an image with a consistency model (CM Algorithm 4); prints the task's metric.
+    Edit {
+        /// inpaint, colourise, super-resolution, denoise, stroke or interpolate.
+        #[arg(value_enum)]
+        task: cm_trainer::edit::Task,
+        #[arg(long)]
+        model: PathBuf,
+        /// The reference image (PNG/JPEG; resized to the model's resolution).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Inpainting: white pixels are generated, black ones kept.
+        #[arg(long)]
+        mask: Option<PathBuf>,
+        /// Decreasing tau list after the first step (default: the model's 4-step list below the start level).
+        #[arg(long, value_parser = taus, allow_negative_numbers = true)]
+        taus: Option<Taus>,
+        /// Noise level of denoising (added to --input, then removed) and stroke guidance.
+        #[arg(long, allow_negative_numbers = true)]
+        sigma: Option<f64>,
+        /// Super-resolution factor (2 or 4 for 16-32 px models).
+        #[arg(long, value_parser = at_most(64, "pixels per patch side"), allow_negative_numbers = true, default_value = "2")]
+        factor: u64,
+        /// Results to draw (independent noise each), or interpolation frames.
+        #[arg(long, value_parser = at_most(1024, "images"), allow_negative_numbers = true, default_value = "4")]
+        n: u64,
+        #[arg(long, default_value = "0")]
+        seed: u64,
+        /// `.png` (a grid: the degraded input, then the results) or `.npy` (result rows).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+    },
     /// Measure sampling speed of a model (--model) or training speed of a recipe (--train) on this machine.
     Bench {
         #[arg(long, required_unless_present = "train", conflicts_with = "train")]
@@ -361,6 +394,21 @@ fn run(cli: Cli) -> Result<()> {
                 )?;
             }
             println!("exported {} to {}", card.name, out.display());
+        }
+        Command::Edit { task, model, input, mask, taus, sigma, factor, n, seed, out, backend } => {
+            let args = cm_trainer::edit::EditArgs {
+                task,
+                input,
+                mask,
+                taus: taus.map(|t| t.0),
+                sigma,
+                factor: factor as usize,
+                n: n as usize,
+                seed,
+                out,
+            };
+            let report = cm_trainer::edit::run(&model, &args, &backend.device()?)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Bench { train: Some(recipe), steps, backend, .. } => bench_train(&recipe, steps, backend)?,
         Command::Bench { model: Some(model), n, backend, .. } => bench(&model, n as usize, backend)?,

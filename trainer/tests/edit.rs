@@ -1,0 +1,188 @@
+//! `cm edit` on the bundled MNIST iCT model: every task runs, keeps what it must keep, reports its metric,
+//! and bad input gets a one-line error naming the argument or file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod common;
+use common::fails_with;
+
+fn cm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cm")).args(args).env("CM_LOG", "off").output().expect("cm runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cm-edit-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn model() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models/mnist-ict").to_str().unwrap().to_string()
+}
+
+/// A 16×16 grey PNG from a pixel function.
+fn grey_png(path: &Path, f: impl Fn(usize, usize) -> u8) {
+    let mut buf = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut buf, 16, 16);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().unwrap();
+        let pix: Vec<u8> = (0..16).flat_map(|y| (0..16).map(move |x| (y, x))).map(|(y, x)| f(y, x)).collect();
+        w.write_image_data(&pix).unwrap();
+    }
+    std::fs::write(path, buf).unwrap();
+}
+
+fn report(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "cm edit failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("a JSON report")
+}
+
+/// A "digit": a bright ring on black.
+fn ring(y: usize, x: usize) -> u8 {
+    let r = ((y as f64 - 7.5).powi(2) + (x as f64 - 7.5).powi(2)).sqrt();
+    if (3.5..6.0).contains(&r) { 255 } else { 0 }
+}
+
+#[test]
+fn every_task_keeps_what_it_must_and_reports_its_metric() {
+    let d = tmp("tasks");
+    let (input, mask) = (d.join("in.png"), d.join("mask.png"));
+    grey_png(&input, ring);
+    grey_png(&mask, |y, _| if y >= 8 { 255 } else { 0 });
+    let (i, m, md) = (input.to_str().unwrap(), mask.to_str().unwrap(), model());
+    let out = |name: &str| d.join(name).to_str().unwrap().to_string();
+
+    let r =
+        report(&cm(&["edit", "inpaint", "--model", &md, "--input", i, "--mask", m, "--out", &out("a.png")]));
+    assert!(r["metrics"]["mse_known"].as_f64().unwrap() < 1e-10, "{r}");
+    assert!(d.join("a.png").is_file());
+
+    let r = report(&cm(&[
+        "edit",
+        "super-resolution",
+        "--model",
+        &md,
+        "--input",
+        i,
+        "--factor",
+        "4",
+        "--out",
+        &out("b.png"),
+    ]));
+    assert!(r["metrics"]["downsampling_max_error"].as_f64().unwrap() < 1e-5, "{r}");
+
+    let r = report(&cm(&[
+        "edit",
+        "denoise",
+        "--model",
+        &md,
+        "--input",
+        i,
+        "--sigma",
+        "0.5",
+        "--out",
+        &out("c.npy"),
+    ]));
+    let (noisy, denoised) =
+        (r["metrics"]["psnr_noisy"].as_f64().unwrap(), r["metrics"]["psnr_denoised"].as_f64().unwrap());
+    assert!(denoised > noisy + 1.0, "denoising should raise PSNR: {noisy} -> {denoised}");
+    assert!(std::fs::metadata(d.join("c.npy")).unwrap().len() > 4 * 256 * 4, "four result rows");
+
+    let r = report(&cm(&[
+        "edit",
+        "stroke",
+        "--model",
+        &md,
+        "--input",
+        i,
+        "--sigma",
+        "2",
+        "--out",
+        &out("e.png"),
+    ]));
+    assert!(r["metrics"]["rms_change"].as_f64().unwrap() > 0.0);
+
+    let r = report(&cm(&["edit", "interpolate", "--model", &md, "--n", "6", "--out", &out("f.npy")]));
+    assert_eq!(r["images"], 6);
+}
+
+#[test]
+fn bad_edit_input_is_named() {
+    let d = tmp("bad");
+    let input = d.join("in.png");
+    grey_png(&input, ring);
+    let black = d.join("black.png");
+    grey_png(&black, |_, _| 0);
+    let (i, md) = (input.to_str().unwrap(), model());
+    let o = d.join("o.png");
+    let o = o.to_str().unwrap();
+    fails_with(&cm(&["edit", "inpaint", "--model", &md, "--input", i, "--out", o]), &["--mask"]);
+    fails_with(
+        &cm(&[
+            "edit",
+            "inpaint",
+            "--model",
+            &md,
+            "--input",
+            i,
+            "--mask",
+            black.to_str().unwrap(),
+            "--out",
+            o,
+        ]),
+        &["black.png", "white"],
+    );
+    fails_with(&cm(&["edit", "denoise", "--model", &md, "--out", o]), &["--input"]);
+    fails_with(&cm(&["edit", "denoise", "--model", &md, "--input", i, "--out", o]), &["--sigma"]);
+    fails_with(
+        &cm(&[
+            "edit", "denoise", "--model", &md, "--input", i, "--sigma", "0.5", "--taus", "0.8", "--out", o,
+        ]),
+        &["tau 0.8"],
+    );
+    fails_with(&cm(&["edit", "colourise", "--model", &md, "--input", i, "--out", o]), &["3-channel"]);
+    fails_with(
+        &cm(&["edit", "super-resolution", "--model", &md, "--input", i, "--factor", "3", "--out", o]),
+        &["factor 3"],
+    );
+    fails_with(
+        &cm(&[
+            "edit",
+            "stroke",
+            "--model",
+            &md,
+            "--input",
+            d.join("nope.png").to_str().unwrap(),
+            "--sigma",
+            "1",
+            "--out",
+            o,
+        ]),
+        &["nope.png"],
+    );
+    let teacher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models/mnist-edm");
+    fails_with(
+        &cm(&[
+            "edit",
+            "denoise",
+            "--model",
+            teacher.to_str().unwrap(),
+            "--input",
+            i,
+            "--sigma",
+            "0.5",
+            "--out",
+            o,
+        ]),
+        &["diffusion model"],
+    );
+    let points = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models/moons-ict");
+    fails_with(
+        &cm(&["edit", "interpolate", "--model", points.to_str().unwrap(), "--out", o]),
+        &["image model"],
+    );
+}
