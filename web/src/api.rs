@@ -164,6 +164,44 @@ impl App {
             result(&pts, ms, trajectory.then_some(flat.as_slice()))
         })
     }
+
+    /// Zero-shot edit of one image (see `Loaded::edit`): resolves to `{points: Float32Array [n*D], ms}`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn edit(
+        &self,
+        name: String,
+        task: String,
+        image: Vec<f32>,
+        mask: Vec<f32>,
+        taus: Vec<f64>,
+        sigma: f64,
+        factor: usize,
+        n: usize,
+        seed: u64,
+    ) -> Promise {
+        let found = self.loaded(&name);
+        future_to_promise(async move {
+            let (loaded, device) = found?;
+            let t0 = now_ms();
+            let x = loaded
+                .edit(&task, &image, &mask, &taus, sigma, factor, n, seed, &device)
+                .map_err(|e| JsValue::from_str(&e))?;
+            let pts = read(x).await?;
+            result(&pts, now_ms() - t0, None)
+        })
+    }
+
+    /// `n` images between the noises of seeds `a` and `b`: resolves to `{points, ms}`.
+    pub fn interpolate(&self, name: String, a: u64, b: u64, n: usize, taus: Vec<f64>) -> Promise {
+        let found = self.loaded(&name);
+        future_to_promise(async move {
+            let (loaded, device) = found?;
+            let t0 = now_ms();
+            let x = loaded.interpolate(a, b, n, &taus, &device).map_err(|e| JsValue::from_str(&e))?;
+            let pts = read(x).await?;
+            result(&pts, now_ms() - t0, None)
+        })
+    }
 }
 
 fn result(points: &[f32], ms: f64, path: Option<&[f32]>) -> Result<JsValue, JsValue> {

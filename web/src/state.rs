@@ -6,8 +6,9 @@ use std::rc::Rc;
 
 use burn::prelude::*;
 use cm_core::card::load_denoiser;
+use cm_core::edit::{Edit, slerp_rows};
 use cm_core::rng::Noise;
-use cm_core::sample::{OdeSolver, consistency_sample, ode_sample};
+use cm_core::sample::{OdeSolver, consistency_sample, multistep, normals, ode_sample};
 use cm_core::{Denoiser, ModelCard};
 
 /// A model ready to sample.
@@ -95,5 +96,72 @@ impl Loaded {
             }
         });
         Ok((x, path))
+    }
+
+    /// Zero-shot edit of the image `y` (`[D]`, values in `[-1, 1]`) by `task` (`inpaint` with `mask` (1 =
+    /// generate), `colourise`, `super-resolution` by `factor`, `denoise` / `stroke` at `sigma`): `n` results
+    /// `[n, D]`, each with its own noise rows of `seed`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn edit(
+        &self,
+        task: &str,
+        y: &[f32],
+        mask: &[f32],
+        taus: &[f64],
+        sigma: f64,
+        factor: usize,
+        n: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Tensor<2>, String> {
+        if !self.card.is_consistency() {
+            return Err(format!(
+                "{} is a diffusion model: editing needs a consistency model",
+                self.card.name
+            ));
+        }
+        let d = self.model.dim();
+        if y.len() != d {
+            return Err(format!("the image has {} values, {} expects {d}", y.len(), self.card.name));
+        }
+        let edit = match task {
+            "inpaint" => Edit::inpaint(mask.to_vec()),
+            "colourise" => Edit::colourise(),
+            "super-resolution" => Edit::super_resolution(factor),
+            "denoise" => Edit::denoise(sigma),
+            "stroke" => Edit::stroke(sigma),
+            other => {
+                return Err(format!(
+                    "unknown edit {other:?}: expected inpaint, colourise, super-resolution, denoise or stroke"
+                ));
+            }
+        };
+        edit.validate(&self.model, taus)?;
+        let rows: Vec<f32> = y.repeat(n.max(1));
+        let y = Tensor::<1>::from_floats(rows.as_slice(), device).reshape([n.max(1), d]);
+        Ok(edit.run(&self.model, y, taus, &Noise::new(seed), 0))
+    }
+
+    /// `n` images along the spherical path between the noises of seeds `a` and `b` (CM §6), sampled with `taus`.
+    pub fn interpolate(
+        &self,
+        a: u64,
+        b: u64,
+        n: usize,
+        taus: &[f64],
+        device: &Device,
+    ) -> Result<Tensor<2>, String> {
+        if !self.card.is_consistency() {
+            return Err(format!(
+                "{} is a diffusion model: interpolation needs a consistency model",
+                self.card.name
+            ));
+        }
+        let d = self.model.dim();
+        let n = n.clamp(2, 256);
+        let rows = slerp_rows(&Noise::new(a).normals(0, 0, 1, d), &Noise::new(b).normals(0, 0, 1, d), n);
+        let z = Tensor::<1>::from_floats(rows.as_slice(), device).reshape([n, d]);
+        let noise = Noise::new(a);
+        Ok(multistep(&self.model, z, taus, |j| normals(&noise, 1 + j as u64, 0, n, d, device), |x| x))
     }
 }

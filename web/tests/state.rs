@@ -77,3 +77,35 @@ fn a_consistency_jump_from_sigma_min_is_the_identity() {
     let s = p.get("moons-edm").unwrap().teacher_sigmas(35);
     assert_eq!((s.len(), *s.last().unwrap()), (19, 0.0));
 }
+
+/// The page's editing calls on the bundled MNIST model: inpainting keeps the unmasked pixels of a one-step
+/// sample, every task gives finite images, and bad requests are explained.
+#[test]
+fn editing_keeps_known_pixels_and_explains_bad_requests() {
+    let (p, device) = with_model("mnist-ict");
+    let m = p.get("mnist-ict").unwrap();
+    let y: Vec<f32> = m.sample(&[], 1, 3, &device).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    let d = y.len();
+    let mask: Vec<f32> = (0..d).map(|i| if i % 16 < 8 { 1.0 } else { 0.0 }).collect();
+    let x = m.edit("inpaint", &y, &mask, &[0.821], 0.0, 2, 3, 0, &device).unwrap();
+    let x: Vec<f32> = x.into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(x.len(), 3 * d);
+    for (i, v) in x.iter().enumerate() {
+        if mask[i % d] == 0.0 {
+            assert!((v - y[i % d]).abs() < 1e-5, "known pixel {i} moved");
+        }
+    }
+    assert!(x.iter().enumerate().any(|(i, v)| mask[i % d] > 0.0 && (v - y[i % d]).abs() > 0.05));
+    for (task, sigma) in [("super-resolution", 0.0), ("denoise", 0.5), ("stroke", 2.0)] {
+        let x = m.edit(task, &y, &[], &[0.2], sigma, 4, 2, 0, &device).unwrap();
+        assert!(x.into_data().try_to_vec::<f32>().unwrap().iter().all(|v| v.is_finite()), "{task}");
+    }
+    let frames = m.interpolate(0, 1, 5, &[], &device).unwrap();
+    assert_eq!(frames.dims(), [5, d]);
+    assert!(m.edit("colourise", &y, &[], &[], 0.0, 2, 1, 0, &device).unwrap_err().contains("3-channel"));
+    assert!(m.edit("sharpen", &y, &[], &[], 0.0, 2, 1, 0, &device).unwrap_err().contains("sharpen"));
+    assert!(
+        m.edit("inpaint", &y[..10], &mask, &[], 0.0, 2, 1, 0, &device).unwrap_err().contains("10 values")
+    );
+    assert!(m.edit("denoise", &y, &[], &[0.9], 0.5, 2, 1, 0, &device).unwrap_err().contains("tau 0.9"));
+}
