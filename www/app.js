@@ -207,6 +207,129 @@ async function drawPaths(teacher, student, nfe, seed, id) {
   p.canvas.title = 'grey: start on the trajectory; orange: the teacher\'s PF-ODE path; blue dashed: the consistency model\'s one-step jump';
 }
 
+// Zero-shot editing (CM Algorithm 4) on a reference image: a one-step sample, or an uploaded image.
+// Painting marks the region to fill (inpaint) or draws white strokes (stroke-guided generation).
+const editor = { model: null, shape: null, reference: null, mask: null, fresh: true, painting: false };
+const EDIT_RESULTS = 4;
+
+function setReference(m, pixels, what) {
+  editor.model = m;
+  editor.shape = m.shape;
+  editor.original = Float32Array.from(pixels);
+  editor.reference = Float32Array.from(pixels);
+  editor.mask = new Float32Array(pixels.length);
+  editor.fresh = false;
+  $('edit-ref').textContent = what;
+  drawReference();
+}
+
+function drawReference() {
+  if (!editor.reference) return;
+  const canvas = $('edit-input');
+  drawImages(canvas, editor.reference, editor.shape);
+  // The mask as a translucent red overlay.
+  const [c, h, w] = editor.shape;
+  const ctx = canvas.getContext('2d');
+  const scale = Math.min(canvas.width / (w + 2), canvas.height / (h + 2));
+  ctx.fillStyle = 'rgba(220, 38, 38, 0.45)';
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    if (editor.mask[y * w + x] > 0) ctx.fillRect((x + 1) * scale, (y + 1) * scale, scale, scale);
+  }
+  canvas.dataset.masked = String(editor.mask.slice(0, h * w).reduce((a, b) => a + b, 0));
+}
+
+// Canvas position -> image pixel; paints a 3x3 brush.
+function paintAt(ev) {
+  if (!editor.reference) return;
+  const canvas = $('edit-input');
+  const [c, h, w] = editor.shape;
+  const rect = canvas.getBoundingClientRect();
+  const scale = Math.min(canvas.width / (w + 2), canvas.height / (h + 2));
+  const x = Math.floor(((ev.clientX - rect.left) * canvas.width / rect.width) / scale) - 1;
+  const y = Math.floor(((ev.clientY - rect.top) * canvas.height / rect.height) / scale) - 1;
+  const stroke = $('task').value === 'stroke';
+  for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+    const px = x + dx, py = y + dy;
+    if (px < 0 || py < 0 || px >= w || py >= h) continue;
+    for (let k = 0; k < c; k++) {
+      const i = k * h * w + py * w + px;
+      if (stroke) editor.reference[i] = 1; else editor.mask[i] = 1;
+    }
+  }
+  drawReference();
+}
+
+async function uploadReference(file) {
+  const m = editor.model;
+  if (!m) return;
+  const [c, h, w] = m.shape;
+  const bitmap = await createImageBitmap(file);
+  const off = document.createElement('canvas');
+  off.width = w; off.height = h;
+  const g = off.getContext('2d');
+  g.fillStyle = '#ffffff';
+  g.fillRect(0, 0, w, h);
+  const s = Math.min(bitmap.width, bitmap.height);
+  g.drawImage(bitmap, (bitmap.width - s) / 2, (bitmap.height - s) / 2, s, s, 0, 0, w, h);
+  const data = g.getImageData(0, 0, w, h).data;
+  const px = new Float32Array(c * h * w);
+  for (let i = 0; i < h * w; i++) {
+    const [r, gg, b] = [data[4 * i], data[4 * i + 1], data[4 * i + 2]].map((v) => v / 127.5 - 1);
+    if (c === 1) px[i] = 0.299 * r + 0.587 * gg + 0.114 * b;
+    else { px[i] = r; px[h * w + i] = gg; px[2 * h * w + i] = b; }
+  }
+  setReference(m, px, file.name);
+}
+
+async function runEdit() {
+  const m = editor.model;
+  if (!m || !editor.reference) return;
+  const task = $('task').value;
+  const sigma = Number($('sigma').value);
+  const seed = intInput('seed', 0, 2 ** 31);
+  const stat = $('edit-stat');
+  try {
+    let r;
+    if (task === 'interpolate') {
+      r = await app.interpolate(m.name, BigInt(seed), BigInt(seed + 1), 8, []);
+    } else {
+      const [name, factor] = task.startsWith('super-resolution') ? ['super-resolution', Number(task.split('-').pop())] : [task, 2];
+      const start = name === 'denoise' || name === 'stroke' ? sigma : Infinity;
+      const taus = app.default_taus(m.name, 4).filter((t) => t < start);
+      let image = editor.reference;
+      if (name === 'denoise') {
+        // Show denoising on a visibly noisy copy of the reference (seeded Gaussian noise of level sigma).
+        let s = seed + 1;
+        const gauss = () => { s = (s * 1103515245 + 12345) % 2147483648; const u = (s + 1) / 2147483649; s = (s * 1103515245 + 12345) % 2147483648; const v = (s + 1) / 2147483649; return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v); };
+        image = editor.reference.map((v) => v + sigma * gauss());
+        drawImages($('edit-input'), image, editor.shape);
+      }
+      r = await app.edit(m.name, name, Array.from(image), Array.from(editor.mask), taus, sigma, factor, EDIT_RESULTS, BigInt(seed));
+    }
+    drawImages($('edit-output'), r.points, m.shape);
+    stat.textContent = `${task} · ${r.ms.toFixed(1)} ms`;
+    window.cmLastEdit = { task, reference: Array.from(editor.reference), mask: Array.from(editor.mask), points: Array.from(r.points) };
+  } catch (e) {
+    stat.textContent = `failed: ${e.message ?? e}`;
+    window.cmLastEdit = { task, error: String(e.message ?? e) };
+  }
+}
+
+function bindEditor() {
+  const canvas = $('edit-input');
+  canvas.addEventListener('pointerdown', (ev) => { editor.painting = true; canvas.setPointerCapture(ev.pointerId); paintAt(ev); });
+  canvas.addEventListener('pointermove', (ev) => { if (editor.painting) paintAt(ev); });
+  canvas.addEventListener('pointerup', () => { editor.painting = false; });
+  $('clear-paint').addEventListener('click', () => {
+    if (!editor.original) return;
+    editor.reference = Float32Array.from(editor.original);
+    editor.mask = new Float32Array(editor.original.length);
+    drawReference();
+  });
+  $('run-edit').addEventListener('click', runEdit);
+  $('upload').addEventListener('change', (ev) => { if (ev.target.files[0]) uploadReference(ev.target.files[0]); });
+}
+
 async function render() {
   const id = ++runId;
   document.body.dataset.status = 'sampling';
@@ -226,8 +349,8 @@ async function render() {
       data.stat.textContent = 'fresh draw';
     }
     for (const m of models.filter((m) => !isDiffusion(m))) {
-      for (const steps of [1, 2, k]) {
-        if (steps === k && k <= 2) continue;
+      // 1 and 2 steps, and k steps when k > 2.
+      for (const steps of k > 2 ? [1, 2, k] : [1, 2]) {
         const taus = app.default_taus(m.name, steps);
         const p = panel(`${m.name} · ${steps} step${steps > 1 ? 's' : ''}`);
         const count = m.shape ? IMAGES : n;
@@ -235,6 +358,9 @@ async function render() {
         if (id !== runId) return;
         show(p.canvas, m, r.points, '#1f4fbf');
         p.stat.textContent = `NFE ${steps} · ${r.ms.toFixed(1)} ms`;
+        if (m.shape && steps === 1 && (!editor.model || editor.model.dataset !== dataset || editor.fresh)) {
+          setReference(m, Array.from(r.points.slice(0, m.shape.reduce((a, b) => a * b, 1))), `one-step sample of ${m.name}`);
+        }
         p.canvas.title = taus.length ? `τ = ${taus.map((t) => t.toPrecision(3)).join(', ')}` : 'one step from σ_max';
       }
     }
@@ -246,6 +372,7 @@ async function render() {
       show(p.canvas, m, r.points, '#b4471f');
       p.stat.textContent = `NFE ${2 * Math.ceil(nfe / 2) - 1} · ${r.ms.toFixed(1)} ms`;
     }
+    $('editor').hidden = !images;
     const teacher = models.find(isDiffusion);
     const student = models.find((m) => m.method === 'ict') ?? models.find((m) => !isDiffusion(m));
     if (teacher && student && !images) {
@@ -272,8 +399,10 @@ async function main() {
   await startApp();
   await loadModels();
   if (params.get('dataset')) $('dataset').value = params.get('dataset');
-  for (const id of ['dataset', 'seed', 'n', 'k', 'nfe']) $(id).addEventListener('change', render);
+  for (const id of ['dataset', 'seed', 'n', 'k', 'nfe']) $(id).addEventListener('change', () => { editor.fresh = true; render(); });
+  bindEditor();
   $('resample').addEventListener('click', () => {
+    editor.fresh = true;
     $('seed').value = Number($('seed').value) + 1;
     render();
   });

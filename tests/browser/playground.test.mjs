@@ -155,6 +155,79 @@ test('image models draw sample grids, and match native sampling', async () => {
   }
 });
 
+test('editing on the page: inpaint keeps unpainted pixels, super-resolution keeps patch means, every tool runs', async () => {
+  const browser = await launch(false);
+  try {
+    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9&k=2');
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
+    assert.equal(await page.locator('#editor').isHidden(), false, 'the editor shows for image models');
+    const canvas = page.locator('#edit-input');
+    const box = await canvas.boundingBox();
+    // Paint the left third of the reference with the mouse.
+    await page.mouse.move(box.x + box.width * 0.15, box.y + box.height * 0.2);
+    await page.mouse.down();
+    for (let t = 0; t <= 10; t++) await page.mouse.move(box.x + box.width * 0.2, box.y + box.height * (0.2 + 0.06 * t));
+    await page.mouse.up();
+    const masked = Number(await canvas.getAttribute('data-masked'));
+    assert.ok(masked > 10, `painted mask pixels: ${masked}`);
+    const run = async (task) => {
+      await page.selectOption('#task', task);
+      await page.evaluate(() => { window.cmLastEdit = null; });
+      await page.click('#run-edit');
+      await page.waitForFunction(() => window.cmLastEdit !== null, null, { timeout: 120_000 });
+      const last = await page.evaluate(() => window.cmLastEdit);
+      assert.equal(last.error, undefined, `${task}: ${last.error}`);
+      console.log(`[edit] ${task}: ${await page.locator('#edit-stat').textContent()}`);
+      return last;
+    };
+    const d = 256;
+    const inpaint = await run('inpaint');
+    let kept = 0, changed = 0;
+    for (let r = 0; r < inpaint.points.length / d; r++) {
+      for (let i = 0; i < d; i++) {
+        const diff = Math.abs(inpaint.points[r * d + i] - inpaint.reference[i]);
+        if (inpaint.mask[i] === 0) kept = Math.max(kept, diff); else changed = Math.max(changed, diff);
+      }
+    }
+    assert.ok(kept < 1e-4, `unpainted pixels moved by ${kept}`);
+    assert.ok(changed > 0.05, `nothing generated in the painted region (${changed})`);
+    await page.screenshot({ path: path.join(artifacts, 'edit-inpaint.png'), fullPage: true });
+
+    const sr = await run('super-resolution-4');
+    const means = (v, off) => Array.from({ length: 16 }, (_, b) => {
+      let s = 0;
+      for (let y = 0; y < 4; y++) for (let x = 0; x < 4; x++) s += v[off + (Math.floor(b / 4) * 4 + y) * 16 + (b % 4) * 4 + x];
+      return s / 16;
+    });
+    const want = means(sr.reference, 0);
+    const got = means(sr.points, 0);
+    const err = Math.max(...want.map((v, i) => Math.abs(v - got[i])));
+    assert.ok(err < 1e-4, `4x4 patch means moved by ${err}`);
+    const srChanged = Math.max(...sr.points.slice(0, d).map((v, i) => Math.abs(v - sr.reference[i])));
+    assert.ok(srChanged > 0.05, 'super-resolution generated detail');
+
+    for (const task of ['denoise', 'interpolate']) {
+      const r = await run(task);
+      assert.ok(r.points.length >= 4 * d && r.points.every(Number.isFinite), `${task}: ${r.points.length} values`);
+    }
+    await page.selectOption('#task', 'stroke');
+    await page.click('#clear-paint');
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.8, { steps: 12 });
+    await page.mouse.up();
+    const stroke = await run('stroke');
+    assert.ok(stroke.reference.some((v) => v === 1), 'strokes painted white into the reference');
+    assert.ok(stroke.points.every(Number.isFinite));
+    await page.screenshot({ path: path.join(artifacts, 'edit-stroke.png'), fullPage: true });
+    const colour = await run('colourise').catch((e) => ({ error: String(e) }));
+    assert.match(String(colour.error ?? ''), /3-channel|colour/, 'colourising a grey model is explained');
+    assert.deepEqual(errors.filter((e) => !/3-channel/.test(e)), []);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('a weights file that does not match shows a message, not a dead page', async () => {
   const browser = await launch(false);
   try {
