@@ -228,6 +228,32 @@ test('editing on the page: inpaint keeps unpainted pixels, super-resolution keep
   }
 });
 
+// Milliseconds for one-step generation of 16 MNIST images in the browser, on each path (printed for the
+// README; speed is measured here, not asserted). Native: `cm bench --model www/models/mnist-ict --n 16`.
+for (const backend of ['cpu', 'webgpu']) {
+  test(`one-step batch of 16 MNIST images on the ${backend} path`, async () => {
+    const browser = await launch(backend === 'webgpu');
+    try {
+      const { page } = await openPage(browser, `?backend=${backend}&dataset=moons&n=256`);
+      const label = await page.locator('#backend').textContent();
+      if (backend === 'webgpu' && !/WebGPU/i.test(label)) {
+        console.log(`[mnist-16] no WebGPU adapter here (${label}); skipped`);
+        return;
+      }
+      const first = await page.evaluate(async () => { const t = performance.now(); await window.cmParity('mnist-ict', [], 16, 1); return performance.now() - t; });
+      const times = [];
+      for (let i = 0; i < 3; i++) {
+        times.push(await page.evaluate(async (s) => { const t = performance.now(); await window.cmParity('mnist-ict', [], 16, s); return performance.now() - t; }, i + 2));
+      }
+      times.sort((a, b) => a - b);
+      console.log(`[mnist-16] ${label.trim()}: first call ${first.toFixed(0)} ms, then median ${times[1].toFixed(1)} ms for 16 images, one step`);
+      assert.ok(times.every(Number.isFinite));
+    } finally {
+      await browser.close();
+    }
+  });
+}
+
 test('a weights file that does not match shows a message, not a dead page', async () => {
   const browser = await launch(false);
   try {
