@@ -121,7 +121,7 @@ test('image models draw sample grids, and match native sampling', async () => {
     const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9');
     const message = await page.locator('#message').textContent();
     assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', message);
-    const counts = await page.$$eval('canvas[data-images]', (cs) => cs.map((c) => Number(c.dataset.images)));
+    const counts = await page.$$eval('#panels canvas[data-images]', (cs) => cs.map((c) => Number(c.dataset.images)));
     // 1, 2 and 4 steps of every bundled MNIST consistency model (64 images each), one teacher panel (16 images).
     const cards = JSON.parse(fs.readFileSync(path.join(dist, 'models/index.json'), 'utf8')).models
       .map((name) => JSON.parse(fs.readFileSync(path.join(dist, 'models', name, 'config.json'), 'utf8')))
@@ -162,6 +162,7 @@ test('editing on the page: inpaint keeps unpainted pixels, super-resolution keep
     assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
     assert.equal(await page.locator('#editor').isHidden(), false, 'the editor shows for image models');
     const canvas = page.locator('#edit-input');
+    await canvas.scrollIntoViewIfNeeded();
     const box = await canvas.boundingBox();
     // Paint the left third of the reference with the mouse.
     await page.mouse.move(box.x + box.width * 0.15, box.y + box.height * 0.2);
