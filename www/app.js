@@ -17,6 +17,86 @@ function bindingsReady() {
     addEventListener('TrunkApplicationStarted', () => resolve(window.wasmBindings), { once: true }));
 }
 
+// Model files go through the Cache Storage API, so a reload does not download them again. A cached
+// copy is used only while it matches the server's (same ETag / Last-Modified, checked with a HEAD).
+const CACHE = 'cm-models-v1';
+async function cachedFetch(url) {
+  if (!('caches' in window)) return fetch(url);
+  const cache = await caches.open(CACHE);
+  const hit = await cache.match(url);
+  if (hit) {
+    try {
+      const head = await fetch(url, { method: 'HEAD' });
+      const same = (h) => head.headers.get(h) && head.headers.get(h) === hit.headers.get(h);
+      if (head.ok && (same('etag') || same('last-modified') || (!head.headers.get('etag') && !head.headers.get('last-modified')
+        && head.headers.get('content-length') === hit.headers.get('content-length')))) {
+        window.cmCacheHits = (window.cmCacheHits ?? 0) + 1;
+        return hit;
+      }
+    } catch { return hit; } // offline: the cached copy is all there is
+  }
+  const res = await fetch(url);
+  if (res.ok) await cache.put(url, res.clone());
+  return res;
+}
+
+// Loads a user's model (card text + weights bytes): the card is validated and the weights checked
+// against it; the error says exactly which file and field or tensor does not match.
+function addModel(cardText, weights, source) {
+  const loaded = app.load_model(cardText, weights);
+  const card = JSON.parse(cardText);
+  const arch = card.model.architecture;
+  const shape = arch.kind === 'unet' ? [arch.channels, arch.resolution, arch.resolution] : null;
+  catalogue = catalogue.filter((m) => m.name !== loaded);
+  catalogue.push({ name: loaded, dataset: card.dataset, method: card.method, card, shape, source });
+  return loaded;
+}
+
+async function loadOwn() {
+  const status = $('own-status');
+  try {
+    let cardText, weights, source;
+    const files = Array.from($('own-files').files ?? []);
+    const url = $('own-url').value.trim();
+    if (files.length) {
+      const card = files.find((f) => f.name.endsWith('.json'));
+      const w = files.find((f) => f.name.endsWith('.safetensors'));
+      if (!card || !w) throw new Error(`pick both config.json and model.safetensors (got ${files.map((f) => f.name).join(', ')})`);
+      [cardText, weights, source] = [await card.text(), new Uint8Array(await w.arrayBuffer()), `${card.name} + ${w.name}`];
+    } else if (url) {
+      const base = url.endsWith('/') ? url : `${url}/`;
+      const [c, w] = await Promise.all([cachedFetch(`${base}config.json`), cachedFetch(`${base}model.safetensors`)]);
+      if (!c.ok) throw new Error(`${base}config.json: HTTP ${c.status}`);
+      if (!w.ok) throw new Error(`${base}model.safetensors: HTTP ${w.status}`);
+      [cardText, weights, source] = [await c.text(), new Uint8Array(await w.arrayBuffer()), base];
+    } else {
+      throw new Error('choose the two files of a model folder, or give its URL');
+    }
+    const name = addModel(cardText, weights, source);
+    const dataset = catalogue.find((m) => m.name === name).dataset;
+    const select = $('dataset');
+    if (![...select.options].some((o) => o.value === dataset)) select.append(new Option(dataset, dataset));
+    select.value = dataset;
+    status.textContent = `loaded ${name} (${dataset}) from ${source}`;
+    status.dataset.ok = 'true';
+    await render();
+  } catch (e) {
+    status.textContent = `not loaded: ${e.message ?? e}`;
+    status.dataset.ok = 'false';
+  }
+}
+
+// The τ list typed by the user for the k-step panels (empty: the model's default list).
+function userTaus() {
+  const text = $('taus').value.trim();
+  if (!text) return null;
+  const taus = text.split(/[\s,]+/).filter(Boolean).map(Number);
+  if (taus.some((t) => !(t > 0)) || taus.some((t, i) => i > 0 && t >= taus[i - 1])) {
+    throw new Error(`τ list "${text}": need positive, strictly decreasing numbers`);
+  }
+  return taus;
+}
+
 function showMessage(text) {
   const m = $('message');
   m.textContent = text;
@@ -63,8 +143,8 @@ async function loadModels() {
   for (const name of index.models) {
     try {
       const [cardRes, weightsRes] = await Promise.all([
-        fetch(`models/${name}/config.json`),
-        fetch(`models/${name}/model.safetensors`),
+        cachedFetch(`models/${name}/config.json`),
+        cachedFetch(`models/${name}/model.safetensors`),
       ]);
       if (!cardRes.ok) throw new Error(`models/${name}/config.json: HTTP ${cardRes.status}`);
       if (!weightsRes.ok) throw new Error(`models/${name}/model.safetensors: HTTP ${weightsRes.status}`);
@@ -174,7 +254,8 @@ async function drawPaths(teacher, student, nfe, seed, id) {
   const sigmas = app.teacher_sigmas(teacher.name, nfe);
   const r = await app.teacher(teacher.name, nfe, PATHS, BigInt(seed), true);
   if (id !== runId) return;
-  const start = Math.max(0, sigmas.findIndex((s) => s <= 1.0));
+  const limit = Number($('jump-sigma').value);
+  const start = Math.max(0, sigmas.findIndex((s) => s <= limit));
   const at = (state, i) => [r.path[(state * PATHS + i) * 2], r.path[(state * PATHS + i) * 2 + 1]];
   const from = r.path.slice(start * PATHS * 2, (start + 1) * PATHS * 2);
   const jump = await app.denoise(student.name, from, sigmas[start]);
@@ -344,20 +425,33 @@ async function render() {
   const show = (canvas, m, pixels, colour) => (m.shape ? drawImages(canvas, pixels, m.shape) : draw(canvas, pixels, colour));
   try {
     if (!images) {
-      const data = panel(`data: ${dataset}`);
-      draw(data.canvas, app.data(dataset, n, BigInt(seed)), '#6b7280');
-      data.stat.textContent = 'fresh draw';
+      const sigma = Number($('data-sigma').value);
+      const data = panel(sigma > 0 ? `data: ${dataset} + σ z, σ = ${sigma}` : `data: ${dataset}`);
+      const points = app.data(dataset, n, BigInt(seed));
+      if (sigma > 0) {
+        // The forward process x + σ z (the noise a consistency model learns to remove).
+        let s = seed * 2 + 1;
+        const u = () => { s = (s * 1103515245 + 12345) % 2147483648; return (s + 1) / 2147483649; };
+        for (let i = 0; i < points.length; i++) points[i] += sigma * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+      }
+      draw(data.canvas, points, '#6b7280');
+      data.stat.textContent = sigma > 0 ? 'noised with the slider' : 'fresh draw';
     }
     for (const m of models.filter((m) => !isDiffusion(m))) {
       // 1 and 2 steps, and k steps when k > 2.
       for (const steps of k > 2 ? [1, 2, k] : [1, 2]) {
-        const taus = app.default_taus(m.name, steps);
-        const p = panel(`${m.name} · ${steps} step${steps > 1 ? 's' : ''}`);
+        const own = steps === k && k > 2 ? userTaus() : null;
+        const range = m.card.model;
+        if (own && own.some((t) => t <= range.sigma_min || t >= range.sigma_max)) {
+          throw new Error(`τ list ${own.join(', ')}: every τ must lie in (${range.sigma_min}, ${range.sigma_max}) for ${m.name}`);
+        }
+        const taus = own ?? app.default_taus(m.name, steps);
+        const p = panel(`${m.name} · ${own ? `τ = ${own.join(', ')}` : `${steps} step${steps > 1 ? 's' : ''}`}`);
         const count = m.shape ? IMAGES : n;
         const r = await app.sample(m.name, taus, count, BigInt(seed));
         if (id !== runId) return;
         show(p.canvas, m, r.points, '#1f4fbf');
-        p.stat.textContent = `NFE ${steps} · ${r.ms.toFixed(1)} ms`;
+        p.stat.textContent = `NFE ${taus.length + 1} · ${r.ms.toFixed(1)} ms`;
         if (m.shape && steps === 1 && (!editor.model || editor.model.dataset !== dataset || editor.fresh)) {
           setReference(m, Array.from(r.points.slice(0, m.shape.reduce((a, b) => a * b, 1))), `one-step sample of ${m.name}`);
         }
@@ -395,11 +489,13 @@ async function main() {
   // Shareable settings: ?backend=cpu&dataset=moons&seed=3&n=512&k=4&nfe=35
   const params = new URLSearchParams(location.search);
   if (params.get('backend')) $('prefer').value = params.get('backend');
-  for (const id of ['seed', 'n', 'k', 'nfe']) if (params.get(id)) $(id).value = params.get(id);
+  for (const id of ['seed', 'n', 'k', 'nfe', 'taus']) if (params.get(id)) $(id).value = params.get(id);
   await startApp();
   await loadModels();
   if (params.get('dataset')) $('dataset').value = params.get('dataset');
   for (const id of ['dataset', 'seed', 'n', 'k', 'nfe']) $(id).addEventListener('change', () => { editor.fresh = true; render(); });
+  for (const id of ['taus', 'jump-sigma', 'data-sigma']) $(id).addEventListener('change', render);
+  $('own-load').addEventListener('click', loadOwn);
   bindEditor();
   $('resample').addEventListener('click', () => {
     editor.fresh = true;

@@ -255,6 +255,59 @@ for (const backend of ['cpu', 'webgpu']) {
   });
 }
 
+test('playground tools: your own model folder, a typed τ list, cached reloads, noise-level view', async () => {
+  const browser = await launch(false);
+  try {
+    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=moons&n=256&k=4&taus=5,0.821,0.2');
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
+    const titles = async () => page.$$eval('#panels figcaption .title', (ts) => ts.map((t) => t.textContent));
+    assert.ok((await titles()).some((t) => t === 'moons-ict · τ = 5, 0.821, 0.2'), `typed taus: ${await titles()}`);
+
+    // Your own model: the bundled moons-ict files under another name.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cm-own-'));
+    const card = JSON.parse(fs.readFileSync(path.join(dist, 'models/moons-ict/config.json'), 'utf8'));
+    card.name = 'my-moons';
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(card));
+    fs.copyFileSync(path.join(dist, 'models/moons-ict/model.safetensors'), path.join(dir, 'model.safetensors'));
+    await page.click('.own summary');
+    await page.setInputFiles('#own-files', [path.join(dir, 'config.json'), path.join(dir, 'model.safetensors')]);
+    await page.click('#own-load');
+    await page.waitForFunction(() => document.querySelector('#own-status').dataset.ok !== undefined && document.body.dataset.status === 'ready');
+    assert.match(await page.locator('#own-status').textContent(), /loaded my-moons/);
+    assert.ok((await titles()).includes('my-moons · 1 step'), `own model panels: ${await titles()}`);
+
+    // A card whose weights do not fit: the message names the file and what is wrong.
+    fs.copyFileSync(path.join(dist, 'models/mnist-ict/model.safetensors'), path.join(dir, 'model.safetensors'));
+    await page.setInputFiles('#own-files', [path.join(dir, 'config.json'), path.join(dir, 'model.safetensors')]);
+    await page.click('#own-load');
+    await page.waitForFunction(() => document.querySelector('#own-status').dataset.ok === 'false');
+    const why = await page.locator('#own-status').textContent();
+    assert.match(why, /not loaded: .*model\.safetensors for my-moons/, why);
+    console.log(`[own] ${why}`);
+
+    // Noise-level view of the data and the jump level of the paths panel.
+    await page.evaluate(() => { document.querySelector('#data-sigma').value = '1'; document.querySelector('#data-sigma').dispatchEvent(new Event('change')); });
+    await page.waitForFunction(() => document.body.dataset.status === 'ready');
+    assert.ok((await titles()).some((t) => /σ z, σ = 1/.test(t)), `noised data panel: ${await titles()}`);
+
+    // A reload takes the model files from the cache.
+    await page.reload();
+    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: 240_000 });
+    const hits = await page.evaluate(() => window.cmCacheHits ?? 0);
+    assert.ok(hits >= 2, `cache hits after reload: ${hits}`);
+    console.log(`[cache] ${hits} model files from the cache on reload`);
+
+    // A bad τ list is explained, not drawn.
+    await page.fill('#taus', '0.2, 5');
+    await page.dispatchEvent('#taus', 'change');
+    await page.waitForFunction(() => document.body.dataset.status === 'error');
+    assert.match(await page.locator('#message').textContent(), /strictly decreasing/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('a weights file that does not match shows a message, not a dead page', async () => {
   const browser = await launch(false);
   try {
