@@ -255,6 +255,49 @@ for (const backend of ['cpu', 'webgpu']) {
   });
 }
 
+test('colourisation on a colour model keeps each pixel\'s luminance (a tiny emoji model trained here)', async () => {
+  // A few iCT steps on the committed emoji subset: weights far from converged, which does not matter
+  // for the property checked (the projection keeps BT.601 luminance whatever the network outputs).
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cm-emoji-'));
+  fs.writeFileSync(path.join(dir, 'r.toml'), [
+    'dataset = "emoji"', 'method = "ict"', 'steps = 4', 'batch = 8', 'ema_decay = 0.5', '[optimizer]', 'lr = 0.001',
+    '[network]', 'kind = "unet"', 'channels = 3', 'resolution = 8', 'base = 8', 'mult = [1, 2]', 'res_blocks = 1',
+    'attention = []', 'groups = 4', 'emb_dim = 8', 'embedding = { kind = "fourier", scale = 20.0, seed = 0 }', ''].join('\n'));
+  execFileSync(cmBin, ['train', '--config', path.join(dir, 'r.toml'), '--out', path.join(dir, 'run')],
+    { env: { ...process.env, CM_DATA: path.join(root, 'tests/data'), CM_LOG: 'off' }, stdio: 'pipe' });
+  const browser = await launch(false);
+  try {
+    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&k=2&nfe=3');
+    await page.click('.own summary');
+    await page.setInputFiles('#own-files', ['config.json', 'model.safetensors'].map((f) => path.join(dir, 'run/model', f)));
+    await page.click('#own-load');
+    await page.waitForFunction(() => document.querySelector('#own-status').dataset.ok !== undefined && document.body.dataset.status === 'ready');
+    assert.match(await page.locator('#own-status').textContent(), /loaded emoji-ict \(emoji\)/);
+    await page.selectOption('#task', 'colourise');
+    await page.evaluate(() => { window.cmLastEdit = null; });
+    await page.click('#run-edit');
+    await page.waitForFunction(() => window.cmLastEdit !== null, null, { timeout: 120_000 });
+    const r = await page.evaluate(() => window.cmLastEdit);
+    assert.equal(r.error, undefined, r.error);
+    const hw = 64, d = 3 * hw;
+    const luma = (v, o, p) => 0.299 * v[o + p] + 0.587 * v[o + hw + p] + 0.114 * v[o + 2 * hw + p];
+    let lumaErr = 0, chroma = 0;
+    for (let k = 0; k < r.points.length / d; k++) {
+      for (let p = 0; p < hw; p++) {
+        lumaErr = Math.max(lumaErr, Math.abs(luma(r.points, k * d, p) - luma(r.reference, 0, p)));
+        for (let c = 0; c < 3; c++) chroma = Math.max(chroma, Math.abs(r.points[k * d + c * hw + p] - r.reference[c * hw + p]));
+      }
+    }
+    console.log(`[colourise] luminance error ${lumaErr.toExponential(2)}, largest colour change ${chroma.toFixed(3)}`);
+    assert.ok(lumaErr < 1e-4, `luminance moved by ${lumaErr}`);
+    assert.ok(chroma > 0.01, 'colours were generated');
+    await page.screenshot({ path: path.join(artifacts, 'edit-colourise.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('playground tools: your own model folder, a typed τ list, cached reloads, noise-level view', async () => {
   const browser = await launch(false);
   try {
