@@ -292,6 +292,17 @@ async function drawPaths(teacher, student, nfe, seed, id) {
 // Painting marks the region to fill (inpaint) or draws white strokes (stroke-guided generation).
 const editor = { model: null, shape: null, reference: null, mask: null, fresh: true, painting: false };
 const EDIT_RESULTS = 4;
+const INTERP_FRAMES = 9;
+
+// Dragging the interpolation slider shows the frame at that position of the spherical path.
+function showFrame() {
+  const m = editor.model;
+  if (!m || !editor.frames) return;
+  const d = m.shape.reduce((a, b) => a * b, 1);
+  const i = Math.round(Number($('interp').value) * (INTERP_FRAMES - 1));
+  drawImages($('edit-output'), editor.frames.slice(i * d, (i + 1) * d), m.shape);
+  $('edit-stat').textContent = `interpolation ${i + 1}/${INTERP_FRAMES} (α = ${(i / (INTERP_FRAMES - 1)).toFixed(2)})`;
+}
 
 function setReference(m, pixels, what) {
   editor.model = m;
@@ -371,13 +382,14 @@ async function runEdit() {
   const stat = $('edit-stat');
   try {
     let r;
+    let image = editor.reference;
     if (task === 'interpolate') {
-      r = await app.interpolate(m.name, BigInt(seed), BigInt(seed + 1), 8, []);
+      r = await app.interpolate(m.name, BigInt(seed), BigInt(seed + 1), INTERP_FRAMES, []);
+      editor.frames = r.points;
     } else {
       const [name, factor] = task.startsWith('super-resolution') ? ['super-resolution', Number(task.split('-').pop())] : [task, 2];
       const start = name === 'denoise' || name === 'stroke' ? sigma : Infinity;
       const taus = app.default_taus(m.name, 4).filter((t) => t < start);
-      let image = editor.reference;
       if (name === 'denoise') {
         // Show denoising on a visibly noisy copy of the reference (seeded Gaussian noise of level sigma).
         let s = seed + 1;
@@ -389,7 +401,8 @@ async function runEdit() {
     }
     drawImages($('edit-output'), r.points, m.shape);
     stat.textContent = `${task} · ${r.ms.toFixed(1)} ms`;
-    window.cmLastEdit = { task, reference: Array.from(editor.reference), mask: Array.from(editor.mask), points: Array.from(r.points) };
+    $('interp').disabled = task !== 'interpolate';
+    window.cmLastEdit = { task, reference: Array.from(editor.reference), input: Array.from(image), mask: Array.from(editor.mask), points: Array.from(r.points) };
   } catch (e) {
     stat.textContent = `failed: ${e.message ?? e}`;
     window.cmLastEdit = { task, error: String(e.message ?? e) };
@@ -408,6 +421,7 @@ function bindEditor() {
     drawReference();
   });
   $('run-edit').addEventListener('click', runEdit);
+  $('interp').addEventListener('input', showFrame);
   $('upload').addEventListener('change', (ev) => { if (ev.target.files[0]) uploadReference(ev.target.files[0]); });
 }
 
