@@ -3,46 +3,24 @@
 
 use burn::prelude::*;
 use cm_core::edit::{Constraint, Edit, LUMA, slerp_rows};
-use cm_core::net::{AdaNorm, Architecture, TimeEmbedding, UNetConfig};
+use cm_core::net::{AdaNorm, Architecture};
 use cm_core::param::{NoiseRange, Parameterisation};
 use cm_core::rng::Noise;
 use cm_core::sample::normals;
 use cm_core::{Denoiser, ModelConfig};
-use cm_tests::host;
+use cm_tests::{Randomise, host, small_unet};
 
 fn unet(channels: usize, seed: u64) -> (Denoiser, Device) {
     let device = Device::flex();
     device.seed(seed);
     let cfg = ModelConfig {
-        architecture: Architecture::UNet(UNetConfig {
-            channels,
-            resolution: 8,
-            base: 8,
-            mult: vec![1, 2],
-            res_blocks: 1,
-            attention: vec![],
-            groups: 4,
-            emb_dim: 16,
-            embedding: TimeEmbedding::Positional { scale: 1.0 },
-            dropout: 0.0,
-            ada_norm: AdaNorm::Group,
-        }),
+        architecture: Architecture::UNet(small_unet(channels, false, 0.0, AdaNorm::Group)),
         parameterisation: Parameterisation::Consistency,
         range: NoiseRange::default(),
     };
     let mut m = cfg.init(&device);
-    m.net = m.net.map(&mut Randomise);
+    m.net = m.net.map(&mut Randomise(0.3));
     (m, device)
-}
-
-struct Randomise;
-impl burn::module::ModuleMapper for Randomise {
-    fn map_float<const D: usize>(
-        &mut self,
-        p: burn::module::Param<Tensor<D>>,
-    ) -> burn::module::Param<Tensor<D>> {
-        p.map(|t| Tensor::random(t.shape(), burn::tensor::Distribution::Normal(0.0, 0.3), &t.device()))
-    }
 }
 
 fn constraints(shape: [usize; 3]) -> Vec<Constraint> {

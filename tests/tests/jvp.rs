@@ -9,9 +9,10 @@ use burn::prelude::*;
 use burn::tensor::{FloatDType, TensorData};
 use cm_core::ModelConfig;
 use cm_core::jvp::Dual;
-use cm_core::net::{AdaNorm, Architecture, DropoutMasks, MlpConfig, Network, TimeEmbedding, UNetConfig};
+use cm_core::net::{AdaNorm, Architecture, DropoutMasks, MlpConfig, Network, TimeEmbedding};
 use cm_core::param::{NoiseRange, Parameterisation};
 use cm_core::rng::Noise;
+use cm_tests::{Randomise, small_unet};
 
 /// The flex device with f64 as its default float type (configured once per process).
 fn f64_device() -> Device {
@@ -35,18 +36,6 @@ fn host(t: Tensor<2>) -> Vec<f64> {
     t.into_data().convert::<f64>().try_to_vec::<f64>().expect("f64 data")
 }
 
-/// Replaces every parameter with N(0, 0.4^2) so no layer is zero (zero-initialised outputs would make
-/// the test vacuous).
-struct Randomise;
-impl burn::module::ModuleMapper for Randomise {
-    fn map_float<const D: usize>(
-        &mut self,
-        p: burn::module::Param<Tensor<D>>,
-    ) -> burn::module::Param<Tensor<D>> {
-        p.map(|t| Tensor::random(t.shape(), burn::tensor::Distribution::Normal(0.0, 0.4), &t.device()))
-    }
-}
-
 fn network(architecture: Architecture, seed: u64, device: &Device) -> Network {
     device.seed(seed);
     let cfg = ModelConfig {
@@ -54,7 +43,7 @@ fn network(architecture: Architecture, seed: u64, device: &Device) -> Network {
         parameterisation: Parameterisation::TrigFlow,
         range: NoiseRange::default(),
     };
-    cfg.init(device).net.map(&mut Randomise)
+    cfg.init(device).net.map(&mut Randomise(0.4))
 }
 
 /// Checks `forward_dual`'s tangent against `(F(x + h ẋ, c + h ċ) - F(x - h ẋ, c - h ċ)) / 2h`, and its value
@@ -93,19 +82,7 @@ fn check(net: &Network, b: usize, seed: u64, masks: Option<&DropoutMasks>, devic
 }
 
 fn unet(ada_norm: AdaNorm, dropout: f64) -> Architecture {
-    Architecture::UNet(UNetConfig {
-        channels: 2,
-        resolution: 8,
-        base: 8,
-        mult: vec![1, 2],
-        res_blocks: 1,
-        attention: vec![4],
-        groups: 4,
-        emb_dim: 16,
-        embedding: TimeEmbedding::Positional { scale: 1.0 },
-        dropout,
-        ada_norm,
-    })
+    Architecture::UNet(small_unet(2, true, dropout, ada_norm))
 }
 
 #[test]
@@ -168,7 +145,7 @@ fn denoiser(p: Parameterisation, seed: u64, device: &Device) -> cm_core::Denoise
     let cfg = ModelConfig { architecture: arch, parameterisation: p, range: NoiseRange::default() };
     device.seed(seed);
     let mut m = cfg.init(device);
-    m.net = m.net.map(&mut Randomise);
+    m.net = m.net.map(&mut Randomise(0.4));
     m
 }
 

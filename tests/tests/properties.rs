@@ -9,7 +9,7 @@ use cm_core::rng::Noise;
 use cm_core::sample::{consistency_sample, multistep, normals};
 use cm_core::schedule::{Curriculum, default_taus, karras, karras_sampling};
 use cm_core::{Denoiser, ModelConfig};
-use cm_tests::{host, max_abs_diff};
+use cm_tests::{Randomise, host, max_abs_diff, small_unet};
 use proptest::prelude::*;
 
 fn model(p: Parameterisation, seed: u64) -> (Denoiser, Device) {
@@ -30,19 +30,7 @@ fn unet(p: Parameterisation, seed: u64, dropout: f64) -> (Denoiser, Device) {
 }
 
 fn unet_config(dropout: f64) -> UNetConfig {
-    UNetConfig {
-        channels: 2,
-        resolution: 8,
-        base: 8,
-        mult: vec![1, 2],
-        res_blocks: 1,
-        attention: vec![4],
-        groups: 4,
-        emb_dim: 16,
-        embedding: TimeEmbedding::Positional { scale: 1.0 },
-        dropout,
-        ada_norm: AdaNorm::Group,
-    }
+    small_unet(2, true, dropout, AdaNorm::Group)
 }
 
 fn build(architecture: Architecture, p: Parameterisation, seed: u64) -> (Denoiser, Device) {
@@ -59,21 +47,8 @@ fn build(architecture: Architecture, p: Parameterisation, seed: u64) -> (Denoise
 fn perturb(m: Denoiser, seed: u64) -> Denoiser {
     let device = Device::flex();
     device.seed(seed ^ 0x55);
-    let random = m.clone().map(&mut Randomise);
+    let random = m.clone().map(&mut Randomise(0.5));
     ema_update(m, &random, 0.0)
-}
-
-struct Randomise;
-impl burn::module::ModuleMapper for Randomise {
-    fn map_float<const D: usize>(
-        &mut self,
-        p: burn::module::Param<Tensor<D>>,
-    ) -> burn::module::Param<Tensor<D>> {
-        p.map(|t| {
-            let shape = t.shape();
-            Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, 0.5), &t.device())
-        })
-    }
 }
 
 proptest! {
