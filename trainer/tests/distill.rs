@@ -3,21 +3,14 @@
 //! errors for every misfit between a recipe and its teacher.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 mod common;
-use common::fails_with;
-
-fn cm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cm")).args(args).env("CM_LOG", "off").output().expect("cm runs")
-}
+use common::{cm, fails_with, fresh_dir};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cm-distill-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    fresh_dir("distill", name)
 }
 
 fn ok(out: &Output) -> String {

@@ -2,20 +2,13 @@
 //! and bad input gets a one-line error naming the argument or file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
-use common::fails_with;
-
-fn cm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cm")).args(args).env("CM_LOG", "off").output().expect("cm runs")
-}
+use common::{cm, fails_with, fresh_dir};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cm-edit-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    fresh_dir("edit", name)
 }
 
 fn model() -> String {

@@ -1,6 +1,7 @@
 //! Helpers shared by the binary's integration tests.
 
-use std::process::Output;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 /// Asserts a failure with a single error line containing every `needle`, and no panic.
 pub fn fails_with(out: &Output, needles: &[&str]) {
@@ -12,4 +13,18 @@ pub fn fails_with(out: &Output, needles: &[&str]) {
     for n in needles {
         assert!(first.contains(n), "error line {first:?} does not mention {n:?}");
     }
+}
+
+/// Runs the `cm` binary with logging off.
+#[allow(dead_code)] // not every test binary that includes this module runs `cm` this way
+pub fn cm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cm")).args(args).env("CM_LOG", "off").output().expect("cm runs")
+}
+
+/// An empty folder `cm-<kind>-<pid>-<name>` in the temporary directory.
+pub fn fresh_dir(kind: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cm-{kind}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
