@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Denoiser;
 use crate::rng::Noise;
-use crate::sample::{multistep_from, normals};
+use crate::sample::{multistep, multistep_from, normals};
 
 /// ITU-R BT.601 luma weights of `(R, G, B)`: colourisation keeps `Y = 0.299 R + 0.587 G + 0.114 B`.
 pub const LUMA: [f64; 3] = [0.299, 0.587, 0.114];
@@ -206,4 +206,15 @@ pub fn slerp_rows(z0: &[f32], z1: &[f32], n: usize) -> Vec<f32> {
         out.extend(z0.iter().zip(z1).map(|(a, b)| (w0 * *a as f64 + w1 * *b as f64) as f32));
     }
     out
+}
+
+/// `n >= 2` samples along the spherical path from the noise of seed `a` to the noise of seed `b` (CM §6),
+/// each mapped with `taus` (re-noised from `a`'s streams).
+pub fn interpolate(model: &Denoiser, a: u64, b: u64, n: usize, taus: &[f64], device: &Device) -> Tensor<2> {
+    let d = model.dim();
+    let n = n.max(2);
+    let rows = slerp_rows(&Noise::new(a).normals(0, 0, 1, d), &Noise::new(b).normals(0, 0, 1, d), n);
+    let z = Tensor::<1>::from_floats(rows.as_slice(), device).reshape([n, d]);
+    let noise = Noise::new(a);
+    multistep(model, z, taus, |j| normals(&noise, 1 + j as u64, 0, n, d, device), |x| x)
 }

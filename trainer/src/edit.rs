@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
-use cm_core::edit::{Edit, LUMA, Start, slerp_rows};
+use cm_core::edit::{Edit, LUMA, Start, interpolate};
 use cm_core::rng::Noise;
-use cm_core::sample::{multistep, normals};
 use serde_json::json;
 
 use crate::data::read_image;
@@ -87,14 +86,10 @@ pub fn run(model_dir: &Path, args: &EditArgs, device: &Device) -> Result<serde_j
     let taus_or = |default: Vec<f64>| args.taus.clone().unwrap_or(default);
 
     if args.task == Task::Interpolate {
-        let z0 = Noise::new(args.seed).normals(0, 0, 1, d);
-        let z1 = Noise::new(args.seed.wrapping_add(1)).normals(0, 0, 1, d);
-        let rows = slerp_rows(&z0, &z1, n.max(2));
-        let rows_n = rows.len() / d;
+        let rows_n = n.max(2);
         let taus = taus_or(vec![]);
         Edit { start: Start::Prior, constraint: None }.validate(&model, &taus).map_err(anyhow::Error::msg)?;
-        let z = Tensor::<1>::from_floats(rows.as_slice(), device).reshape([rows_n, d]);
-        let x = multistep(&model, z, &taus, |j| normals(&noise, 1 + j as u64, 0, rows_n, d, device), |x| x);
+        let x = interpolate(&model, args.seed, args.seed.wrapping_add(1), rows_n, &taus, device);
         let out = host(x)?;
         write_samples(&args.out, &out, d, Some(shape))?;
         return Ok(json!({"task": "interpolate", "images": rows_n, "taus": taus}));

@@ -6,9 +6,9 @@ use std::rc::Rc;
 
 use burn::prelude::*;
 use cm_core::card::load_denoiser;
-use cm_core::edit::{Edit, slerp_rows};
+use cm_core::edit::{Edit, interpolate};
 use cm_core::rng::Noise;
-use cm_core::sample::{OdeSolver, consistency_sample, multistep, normals, ode_sample};
+use cm_core::sample::{OdeSolver, consistency_sample, ode_sample};
 use cm_core::{Denoiser, ModelCard};
 
 /// A model ready to sample.
@@ -157,11 +157,6 @@ impl Loaded {
                 self.card.name
             ));
         }
-        let d = self.model.dim();
-        let n = n.clamp(2, 256);
-        let rows = slerp_rows(&Noise::new(a).normals(0, 0, 1, d), &Noise::new(b).normals(0, 0, 1, d), n);
-        let z = Tensor::<1>::from_floats(rows.as_slice(), device).reshape([n, d]);
-        let noise = Noise::new(a);
-        Ok(multistep(&self.model, z, taus, |j| normals(&noise, 1 + j as u64, 0, n, d, device), |x| x))
+        Ok(interpolate(&self.model, a, b, n.clamp(2, 256), taus, device))
     }
 }
