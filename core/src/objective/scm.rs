@@ -171,15 +171,24 @@ pub struct ScmStep {
     pub r: f64,
 }
 
-/// Draws `t` per row from the proposal and `x_t = cos t x0 + sin t z`, `z ~ N(0, sigma_data^2 I)`.
-/// Returns `(t, x_t, z)`.
+/// One training point of TrigFlow: per-row `t` with `cos t`, `sin t`, and `x_t = cos t x0 + sin t z`,
+/// `z ~ N(0, sigma_data^2 I)`.
+struct TrigflowPoint {
+    t: Vec<f64>,
+    cos: Vec<f64>,
+    sin: Vec<f64>,
+    x_t: Tensor<2>,
+    z: Tensor<2>,
+}
+
+/// Draws `t` per row from the proposal, then the point on its TrigFlow path.
 fn trigflow_point(
     x0: &Tensor<2>,
     cfg: &ScmConfig,
     sigma_data: f64,
     progress: Progress,
     noise: &Noise,
-) -> (Vec<f64>, Tensor<2>, Tensor<2>) {
+) -> TrigflowPoint {
     let device = x0.device();
     let [b, d] = x0.dims();
     let streams = progress.streams();
@@ -191,10 +200,10 @@ fn trigflow_point(
     let z = Tensor::<1>::from_floats(noise.normals(streams.z(), streams.first_row, b, d).as_slice(), &device)
         .reshape([b, d])
         * sigma_data;
-    let cos = column(&t.iter().map(|&t| libm::cos(t)).collect::<Vec<_>>(), &device);
-    let sin = column(&t.iter().map(|&t| libm::sin(t)).collect::<Vec<_>>(), &device);
-    let x_t = x0.clone() * cos + z.clone() * sin;
-    (t, x_t, z)
+    let cos: Vec<f64> = t.iter().map(|&t| libm::cos(t)).collect();
+    let sin: Vec<f64> = t.iter().map(|&t| libm::sin(t)).collect();
+    let x_t = x0.clone() * column(&cos, &device) + z.clone() * column(&sin, &device);
+    TrigflowPoint { t, cos, sin, x_t, z }
 }
 
 /// The sCT (no `teacher`) or sCD (`teacher` given, any diffusion model) loss of sCM Algorithm 1:
@@ -217,9 +226,7 @@ pub fn scm_loss(
     let device = x0.device();
     let [b, d] = x0.dims();
     let sd = student.range.sigma_data;
-    let (t, x_t, z) = trigflow_point(&x0, cfg, sd, progress, noise);
-    let cos_v: Vec<f64> = t.iter().map(|&t| libm::cos(t)).collect();
-    let sin_v: Vec<f64> = t.iter().map(|&t| libm::sin(t)).collect();
+    let TrigflowPoint { t, cos: cos_v, sin: sin_v, x_t, z } = trigflow_point(&x0, cfg, sd, progress, noise);
     let cs_v: Vec<f64> = cos_v.iter().zip(&sin_v).map(|(c, s)| c * s).collect();
     let (cos, sin) = (column(&cos_v, &device), column(&sin_v, &device));
     let cs = column(&cs_v, &device);
@@ -273,10 +280,8 @@ pub fn trigflow_diffusion_loss(
     let device = x0.device();
     let [b, d] = x0.dims();
     let sd = model.range.sigma_data;
-    let (t, x_t, z) = trigflow_point(&x0, cfg, sd, progress, noise);
-    let cos = column(&t.iter().map(|&t| libm::cos(t)).collect::<Vec<_>>(), &device);
-    let sin = column(&t.iter().map(|&t| libm::sin(t)).collect::<Vec<_>>(), &device);
-    let v = z * cos - x0 * sin;
+    let TrigflowPoint { t, cos, sin, x_t, z } = trigflow_point(&x0, cfg, sd, progress, noise);
+    let v = z * column(&cos, &device) - x0 * column(&sin, &device);
     let masks = model.dropout_masks(b, noise, progress.streams(), &device);
     let t_vec = vector(&t, &device);
     let f = model.net.forward(x_t / sd, t_vec.clone(), masks.as_ref());
