@@ -36,3 +36,34 @@ pub fn ema_update<M: Module>(ema: M, online: &M, mu: f64) -> M {
     online.visit(&mut collect);
     ema.map(&mut Blend { online: collect.0.into_iter(), mu })
 }
+
+/// The evaluation EMA's decay for update `k` (0-based) with EDM's ramp-up (Karras et al. 2022,
+/// `ema_rampup_ratio`): the half-life, in updates, is at most `ratio (k + 1)`, so early in a run the
+/// average forgets the initial weights quickly; `decay` (half-life `ln 0.5 / ln decay`) caps it.
+/// `ratio = None` keeps the constant `decay`.
+pub fn ema_decay_at(decay: f64, ratio: Option<f64>, k: u64) -> f64 {
+    match ratio {
+        Some(r) => decay.min(0.5f64.powf(1.0 / (r * (k + 1) as f64))),
+        None => decay,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ema_decay_at;
+
+    /// Golden values from Python, `0.5 ** (1 / (r * (k + 1)))` capped by the decay.
+    #[test]
+    fn rampup_shortens_the_half_life_early_and_the_decay_caps_it() {
+        assert_eq!(ema_decay_at(0.999, None, 0), 0.999);
+        assert!((ema_decay_at(0.999, Some(0.05), 0) - 9.5367431640625e-07).abs() < 1e-15);
+        assert!((ema_decay_at(0.999, Some(0.05), 1999) - 0.9930924954370359).abs() < 1e-12);
+        assert_eq!(ema_decay_at(0.999, Some(0.05), 19_999), 0.999);
+        let mut last = 0.0;
+        for k in 0..30_000 {
+            let d = ema_decay_at(0.999, Some(0.05), k);
+            assert!(d >= last && d <= 0.999, "step {k}: {d} after {last}");
+            last = d;
+        }
+    }
+}

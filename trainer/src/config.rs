@@ -106,6 +106,11 @@ pub struct TrainConfig {
     pub backend: Backend,
     /// Evaluation EMA decay of the exported weights (iCT: 0.99993 on CIFAR-10; shorter runs want less).
     pub ema_decay: f64,
+    /// EDM's EMA ramp-up ratio (0.05 in EDM): the evaluation EMA's half-life is at most this fraction of
+    /// the steps done, so a short run's average is not dominated by its initial weights (random, or the
+    /// `init_from` model). Off by default.
+    #[serde(default)]
+    pub ema_rampup: Option<f64>,
     /// Log loss to `metrics.jsonl` every this many steps.
     #[serde(default = "TrainConfig::default_log_every")]
     pub log_every: u64,
@@ -138,6 +143,11 @@ pub struct TrainConfig {
     /// The diffusion teacher that `cd` and `scd` distil.
     #[serde(default)]
     pub teacher: Option<TeacherConfig>,
+    /// Start the network from this model folder's weights (same dataset, network and noise range), e.g.
+    /// consistency training initialised from a diffusion model (ECT, Geng et al. 2024). Unlike `[teacher]`,
+    /// the model takes no part in the loss.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
 }
 
 /// The teacher of a distillation recipe.
@@ -221,6 +231,11 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.ema_decay) {
             bail!("field `ema_decay`: must be in [0, 1), got {}", self.ema_decay);
         }
+        if let Some(r) = self.ema_rampup
+            && !(r > 0.0 && r.is_finite())
+        {
+            bail!("field `ema_rampup`: must be a positive ratio (EDM: 0.05), got {r}");
+        }
         if !(self.optimizer.lr > 0.0 && self.optimizer.lr.is_finite()) {
             bail!("field `optimizer.lr`: must be positive, got {}", self.optimizer.lr);
         }
@@ -237,8 +252,14 @@ impl TrainConfig {
             (None, true) => bail!(
                 "field `teacher`: method `{m}` distils a teacher; add [teacher] path = \"<model folder>\""
             ),
-            (Some(_), false) => bail!("field `teacher`: method `{m}` has no teacher (cd and scd do)"),
+            (Some(_), false) => bail!(
+                "field `teacher`: method `{m}` has no teacher (cd and scd do); to start from a model's \
+                 weights, use init_from = \"<model folder>\""
+            ),
             _ => {}
+        }
+        if self.init_from.is_some() && self.teacher.as_ref().is_some_and(|t| t.init_from_teacher) {
+            bail!("field `init_from`: given together with teacher.init_from_teacher; keep one of the two");
         }
         if let Some(scm) = &self.scm
             && !(scm.p_std > 0.0 && scm.p_mean.is_finite() && scm.tangent_c > 0.0)

@@ -11,7 +11,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsPa
 use burn::prelude::*;
 use burn::tensor::Bytes;
 use cm_core::card::weights_to_bytes;
-use cm_core::ema::ema_update;
+use cm_core::ema::{ema_decay_at, ema_update};
 use cm_core::objective::{
     AdaptiveWeight, CtConfig, Progress, ScmConfig, Teacher, ct_loss, edm_loss, scm_loss,
     trigflow_diffusion_loss,
@@ -21,7 +21,7 @@ use cm_core::{Denoiser, Method, ModelCard, card::CARD_FORMAT};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint;
-use crate::config::{OptimKind, TeacherConfig, TrainConfig};
+use crate::config::{OptimKind, TrainConfig};
 use crate::data::{Source, Split};
 use crate::eval;
 use crate::io::{grid_png, grid_zoom, load_model_dir, save_model_dir, scatter_png, write_atomic};
@@ -84,7 +84,7 @@ pub fn train(
     let mut model: Denoiser = model_cfg.init(&device);
     // The teacher of CD / sCD, without autodiff; optionally the student's starting point (CM).
     let teacher = match &cfg.teacher {
-        Some(t) => Some(load_teacher(t, cfg, &cfg.backend.device()?)?),
+        Some(t) => Some(load_fitting(&t.path, "teacher.path", true, cfg, &cfg.backend.device()?)?),
         None => None,
     };
     if let (Some(t), Some(teacher)) = (&cfg.teacher, &teacher)
@@ -94,6 +94,14 @@ pub fn train(
         model = cm_core::card::load_denoiser(&model_cfg, bytes, &device).map_err(|e| {
             anyhow::anyhow!("teacher.init_from_teacher: {} does not fit this network: {e}", t.path.display())
         })?;
+    }
+    // On --resume the checkpoint holds the weights; the starting model is not read again.
+    if let Some(path) = cfg.init_from.as_ref().filter(|_| checkpoint.is_none()) {
+        let start = load_fitting(path, "init_from", false, cfg, &cfg.backend.device()?)?;
+        model =
+            cm_core::card::load_denoiser(&model_cfg, weights_to_bytes(&start)?, &device).map_err(|e| {
+                anyhow::anyhow!("field `init_from`: {} does not fit this network: {e}", path.display())
+            })?;
     }
     // sCM's adaptive weight w_phi(t), trained beside the model (TrigFlow methods).
     let mut weight: Option<AdaptiveWeight> = cfg.method.is_trigflow().then(|| AdaptiveWeight::new(&device));
@@ -216,7 +224,7 @@ pub fn train(
                 None
             };
         }
-        ema = ema_update(ema, &model, cfg.ema_decay);
+        ema = ema_update(ema, &model, ema_decay_at(cfg.ema_decay, cfg.ema_rampup, k));
         window.1 += 1;
 
         if let Some(loss_value) = loss_value {
@@ -386,40 +394,40 @@ fn write_checkpoint(
     checkpoint::save(out, step, model, ema, target, weight, &bytes)
 }
 
-/// Loads a distillation teacher on `device` (no autodiff) and checks that it fits the recipe.
-fn load_teacher(t: &TeacherConfig, cfg: &TrainConfig, device: &Device) -> Result<Denoiser> {
-    let (card, teacher) = load_model_dir(&t.path, device)
-        .with_context(|| format!("field `teacher.path` = {}", t.path.display()))?;
-    if !card.method.is_diffusion() {
+/// Loads the model folder of recipe field `field` (a distillation teacher, which must be a diffusion
+/// model, or `init_from`) on `device` (no autodiff) and checks that it fits the recipe.
+fn load_fitting(
+    path: &Path,
+    field: &str,
+    diffusion: bool,
+    cfg: &TrainConfig,
+    device: &Device,
+) -> Result<Denoiser> {
+    let (card, model) =
+        load_model_dir(path, device).with_context(|| format!("field `{field}` = {}", path.display()))?;
+    let shown = path.display();
+    if diffusion && !card.method.is_diffusion() {
         bail!(
-            "field `teacher.path`: {} is a `{}` model; a teacher must be a diffusion model (edm or trigflow)",
-            t.path.display(),
+            "field `{field}`: {shown} is a `{}` model; a teacher must be a diffusion model (edm or trigflow)",
             card.method.name()
         );
     }
     if card.dataset != cfg.dataset {
         bail!(
-            "field `teacher.path`: {} was trained on `{}`, this recipe trains on `{}`",
-            t.path.display(),
+            "field `{field}`: {shown} was trained on `{}`, this recipe trains on `{}`",
             card.dataset,
             cfg.dataset
         );
     }
-    if teacher.dim() != cfg.network.dim() {
+    if model.dim() != cfg.network.dim() {
         bail!(
-            "field `teacher.path`: {} has data dimension {}, this recipe's network {}",
-            t.path.display(),
-            teacher.dim(),
+            "field `{field}`: {shown} has data dimension {}, this recipe's network {}",
+            model.dim(),
             cfg.network.dim()
         );
     }
     if card.model.range != cfg.noise {
-        bail!(
-            "field `teacher.path`: {} has noise range {:?}, this recipe {:?}",
-            t.path.display(),
-            card.model.range,
-            cfg.noise
-        );
+        bail!("field `{field}`: {shown} has noise range {:?}, this recipe {:?}", card.model.range, cfg.noise);
     }
-    Ok(teacher)
+    Ok(model)
 }

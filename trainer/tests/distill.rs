@@ -100,6 +100,61 @@ fn cd_starts_from_the_teacher_and_exports_a_consistency_model() {
     ]));
 }
 
+/// The f32 tensors of a safetensors file, by name (header: u64 length, JSON, then the data).
+fn tensors(file: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let bytes = std::fs::read(file).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    (header.into_iter().filter(|(k, _)| k != "__metadata__"))
+        .map(|(k, v)| {
+            assert_eq!(v["dtype"], "F32", "{k}");
+            let [a, b] = [0, 1].map(|i| v["data_offsets"][i].as_u64().unwrap() as usize);
+            (k, data[a..b].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+        })
+        .collect()
+}
+
+/// The largest absolute difference between two models' weights of the same names.
+fn weight_gap(a: &Path, b: &Path) -> f32 {
+    let (a, b) = (tensors(&a.join("model.safetensors")), tensors(&b.join("model.safetensors")));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    (a.values().zip(b.values()))
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(x, y)| (x - y).abs()))
+        .fold(0.0, f32::max)
+}
+
+/// `init_from` starts iCT from a diffusion model's weights (ECT): after one step with a negligible
+/// learning rate the exported network is the teacher's, while the same run without it is not.
+#[test]
+fn init_from_starts_consistency_training_from_a_diffusion_model() {
+    let d = tmp("init-from");
+    let base = recipe("ict", 1, FOURIER, "").replace("lr = 0.001", "lr = 1e-9");
+    let with = base.replace(
+        "method = \"ict\"\n",
+        &format!("method = \"ict\"\ninit_from = {:?}\n", teacher().to_str().unwrap()),
+    );
+    ok(&train(&d, "with", &with, &[]));
+    ok(&train(&d, "without", &base, &[]));
+    let started = weight_gap(&d.join("with/model"), teacher());
+    assert!(started < 1e-6, "init_from: weights differ from the teacher's by {started}");
+    let scratch = weight_gap(&d.join("without/model"), teacher());
+    assert!(scratch > 1e-3, "without init_from the weights are the teacher's ({scratch})");
+    assert_eq!(card(&d.join("with/model"))["method"], "ict");
+    let saved = std::fs::read_to_string(d.join("with/config.toml")).unwrap();
+    assert!(saved.contains("init_from"), "{saved}");
+    // Misfits name the field: another width, another dataset, and both ways of initialising at once.
+    fails_with(&train(&d, "wide", &with.replace("hidden = 16", "hidden = 32"), &[]), &["init_from", "fit"]);
+    let other = with.replace("\"moons\"", "\"swiss-roll\"");
+    fails_with(&train(&d, "other", &other, &[]), &["init_from", "moons", "swiss-roll"]);
+    let both = recipe("cd", 1, FOURIER, &teacher_section(teacher(), "init_from_teacher = true\n")).replace(
+        "method = \"cd\"\n",
+        &format!("method = \"cd\"\ninit_from = {:?}\n", teacher().to_str().unwrap()),
+    );
+    fails_with(&train(&d, "both", &both, &[]), &["init_from", "init_from_teacher"]);
+}
+
 #[test]
 fn trigflow_teacher_samples_with_an_ode_solver_and_serves_scd() {
     let d = tmp("trigflow");
