@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Training-step speed of cm (burn, flex CPU backend) against the JAX/flax peer in bench/jax, on the same
-# U-Net and iCT step (configs/mnist-ict.toml, batch 64), at 1 and 2 threads. Run on a quiet machine.
+# U-Net and iCT step (configs/mnist-ict-scratch.toml, batch 64), at 1 and 2 threads. Run on a quiet machine.
 # Needs the peer's venv: python3 -m venv ~/.cache/cm/venv-jax && ~/.cache/cm/venv-jax/bin/pip install -r bench/jax/requirements.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,7 @@ CM="${CM_BIN:-${CARGO_TARGET_DIR:-target}/debug/cm}"
 PY="${JAX_PYTHON:-$HOME/.cache/cm/venv-jax/bin/python}"
 STEPS="${STEPS:-30}"
 for t in ${THREADS:-1 2}; do
-  cm_rate=$(RAYON_NUM_THREADS=$t taskset -c 0-$((t - 1)) "$CM" bench --train configs/mnist-ict.toml --steps "$STEPS" \
+  cm_rate=$(RAYON_NUM_THREADS=$t taskset -c 0-$((t - 1)) "$CM" bench --train configs/mnist-ict-scratch.toml --steps "$STEPS" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["steps_per_s"])')
   jax_rate=$("$PY" bench/jax/unet_ict.py --threads "$t" --steps "$STEPS" --json \
     | python3 -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["steps_per_s"])')

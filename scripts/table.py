@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The README's method table: one- and two-step quality of CT, iCT, CD, sCT, sCD and the diffusion teacher on
-moons and MNIST, from the models trained with the committed recipes (configs/<dataset>-<method>.toml).
+moons, MNIST and Fashion-MNIST, from the models trained with the committed recipes (configs/<dataset>-<method>.toml).
 
     python3 scripts/table.py            # from the bundled models in www/models (checked against the recipes)
     python3 scripts/table.py --train    # retrain every recipe into runs/table/ first (hours on a CPU)
@@ -9,7 +9,8 @@ Every number is read from a model card (`cm train` writes the 2D metrics; `cm ev
 ones); nothing is typed by hand. Before a bundled card is used, its recorded recipe is compared with the
 committed recipe file, so a stale model cannot pass for the current recipe.
 moons: sliced W2 to fresh data on 4096 samples (noise floor = two fresh data draws).
-MNIST 16 px: FID-LeNet to the test split on 4096 samples (classifiers/mnist-16), train-vs-test reference.
+MNIST, Fashion-MNIST 16 px: FID-LeNet to the test split on 4096 samples (classifiers/<dataset>-16),
+train-vs-test reference. `ict` starts from the EDM teacher's weights (init_from), `ict-scratch` from random ones.
 """
 import json
 import pathlib
@@ -18,8 +19,12 @@ import sys
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-METHODS = ["edm", "ct", "ict", "cd", "sct", "scd"]
-DATASETS = {"moons": ("sliced W2", "sliced_w2"), "mnist": ("FID-LeNet", "fid")}
+METHODS = ["edm", "ct", "ict-scratch", "ict", "cd", "sct", "scd"]
+DATASETS = {
+    "moons": ("sliced W2", "sliced_w2"),
+    "mnist": ("FID-LeNet", "fid"),
+    "fashion-mnist": ("FID-LeNet", "fid"),
+}
 
 
 def recorded_matches(recipe: dict, recorded: dict, path: str = "") -> list:
@@ -75,6 +80,8 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     for dataset, (metric, key) in DATASETS.items():
         for method in METHODS:
+            if not (ROOT / "configs" / f"{dataset}-{method}.toml").exists():
+                continue
             d = model_dir(dataset, method, train)
             if d is None:
                 print(f"| {dataset} | {metric} | {method} | – | not trained | | | | |")

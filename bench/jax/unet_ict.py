@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""JAX/flax peer of the Rust iCT training step on configs/mnist-ict.toml, for benchmarking.
+"""JAX/flax peer of the Rust iCT training step on configs/mnist-ict-scratch.toml, for benchmarking.
 
 Mirrors core/src/net/unet.rs (U-Net), core/src/net/embedding.rs (Fourier embedding),
 core/src/param.rs (consistency scalings), core/src/objective/ct.rs (iCT loss), core/src/distance.rs
@@ -57,7 +57,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-# ---- the recipe (configs/mnist-ict.toml) ----
+# ---- the recipe (configs/mnist-ict-scratch.toml) ----
 CHANNELS, RESOLUTION = 1, 16
 BASE, MULT, RES_BLOCKS, ATTENTION, GROUPS, EMB_DIM = 16, (1, 2, 2), 1, (4,), 8, 64
 FOURIER_SCALE = 0.02

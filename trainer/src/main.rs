@@ -383,15 +383,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Export { from, out } => {
             let src = if from.join("model").is_dir() { from.join("model") } else { from };
-            let (card, model) = io::load_model_dir(&src, &Backend::Cpu.device()?)?;
+            let (mut card, model) = io::load_model_dir(&src, &Backend::Cpu.device()?)?;
+            // The folder names the model: the page lists it (and the card calls it) by that name.
+            if let Some(name) = out.file_name().and_then(|n| n.to_str()) {
+                card.name = name.to_string();
+            }
             io::save_model_dir(&out, &card, &model)?;
             if let Some(parent) =
                 out.parent().filter(|p| p.join("index.json").is_file() || p.ends_with("models"))
             {
-                io::register_in_index(
-                    parent,
-                    out.file_name().and_then(|n| n.to_str()).unwrap_or(&card.name),
-                )?;
+                io::register_in_index(parent, &card.name)?;
             }
             println!("exported {} to {}", card.name, out.display());
         }

@@ -173,6 +173,29 @@ fn bad_sampling_arguments_are_explained() {
     );
 }
 
+/// An export into a `models` folder is named after its folder (card and page list) and registered once.
+#[test]
+fn export_names_the_model_after_its_folder_and_registers_it() {
+    let models = tmp("export-index").join("models");
+    let src = copy_model("export-src");
+    for _ in 0..2 {
+        let out = cm(&[
+            "export",
+            "--from",
+            src.to_str().unwrap(),
+            "--out",
+            models.join("renamed").to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("renamed/config.json")).unwrap()).unwrap();
+    assert_eq!(card["name"], "renamed");
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["models"], serde_json::json!(["renamed"]));
+}
+
 #[test]
 fn a_failed_export_keeps_the_existing_model() {
     let good = copy_model("keep");
