@@ -429,5 +429,20 @@ fn load_fitting(
     if card.model.range != cfg.noise {
         bail!("field `{field}`: {shown} has noise range {:?}, this recipe {:?}", card.model.range, cfg.noise);
     }
+    // Starting weights must be the recipe's network: same sizes and the same time-embedding
+    // frequencies (those are computed from the config, not stored, so a mismatch would load silently).
+    let starts = match field {
+        "init_from" => Some(""),
+        _ => cfg.teacher.as_ref().filter(|t| t.init_from_teacher).map(|_| " (init_from_teacher)"),
+    };
+    if let Some(why) = starts
+        && card.model.architecture.without_dropout() != cfg.network.without_dropout()
+    {
+        bail!(
+            "field `{field}`{why}: {shown} is another network than this recipe's [network] (sizes or time \
+             embedding differ; only dropout may): {}",
+            serde_json::to_string(&card.model.architecture).unwrap_or_default()
+        );
+    }
     Ok(model)
 }

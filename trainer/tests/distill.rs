@@ -145,7 +145,16 @@ fn init_from_starts_consistency_training_from_a_diffusion_model() {
     let saved = std::fs::read_to_string(d.join("with/config.toml")).unwrap();
     assert!(saved.contains("init_from"), "{saved}");
     // Misfits name the field: another width, another dataset, and both ways of initialising at once.
-    fails_with(&train(&d, "wide", &with.replace("hidden = 16", "hidden = 32"), &[]), &["init_from", "fit"]);
+    fails_with(
+        &train(&d, "wide", &with.replace("hidden = 16", "hidden = 32"), &[]),
+        &["init_from", "network"],
+    );
+    // Same sizes, other time-embedding frequencies: the weights would load, the function would not be the
+    // model's.
+    let scaled = with.replace(FOURIER, r#"{ kind = "fourier", scale = 2.0, seed = 0 }"#);
+    fails_with(&train(&d, "scaled", &scaled, &[]), &["init_from", "network"]);
+    // Dropout is a training setting: a start with dropout on is fine.
+    ok(&train(&d, "dropout", &with.replace("embedding = ", "dropout = 0.1\nembedding = "), &[]));
     let other = with.replace("\"moons\"", "\"swiss-roll\"");
     fails_with(&train(&d, "other", &other, &[]), &["init_from", "moons", "swiss-roll"]);
     let both = recipe("cd", 1, FOURIER, &teacher_section(teacher(), "init_from_teacher = true\n")).replace(

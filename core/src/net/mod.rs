@@ -30,6 +30,15 @@ pub enum Architecture {
 }
 
 impl Architecture {
+    /// The same network with dropout off: two architectures whose weights are interchangeable (dropout is
+    /// a training setting, everything else, the time embedding's frequencies included, is the function).
+    pub fn without_dropout(&self) -> Architecture {
+        match self {
+            Architecture::Mlp(c) => Architecture::Mlp(MlpConfig { dropout: 0.0, ..c.clone() }),
+            Architecture::UNet(c) => Architecture::UNet(UNetConfig { dropout: 0.0, ..c.clone() }),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         match self {
             Architecture::Mlp(c) => c.validate(),
