@@ -361,10 +361,10 @@ mod tests {
             if path.extension().is_some_and(|e| e == "toml") {
                 let cfg = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                 let stem = path.file_stem().unwrap().to_str().unwrap();
-                assert_eq!(
-                    stem,
-                    format!("{}-{}", cfg.dataset, cfg.method.name()),
-                    "file name must be <dataset>-<method>"
+                let base = format!("{}-{}", cfg.dataset, cfg.method.name());
+                assert!(
+                    stem == base || stem.strip_prefix(&base).is_some_and(|v| v.starts_with('-')),
+                    "{stem}.toml: file name must be <dataset>-<method>[-<variant>], i.e. {base}…"
                 );
                 n += 1;
             }
