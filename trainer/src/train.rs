@@ -87,20 +87,22 @@ pub fn train(
         Some(t) => Some(load_fitting(&t.path, "teacher.path", true, cfg, &cfg.backend.device()?)?),
         None => None,
     };
-    if let (Some(t), Some(teacher)) = (&cfg.teacher, &teacher)
-        && t.init_from_teacher
-    {
-        let bytes = weights_to_bytes(teacher)?;
-        model = cm_core::card::load_denoiser(&model_cfg, bytes, &device).map_err(|e| {
-            anyhow::anyhow!("teacher.init_from_teacher: {} does not fit this network: {e}", t.path.display())
-        })?;
-    }
-    // On --resume the checkpoint holds the weights; the starting model is not read again.
-    if let Some(path) = cfg.init_from.as_ref().filter(|_| checkpoint.is_none()) {
-        let start = load_fitting(path, "init_from", false, cfg, &cfg.backend.device()?)?;
+    // The starting weights: init_from's (ECT) or the teacher's (CM's CD). On --resume the checkpoint
+    // holds the weights, so the start is not read again.
+    let start = match (&cfg.init_from, &cfg.teacher, &teacher) {
+        _ if checkpoint.is_some() => None,
+        (Some(path), _, _) => {
+            Some((load_fitting(path, "init_from", false, cfg, &cfg.backend.device()?)?, "init_from", path))
+        }
+        (None, Some(t), Some(teacher)) if t.init_from_teacher => {
+            Some((teacher.clone(), "teacher.init_from_teacher", &t.path))
+        }
+        _ => None,
+    };
+    if let Some((start, field, path)) = start {
         model =
             cm_core::card::load_denoiser(&model_cfg, weights_to_bytes(&start)?, &device).map_err(|e| {
-                anyhow::anyhow!("field `init_from`: {} does not fit this network: {e}", path.display())
+                anyhow::anyhow!("field `{field}`: {} does not fit this network: {e}", path.display())
             })?;
     }
     // sCM's adaptive weight w_phi(t), trained beside the model (TrigFlow methods).

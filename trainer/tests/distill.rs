@@ -164,6 +164,43 @@ fn init_from_starts_consistency_training_from_a_diffusion_model() {
     fails_with(&train(&d, "both", &both, &[]), &["init_from", "init_from_teacher"]);
 }
 
+/// On `--resume` the checkpoint holds the weights: the `init_from` model is not read again (it may be
+/// gone), and the resumed run ends where the uninterrupted one does.
+#[test]
+fn a_resumed_init_from_run_needs_only_its_checkpoint() {
+    let d = tmp("init-from-resume");
+    let start = d.join("start");
+    std::fs::create_dir_all(&start).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(teacher().join(f), start.join(f)).unwrap();
+    }
+    let text = recipe("ict", 4, FOURIER, "")
+        .replace(
+            "method = \"ict\"\n",
+            &format!("method = \"ict\"\ninit_from = {:?}\n", start.to_str().unwrap()),
+        )
+        .replace("log_every = 1\n", "log_every = 1\ncheckpoint_every = 2\n");
+    ok(&train(&d, "full", &text, &[]));
+    let (full, cut) = (d.join("full"), d.join("cut"));
+    std::fs::create_dir_all(cut.join("checkpoints/step-0000002")).unwrap();
+    std::fs::copy(full.join("config.toml"), cut.join("config.toml")).unwrap();
+    for f in std::fs::read_dir(full.join("checkpoints/step-0000002")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, cut.join("checkpoints/step-0000002").join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::remove_dir_all(&start).unwrap();
+    let recipe_path = d.join("full.toml");
+    ok(&cm(&[
+        "train",
+        "--config",
+        recipe_path.to_str().unwrap(),
+        "--out",
+        cut.to_str().unwrap(),
+        "--resume",
+    ]));
+    assert_eq!(weight_gap(&full.join("model"), &cut.join("model")), 0.0);
+}
+
 #[test]
 fn trigflow_teacher_samples_with_an_ode_solver_and_serves_scd() {
     let d = tmp("trigflow");
