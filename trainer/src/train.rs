@@ -84,16 +84,25 @@ pub fn train(
     let mut model: Denoiser = model_cfg.init(&device);
     // The teacher of CD / sCD, without autodiff; optionally the student's starting point (CM).
     let teacher = match &cfg.teacher {
-        Some(t) => Some(load_fitting(&t.path, "teacher.path", true, cfg, &cfg.backend.device()?)?),
+        Some(t) => Some(load_fitting(
+            &t.path,
+            "teacher.path",
+            true,
+            t.init_from_teacher,
+            cfg,
+            &cfg.backend.device()?,
+        )?),
         None => None,
     };
     // The starting weights: init_from's (ECT) or the teacher's (CM's CD). On --resume the checkpoint
     // holds the weights, so the start is not read again.
     let start = match (&cfg.init_from, &cfg.teacher, &teacher) {
         _ if checkpoint.is_some() => None,
-        (Some(path), _, _) => {
-            Some((load_fitting(path, "init_from", false, cfg, &cfg.backend.device()?)?, "init_from", path))
-        }
+        (Some(path), _, _) => Some((
+            load_fitting(path, "init_from", false, true, cfg, &cfg.backend.device()?)?,
+            "init_from",
+            path,
+        )),
         (None, Some(t), Some(teacher)) if t.init_from_teacher => {
             Some((teacher.clone(), "teacher.init_from_teacher", &t.path))
         }
@@ -396,19 +405,21 @@ fn write_checkpoint(
     checkpoint::save(out, step, model, ema, target, weight, &bytes)
 }
 
-/// Loads the model folder of recipe field `field` (a distillation teacher, which must be a diffusion
-/// model, or `init_from`) on `device` (no autodiff) and checks that it fits the recipe.
+/// Loads the model folder of recipe field `field` on `device` (no autodiff) and checks that it fits the
+/// recipe: a distillation teacher (`teacher`) must be a diffusion model; starting weights (`starts`:
+/// `init_from`, or a teacher with `init_from_teacher`) must be the recipe's network.
 fn load_fitting(
     path: &Path,
     field: &str,
-    diffusion: bool,
+    teacher: bool,
+    starts: bool,
     cfg: &TrainConfig,
     device: &Device,
 ) -> Result<Denoiser> {
     let (card, model) =
         load_model_dir(path, device).with_context(|| format!("field `{field}` = {}", path.display()))?;
     let shown = path.display();
-    if diffusion && !card.method.is_diffusion() {
+    if teacher && !card.method.is_diffusion() {
         bail!(
             "field `{field}`: {shown} is a `{}` model; a teacher must be a diffusion model (edm or trigflow)",
             card.method.name()
@@ -433,13 +444,8 @@ fn load_fitting(
     }
     // Starting weights must be the recipe's network: same sizes and the same time-embedding
     // frequencies (those are computed from the config, not stored, so a mismatch would load silently).
-    let starts = match field {
-        "init_from" => Some(""),
-        _ => cfg.teacher.as_ref().filter(|t| t.init_from_teacher).map(|_| " (init_from_teacher)"),
-    };
-    if let Some(why) = starts
-        && card.model.architecture.without_dropout() != cfg.network.without_dropout()
-    {
+    if starts && card.model.architecture.without_dropout() != cfg.network.without_dropout() {
+        let why = if teacher { " (init_from_teacher)" } else { "" };
         bail!(
             "field `{field}`{why}: {shown} is another network than this recipe's [network] (sizes or time \
              embedding differ; only dropout may): {}",
