@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""JAX/flax peer of the Rust iCT training step on configs/mnist-ict-scratch.toml, for benchmarking.
+"""JAX/flax peer of the Rust iCT training step of a cm recipe (default configs/mnist-ict-scratch.toml).
 
 Mirrors core/src/net/unet.rs (U-Net), core/src/net/embedding.rs (Fourier embedding),
 core/src/param.rs (consistency scalings), core/src/objective/ct.rs (iCT loss), core/src/distance.rs
@@ -8,6 +8,7 @@ of the recipe's curriculum). Data is random in [-1, 1]; only the cost of the ste
 
     python unet_ict.py --threads 1 --steps 30
     python unet_ict.py --threads 2 --steps 30 --json
+    python unet_ict.py --recipe bench/unet-7m-ict.toml --steps 30 --json    # on a GPU where JAX has one
 """
 
 import argparse
@@ -18,11 +19,13 @@ import sys
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default="configs/mnist-ict-scratch.toml",
+                   help="the cm recipe whose U-Net, embedding scale, level distribution, lr and batch to use")
     p.add_argument("--threads", type=int, default=1, help="CPU cores to use (1 = single-threaded XLA)")
     p.add_argument("--steps", type=int, default=30, help="timed training steps (after warm-up)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (the first one compiles)")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--levels", type=int, default=321, help="Karras grid size N")
+    p.add_argument("--batch", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--levels", type=int, default=None, help="Karras grid size N (default: the recipe's s1 + 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--check", action="store_true",
                    help="also run --steps steps on one fixed batch and noise draw and print the losses")
@@ -57,13 +60,26 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-# ---- the recipe (configs/mnist-ict-scratch.toml) ----
-CHANNELS, RESOLUTION = 1, 16
-BASE, MULT, RES_BLOCKS, ATTENTION, GROUPS, EMB_DIM = 16, (1, 2, 2), 1, (4,), 8, 64
-FOURIER_SCALE = 0.02
-SIGMA_MIN, SIGMA_MAX, SIGMA_DATA, RHO = 0.002, 80.0, 0.5, 7.0
-P_MEAN, P_STD = -1.1, 2.0
-LR = 5e-4
+# ---- the recipe (--recipe, a cm TOML recipe of an iCT U-Net with a Fourier embedding) ----
+import tomllib  # noqa: E402
+
+with open(ARGS.recipe, "rb") as f:
+    RECIPE = tomllib.load(f)
+_net, _noise, _ct = RECIPE["network"], RECIPE["noise"], RECIPE["ct"]
+if _net.get("kind") != "unet" or _net.get("embedding", {}).get("kind") != "fourier" or RECIPE.get("method") != "ict":
+    sys.exit(f"{ARGS.recipe}: the peer mirrors an iCT U-Net with a Fourier embedding")
+CHANNELS, RESOLUTION = _net["channels"], _net["resolution"]
+BASE, MULT, RES_BLOCKS = _net["base"], tuple(_net["mult"]), _net["res_blocks"]
+ATTENTION, GROUPS, EMB_DIM = tuple(_net["attention"]), _net["groups"], _net["emb_dim"]
+# cm's scale multiplies c_noise = ln(sigma)/4; the CM code's multiplies 1000 c_noise.
+FOURIER_SCALE = _net["embedding"]["scale"] / 1000.0
+SIGMA_MIN, SIGMA_MAX, SIGMA_DATA, RHO = _noise["sigma_min"], _noise["sigma_max"], _noise["sigma_data"], 7.0
+P_MEAN, P_STD = _ct["index_sampling"]["p_mean"], _ct["index_sampling"]["p_std"]
+LR = RECIPE["optimizer"]["lr"]
+if ARGS.batch is None:
+    ARGS.batch = RECIPE["batch"]
+if ARGS.levels is None:
+    ARGS.levels = _ct["curriculum"]["s1"] + 1
 DIM = CHANNELS * RESOLUTION * RESOLUTION
 GN_EPS = 1e-5  # burn GroupNormConfig default
 ADAM_EPS = 1e-5  # burn AdamConfig default (optax's is 1e-8)
@@ -303,6 +319,14 @@ def main():
     jax.block_until_ready((params, loss))
     secs = time.perf_counter() - t0
     rate = ARGS.steps / secs
+    # FLOPs of one training step as XLA counts them (forward, backward, target pass, Adam): the same
+    # network and step as cm's, so it also converts cm's steps/s into FLOP/s.
+    try:
+        cost = step.lower(params0, opt.init(params0), x0, keys[0]).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        flops = float(cost["flops"])
+    except Exception:  # cost analysis is best-effort across jax versions
+        flops = None
 
     losses = None
     if ARGS.check:  # same batch, same noise and levels every step: the loss must fall
@@ -316,6 +340,7 @@ def main():
 
     if ARGS.json:
         line = {"threads": ARGS.threads, "batch": ARGS.batch, "steps_per_s": rate, "params": n_params,
+                "warmup_s": warm_s, "flops_per_step": flops, "device": str(jax.devices()[0]),
                 "jax": jax.__version__}
         if losses is not None:
             line["check_losses"] = [losses[0], losses[-1]]

@@ -1,5 +1,7 @@
 //! The one place where a concrete burn backend is named.
 
+use std::sync::Mutex;
+
 use anyhow::{Result, bail};
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
@@ -21,15 +23,45 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The device for GPU 0 (or the CPU). GPU backends are checked and started here, once per
+    /// process: a missing driver, loader, NVRTC or adapter is an error naming what is missing.
     pub fn device(self) -> Result<Device> {
+        self.gpu(0)
+    }
+
+    /// The device of GPU `index` (CUDA ordinal, or wgpu's `index`-th discrete GPU), started once.
+    fn gpu(self, index: usize) -> Result<Device> {
+        if self == Backend::Cpu {
+            return Ok(Device::flex());
+        }
+        crate::gpu::prepare(self)?;
+        static STARTED: Mutex<Vec<(Backend, usize, Device)>> = Mutex::new(Vec::new());
+        let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((.., d)) = started.iter().find(|(b, i, _)| (*b, *i) == (self, index)) {
+            return Ok(d.clone());
+        }
+        let device = self.start(index)?;
+        started.push((self, index, device.clone()));
+        Ok(device)
+    }
+
+    fn start(self, index: usize) -> Result<Device> {
+        #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+        let _ = index;
+        #[cfg(feature = "wgpu")]
+        let kind = || match index {
+            0 => burn::tensor::DeviceKind::DefaultDevice,
+            i => burn::tensor::DeviceKind::DiscreteGpu(i),
+        };
         match self {
-            Backend::Cpu => Ok(Device::flex()),
             #[cfg(feature = "wgpu")]
-            Backend::Wgpu => Ok(Device::wgpu(Default::default())),
-            #[cfg(feature = "vulkan")]
-            Backend::Vulkan => Ok(Device::vulkan(Default::default())),
+            Backend::Wgpu => crate::gpu::vulkan::device(self, burn::tensor::wgpu::WgpuBackend::Auto, kind()),
+            #[cfg(feature = "wgpu")]
+            Backend::Vulkan => {
+                crate::gpu::vulkan::device(self, burn::tensor::wgpu::WgpuBackend::Vulkan, kind())
+            }
             #[cfg(feature = "cuda")]
-            Backend::Cuda => Ok(Device::cuda(0)),
+            Backend::Cuda => crate::gpu::cuda::check(index).map(|()| Device::cuda(index)),
             #[allow(unreachable_patterns)]
             other => bail!(
                 "backend `{}` is not compiled into this cm; rebuild with `cargo build --release -p cm-trainer --features {}`",
@@ -60,18 +92,7 @@ impl Backend {
         }
         match self {
             Backend::Cpu => Ok(vec![Device::flex(); n]),
-            #[cfg(feature = "wgpu")]
-            Backend::Wgpu => {
-                Ok((0..n).map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i))).collect())
-            }
-            #[cfg(feature = "vulkan")]
-            Backend::Vulkan => {
-                Ok((0..n).map(|i| Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(i))).collect())
-            }
-            #[cfg(feature = "cuda")]
-            Backend::Cuda => Ok((0..n).map(Device::cuda).collect()),
-            #[allow(unreachable_patterns)]
-            other => other.device().map(|_| unreachable!("device() fails for backends not compiled in")),
+            gpu => (0..n).map(|i| gpu.gpu(i)).collect(),
         }
     }
 }

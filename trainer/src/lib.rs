@@ -9,6 +9,7 @@ pub mod data;
 pub mod edit;
 pub mod eval;
 pub mod eval_images;
+pub mod gpu;
 pub mod io;
 pub mod plot;
 pub mod radam;

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The GPU check for a session that is lent a GPU machine (which has no network and no Rust): build here,
+# run there in one go.
+#
+#   bash scripts/gpu-check.sh --prepare   # here: release cm with Vulkan + CUDA (offline), the Vulkan loader
+#                                         # and MNIST into devbin/ (git-ignored; ~40 MB to carry); on a
+#                                         # machine without a GPU it also checks that every GPU backend
+#                                         # fails with one error line, exit 1
+#   bash scripts/gpu-check.sh [--quick]   # there, from the repository root with devbin/ carried:
+#                                         # writes $OUT/gpu-check.txt (or ./gpu-check-out/)
+#
+# What it runs and checks is in scripts/gpu_check.py: every method (edm, ict, cd, sct, scd on the MNIST
+# recipes) on every GPU backend for a few hundred steps with finite, falling loss and first losses equal to
+# the CPU's; training steps/s of the small and the 7 M-parameter U-Net against the JAX peer on the same GPU,
+# warm-up (autotune) time cold and warm, FLOP/s; peak GPU memory. It keeps to a time budget
+# (GPU_CHECK_BUDGET_S, default 450 s) and writes what it has measured as it goes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--prepare" ]; then
+  export CARGO_TARGET_DIR="${CM_GPU_TARGET_DIR:-$HOME/.cache/cm/target-gpu}"
+  echo "== release cm with --features vulkan,cuda (offline; CUDA through NVRTC, see vendor/cubecl-cuda)"
+  cargo build --release --locked -p cm-trainer --features vulkan,cuda
+  mkdir -p devbin/vulkan devbin/data/mnist
+  strip -o devbin/cm "$CARGO_TARGET_DIR/release/cm"
+  xz -T0 -6 -f devbin/cm
+  bash scripts/setup.sh --gpu-only
+  loader="${CM_CACHE:-$HOME/.cache/cm}/vulkan/libvulkan.so.1"
+  cp "$loader" devbin/vulkan/libvulkan.so.1
+  bash scripts/data.sh >/dev/null
+  data="${CM_DATA:-$HOME/.cache/cm/data}"
+  for f in "$data"/mnist/*-ubyte; do gzip -c "$f" > "devbin/data/mnist/$(basename "$f").gz"; done
+  du -sh devbin
+  if ! command -v nvidia-smi >/dev/null; then
+    echo "== no GPU here: every GPU backend must fail with one error line and exit 1 (not a panic)"
+    for b in cuda vulkan wgpu; do
+      set +e
+      err=$("$CARGO_TARGET_DIR/release/cm" train --config configs/moons-ict.toml --steps 2 --backend "$b" \
+        --out "$(mktemp -d)/run" 2>&1 >/dev/null)
+      rc=$?
+      set -e
+      echo "  --backend $b: exit $rc: $err"
+      if [ "$rc" != 1 ] || [ "$(printf '%s\n' "$err" | grep -c .)" != 1 ] || ! printf '%s' "$err" | grep -q "backend \`$b\`"; then
+        echo "FAIL: expected exit 1 and one line naming backend \`$b\`"; exit 1
+      fi
+    done
+  fi
+  echo "carry devbin/ to the GPU machine and run: bash scripts/gpu-check.sh"
+  exit 0
+fi
+
+[ -x devbin/cm ] || { xz -dc devbin/cm.xz > devbin/cm && chmod +x devbin/cm; }
+export CM_BIN="$PWD/devbin/cm"
+export CM_DATA="$PWD/devbin/data"
+export CM_VULKAN_LOADER="$PWD/devbin/vulkan/libvulkan.so.1"
+exec python3 scripts/gpu_check.py "$@"

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""The GPU check (run by scripts/gpu-check.sh on a lent GPU machine; see that script for the set-up).
+
+1. Correctness, every method x every GPU backend: the MNIST recipes configs/mnist-{edm,ict,cd,sct,scd}.toml
+   trained for STEPS steps with the loss logged every step. Passes when the run exits 0, every loss is
+   finite, the loss falls (mean of the last 20 steps below the mean of the first 20), and the first 3
+   losses equal the CPU backend's for the same recipe and seed within RTOL (noise, data rows and levels are
+   drawn on the host, so every backend sees the same numbers).
+2. Speed: `cm bench --train` of the small U-Net (configs/mnist-ict-scratch.toml) and the 7 M-parameter one
+   (bench/mnist-ict-unet7m.toml) on each backend, twice (cold, then with the kernel/autotune cache warm),
+   and the JAX peer (bench/jax/unet_ict.py) on the same recipes on the same GPU: steps/s, cm/JAX, warm-up
+   seconds, TFLOP/s (FLOPs per step as XLA counts the peer's identical step).
+3. Peak GPU memory of each run (nvidia-smi, polled).
+
+Writes $OUT/gpu-check.txt (a readable report, rewritten after every run) and $OUT/gpu-check.json, within
+a time budget (GPU_CHECK_BUDGET_S, default 450 s): what does not fit is reported as skipped.
+Exit status 1 when a check failed.
+"""
+
+import json
+import math
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CM = os.environ.get("CM_BIN", str(ROOT / "devbin" / "cm"))
+OUT = pathlib.Path(os.environ.get("OUT", ROOT / "gpu-check-out"))
+BUDGET = float(os.environ.get("GPU_CHECK_BUDGET_S", "450"))
+QUICK = "--quick" in sys.argv
+BACKENDS = os.environ.get("GPU_CHECK_BACKENDS", "cuda vulkan").split()
+METHODS = ["ict", "edm", "cd", "sct", "scd"]
+STEPS = 60 if QUICK else 200
+RTOL = 2e-3
+# FP32 (non-tensor-core) peak of the cards we are lent, TFLOP/s (NVIDIA's data sheets, SXM parts).
+PEAK_FP32 = {"H100": 67.0, "H200": 67.0}
+START = time.time()
+RUNS = OUT / "runs"
+report = {"gpu": None, "methods": [], "speed": [], "notes": []}
+
+
+def left():
+    return BUDGET - (time.time() - START)
+
+
+class GpuMemory:
+    """Peak `memory.used` of GPU 0 while a command runs (MiB), polled every 0.25 s."""
+
+    def __enter__(self):
+        self.peak, self.stop = None, threading.Event()
+        self.thread = threading.Thread(target=self.poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def poll(self):
+        while not self.stop.is_set():
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+                                      "-i", "0"], capture_output=True, text=True, timeout=5).stdout
+                v = int(out.split()[0])
+                self.peak = v if self.peak is None else max(self.peak, v)
+            except Exception:
+                pass
+            self.stop.wait(0.25)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def run(cmd, timeout, env=None):
+    """(returncode or 'timeout', stdout, stderr tail, seconds, peak GPU MiB)"""
+    t = time.time()
+    with GpuMemory() as mem:
+        try:
+            p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                               env={**os.environ, **(env or {})})
+            rc, out, err = p.returncode, p.stdout, p.stderr
+        except subprocess.TimeoutExpired as e:
+            rc, out, err = "timeout", (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""), ""
+    return rc, out, err.strip().splitlines()[-3:], time.time() - t, mem.peak
+
+
+def recipe_every_step(method):
+    """configs/mnist-<method>.toml with the loss logged every step and no samples or checkpoints."""
+    text = (ROOT / "configs" / f"mnist-{method}.toml").read_text()
+    for key, value in [("log_every", 1), ("sample_every", 0), ("checkpoint_every", 0), ("eval_every", 0)]:
+        text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
+        if n == 0:
+            text = f"{key} = {value}\n" + text
+    path = RUNS / f"mnist-{method}-every-step.toml"
+    path.write_text(text)
+    return path
+
+
+def losses(run_dir):
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+def train(method, backend, steps):
+    out = RUNS / f"{backend}-{method}"
+    rc, _, err, secs, mem = run([CM, "train", "--config", str(recipe_every_step(method)), "--steps", str(steps),
+                                 "--backend", backend, "--out", str(out), "--force"], timeout=min(150, max(left(), 1)))
+    return rc, losses(out), err, secs, mem
+
+
+def check_methods():
+    cpu = {}
+    for m in METHODS:
+        if left() < 20:
+            report["notes"].append(f"cpu reference for {m}: skipped (time budget)")
+            continue
+        rc, l, err, secs, _ = train(m, "cpu", 3)
+        cpu[m] = l[:3] if rc == 0 else None
+        if rc != 0:
+            report["notes"].append(f"cpu reference for {m} failed: {rc} {err}")
+    for b in BACKENDS:
+        for m in METHODS:
+            row = {"backend": b, "method": m}
+            if left() < 30:
+                row["result"] = "skipped (time budget)"
+                report["methods"].append(row)
+                continue
+            rc, l, err, secs, mem = train(m, b, STEPS)
+            row.update(rc=rc, seconds=round(secs, 1), peak_gpu_mib=mem, steps_logged=len(l))
+            finite = bool(l) and all(math.isfinite(v) for v in l)
+            k = min(20, len(l) // 2)
+            falling = finite and k > 0 and sum(l[-k:]) / k < sum(l[:k]) / k
+            ref = cpu.get(m)
+            equal = None
+            if ref and len(l) >= 3:
+                rel = [abs(a - r) / max(abs(r), 1e-8) for a, r in zip(l[:3], ref)]
+                row["first_losses"], row["cpu_first_losses"], row["max_rel_diff"] = l[:3], ref, max(rel)
+                equal = max(rel) <= RTOL
+            if l:
+                k = min(20, len(l))
+                row["loss_first20"], row["loss_last20"] = sum(l[:k]) / k, sum(l[-k:]) / k
+            row["finite"], row["falling"], row["equals_cpu"] = finite, falling, equal
+            ok = rc == 0 and len(l) == STEPS and finite and falling and equal is not False
+            row["result"] = "pass" if ok else "FAIL"
+            if not ok:
+                row["stderr"] = err
+            report["methods"].append(row)
+            write()
+
+
+def bench_cm(recipe, backend, label):
+    rc, out, err, secs, mem = run([CM, "bench", "--train", recipe, "--backend", backend, "--steps", "50",
+                                   "--warmup", "10"], timeout=min(180, max(left(), 1)))
+    try:
+        j = json.loads(out)
+    except Exception:
+        return {"who": f"cm {backend}", "label": label, "rc": rc, "stderr": err, "seconds": round(secs, 1)}
+    return {"who": f"cm {backend}", "label": label, "steps_per_s": j["steps_per_s"], "warmup_s": j["warmup_s"],
+            "peak_gpu_mib": mem, "hardware": j.get("hardware"), "seconds": round(secs, 1)}
+
+
+def bench_jax(recipe, label):
+    rc, out, err, secs, mem = run([sys.executable, "bench/jax/unet_ict.py", "--recipe", recipe, "--steps", "50",
+                                   "--warmup", "5", "--threads", str(os.cpu_count() or 1), "--json"],
+                                  timeout=min(180, max(left(), 1)), env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
+    try:
+        j = json.loads(out.strip().splitlines()[-1])
+    except Exception:
+        return {"who": "jax", "label": label, "rc": rc, "stderr": err}
+    return {"who": "jax", "label": label, "steps_per_s": j["steps_per_s"], "warmup_s": j.get("warmup_s"),
+            "flops_per_step": j.get("flops_per_step"), "device": j.get("device"), "peak_gpu_mib": mem,
+            "params": j.get("params"), "seconds": round(secs, 1)}
+
+
+def check_speed():
+    nets = [("small U-Net 0.3 M, 16 px, batch 64", "configs/mnist-ict-scratch.toml"),
+            ("U-Net 7.0 M, 28 px, batch 128", "bench/mnist-ict-unet7m.toml")]
+    for label, recipe in nets:
+        if left() < 40:
+            report["speed"].append({"label": label, "result": "skipped (time budget)"})
+            continue
+        jax = bench_jax(recipe, label)
+        report["speed"].append(jax)
+        write()
+        for b in BACKENDS:
+            for attempt in ["cold cache", "warm cache"]:
+                if left() < 30:
+                    report["speed"].append({"who": f"cm {b}", "label": label, "result": "skipped (time budget)"})
+                    continue
+                row = bench_cm(recipe, b, label)
+                row["cache"] = attempt
+                if "steps_per_s" in row and "steps_per_s" in jax:
+                    row["cm_over_jax"] = row["steps_per_s"] / jax["steps_per_s"]
+                    if jax.get("flops_per_step"):
+                        row["tflops"] = row["steps_per_s"] * jax["flops_per_step"] / 1e12
+                report["speed"].append(row)
+                write()
+
+
+def gpu_info():
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception as e:
+        out = f"nvidia-smi failed: {e}"
+    report["gpu"] = out
+    return out
+
+
+def write():
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "gpu-check.json").write_text(json.dumps(report, indent=1))
+    peak = next((v for k, v in PEAK_FP32.items() if k in (report["gpu"] or "")), None)
+    lines = [f"GPU: {report['gpu']}", f"elapsed {time.time() - START:.0f} s of {BUDGET:.0f} s; steps {STEPS}", "",
+             "method x backend: result, rc, seconds, steps, finite, falling (first20 -> last20), first 3 losses vs CPU (max rel diff), peak MiB"]
+    for r in report["methods"]:
+        if "rc" not in r:
+            lines.append(f"  {r['backend']:7} {r['method']:4} {r['result']}")
+            continue
+        fl = f"{r.get('loss_first20', float('nan')):.4g} -> {r.get('loss_last20', float('nan')):.4g}"
+        eq = f"{r.get('max_rel_diff', float('nan')):.2e}" if "max_rel_diff" in r else "no cpu reference"
+        lines.append(f"  {r['backend']:7} {r['method']:4} {r['result']:4} rc={r['rc']} {r['seconds']}s "
+                     f"{r['steps_logged']} finite={r['finite']} falling={r['falling']} ({fl}) cpu-diff {eq} "
+                     f"{r['peak_gpu_mib']} MiB" + (f"  stderr: {r['stderr']}" if "stderr" in r else ""))
+    lines += ["", "speed: who, net, cache, steps/s, cm/jax, warm-up s, TFLOP/s" + (f" (of {peak} FP32 peak)" if peak else ""), ]
+    for r in report["speed"]:
+        if "steps_per_s" not in r:
+            lines.append(f"  {r.get('who', '')} {r['label']}: {r.get('result') or ('rc=' + str(r.get('rc')) + ' ' + str(r.get('stderr')))}")
+            continue
+        tf = r.get("tflops") or (r["steps_per_s"] * r["flops_per_step"] / 1e12 if r.get("flops_per_step") else None)
+        lines.append(f"  {r['who']:10} {r['label']}, {r.get('cache', r.get('device', ''))}: {r['steps_per_s']:.2f} steps/s"
+                     + (f", cm/jax {r['cm_over_jax']:.2f}" if "cm_over_jax" in r else "")
+                     + (f", warm-up {r['warmup_s']:.1f} s" if r.get("warmup_s") is not None else "")
+                     + (f", {tf:.2f} TFLOP/s" + (f" ({100 * tf / peak:.1f} %)" if peak else "") if tf else "")
+                     + f", peak {r.get('peak_gpu_mib')} MiB")
+    lines += [""] + report["notes"]
+    (OUT / "gpu-check.txt").write_text("\n".join(lines) + "\n")
+
+
+def main():
+    RUNS.mkdir(parents=True, exist_ok=True)
+    print(gpu_info(), flush=True)
+    check_methods()
+    check_speed()
+    write()
+    print((OUT / "gpu-check.txt").read_text())
+    failed = any(r.get("result") == "FAIL" for r in report["methods"])
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

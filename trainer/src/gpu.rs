@@ -1,0 +1,325 @@
+//! Starting a GPU backend: what burn needs on the machine before it touches a GPU, checked first so
+//! that a missing piece is one error line naming the backend and the piece, never a panic in a
+//! runtime thread.
+//!
+//! - Vulkan (`--backend wgpu` / `vulkan`): GPU containers often ship the NVIDIA driver without a
+//!   Vulkan loader, and with an ICD file naming `libGLX_nvidia.so.0`, which cannot create an
+//!   instance without a display. [`prepare`] loads a loader from the cm cache where the system has
+//!   none (`scripts/setup.sh --gpu` fetches Debian's `libvulkan1` there) and, on a machine without a
+//!   display, points the loader at NVIDIA's EGL ICD instead.
+//! - CUDA: the driver library, NVRTC (kernels are compiled as CUDA C++; see
+//!   `vendor/cubecl-cuda/CM-PATCH.md`), the driver starting, and the GPU ordinal are checked in turn.
+//! - The persistent kernel and autotune cache lives in `<cm cache>/cubecl`, so a second run skips
+//!   the first run's autotuning wherever it is started from.
+//! - Whatever still fails inside a GPU runtime (out of memory, a lost device) panics in one of its
+//!   threads; [`prepare`] installs a hook that turns that into one error line and exit status 1.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::backend::Backend;
+
+/// cm's cache folder: `$CM_CACHE`, else `~/.cache/cm` (the data cache is its `data/`).
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CM_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("cm")
+}
+
+/// Where `scripts/setup.sh --gpu` puts the Vulkan loader, and where cm looks for it.
+pub fn vulkan_dir() -> PathBuf {
+    cache_dir().join("vulkan")
+}
+
+/// Gets the machine ready for `backend` once per process: the GPU runtime's cache folder, the
+/// panic hook, and for Vulkan the loader and ICD. Call it before any other thread starts (it may
+/// set `VK_ICD_FILENAMES`); later calls do nothing.
+pub fn prepare(backend: Backend) -> Result<()> {
+    if backend == Backend::Cpu {
+        return Ok(());
+    }
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| prepare_once(backend).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn prepare_once(backend: Backend) -> Result<()> {
+    install_panic_hook(backend);
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    set_kernel_cache();
+    #[cfg(feature = "wgpu")]
+    if matches!(backend, Backend::Wgpu | Backend::Vulkan) {
+        vulkan::prepare(backend)?;
+    }
+    Ok(())
+}
+
+/// A panic inside a GPU runtime (cubecl's device threads panic on out-of-memory, a lost device or
+/// a driver error) ends the process with one line and exit status 1, instead of exit 101 with a
+/// thread dump, or a main thread waiting forever on a dead one.
+fn install_panic_hook(backend: Backend) {
+    let name = backend.name();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("RUST_BACKTRACE").is_some() {
+            previous(info);
+        }
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        let first = message.lines().next().unwrap_or("").trim();
+        let lower = message.to_lowercase();
+        let hint =
+            if lower.contains("out of memory") || lower.contains("outofmemory") || lower.contains("oom") {
+                "out of GPU memory: lower `batch` (or the network size) in the recipe. "
+            } else {
+                ""
+            };
+        let place = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
+        eprintln!(
+            "error: backend `{name}` failed: {hint}{first}{place}; set RUST_BACKTRACE=1 for the runtime's own report"
+        );
+        std::process::exit(1);
+    }));
+}
+
+/// Points cubecl's persistent store (compiled kernels, autotune results) at `<cm cache>/cubecl`
+/// unless a `cubecl.toml` chose a folder. By default it would follow the working directory
+/// (`target/environment` of the nearest Cargo workspace), so the same binary started elsewhere
+/// would autotune again.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn set_kernel_cache() {
+    use cubecl_runtime::config::cache::CacheConfig;
+    use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    if matches!(config.environment.path, CacheConfig::Target) {
+        config.environment.path = CacheConfig::Directory(cache_dir().join("cubecl"));
+    }
+    // Refused (and harmless) when something already read the configuration.
+    let _ = CubeClRuntimeConfig::try_set(config);
+}
+
+/// The GPU a backend runs on, as its driver names it (recorded in run cards and benchmarks).
+static DEVICE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn device_name() -> Option<&'static str> {
+    DEVICE_NAME.get().map(String::as_str)
+}
+
+#[cfg(feature = "wgpu")]
+pub mod vulkan {
+    //! The Vulkan loader and ICD for `--backend wgpu|vulkan`.
+
+    use std::path::{Path, PathBuf};
+
+    use anyhow::{Context, Result, anyhow, bail};
+    use burn::prelude::Device;
+    use burn::tensor::DeviceKind;
+    use burn::tensor::wgpu::{WgpuBackend, wgpu};
+
+    use crate::backend::Backend;
+
+    const LOADER: &str = "libvulkan.so.1";
+    const NVIDIA_GLX: &str = "libGLX_nvidia.so.0";
+    const NVIDIA_EGL: &str = "libEGL_nvidia.so.0";
+    const ICD_DIRS: [&str; 3] =
+        ["/etc/vulkan/icd.d", "/usr/share/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"];
+
+    pub(super) fn prepare(backend: Backend) -> Result<()> {
+        if cfg!(target_os = "linux") {
+            load_loader(backend)?;
+            if let Some(icd) = egl_icd_if_headless()? {
+                tracing::info!(icd = %icd.display(), "no display: using NVIDIA's EGL Vulkan ICD");
+                use_icd(&icd);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `libvulkan.so.1` loadable: the system's, else one under the cm cache (or
+    /// `$CM_VULKAN_LOADER`). A library loaded by path answers later `dlopen("libvulkan.so.1")`
+    /// calls by its soname, so wgpu finds it without `LD_LIBRARY_PATH`.
+    fn load_loader(backend: Backend) -> Result<()> {
+        // SAFETY: loading the Vulkan loader runs only its initialisers, which have no preconditions.
+        if unsafe { libloading::Library::new(LOADER) }.is_ok() {
+            return Ok(());
+        }
+        let candidates: Vec<PathBuf> = std::env::var_os("CM_VULKAN_LOADER")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain([super::vulkan_dir().join(LOADER)])
+            .collect();
+        for path in &candidates {
+            if path.is_file() {
+                // SAFETY: as above; the handle is kept for the life of the process.
+                let lib = unsafe { libloading::Library::new(path) }.with_context(|| {
+                    format!("backend `{}`: cannot load {}", backend.name(), path.display())
+                })?;
+                std::mem::forget(lib);
+                tracing::info!(loader = %path.display(), "Vulkan loader from the cm cache");
+                return Ok(());
+            }
+        }
+        bail!(
+            "backend `{}`: no Vulkan loader ({LOADER} is not installed and not in {}); run `bash scripts/setup.sh --gpu` (fetches Debian's libvulkan1) or install libvulkan1",
+            backend.name(),
+            super::vulkan_dir().display()
+        )
+    }
+
+    /// On a machine without a display whose NVIDIA ICD names the GLX library (which cannot create a
+    /// Vulkan instance there), writes and returns an ICD file naming the EGL library. `None` where the
+    /// user chose ICDs (`VK_ICD_FILENAMES`, `VK_DRIVER_FILES`), a display exists, or no such ICD is found.
+    fn egl_icd_if_headless() -> Result<Option<PathBuf>> {
+        let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
+        if set("VK_ICD_FILENAMES") || set("VK_DRIVER_FILES") || set("DISPLAY") || set("WAYLAND_DISPLAY") {
+            return Ok(None);
+        }
+        let Some(api_version) = ICD_DIRS.iter().find_map(|d| nvidia_glx_icd(Path::new(d))) else {
+            return Ok(None);
+        };
+        // SAFETY: NVIDIA's EGL library only registers itself when loaded.
+        if unsafe { libloading::Library::new(NVIDIA_EGL) }.is_err() {
+            return Ok(None);
+        }
+        let path = super::vulkan_dir().join("nvidia_egl_icd.json");
+        let json = serde_json::json!({
+            "file_format_version": "1.0.1",
+            "ICD": {"library_path": NVIDIA_EGL, "api_version": api_version}
+        });
+        crate::io::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        Ok(Some(path))
+    }
+
+    /// The `api_version` of an ICD file in `dir` that names NVIDIA's GLX library.
+    fn nvidia_glx_icd(dir: &Path) -> Option<String> {
+        let entries = std::fs::read_dir(dir).ok()?;
+        entries.filter_map(|e| e.ok()).find_map(|e| {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "json") || e.metadata().ok()?.len() > 64 * 1024 {
+                return None;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            let lib = v["ICD"]["library_path"].as_str()?;
+            (Path::new(lib).file_name()? == NVIDIA_GLX)
+                .then(|| v["ICD"]["api_version"].as_str().unwrap_or("1.3.0").to_string())
+        })
+    }
+
+    fn use_icd(icd: &Path) {
+        // SAFETY: `prepare` runs before cm starts any thread (see `gpu::prepare`); the Vulkan loader
+        // reads the variable when an instance is created.
+        unsafe { std::env::set_var("VK_ICD_FILENAMES", icd) };
+    }
+
+    /// Acquires a wgpu device on `api` and says which adapter it got; an error (not a panic) names
+    /// the backend and what is missing.
+    pub fn device(backend: Backend, api: WgpuBackend, kind: DeviceKind) -> Result<Device> {
+        let (device, setup) =
+            Device::wgpu_options().graphics_api(api).device_kind(kind).init_with_setup().map_err(|e| {
+                anyhow!(
+                    "backend `{}`: no usable GPU adapter ({}); check the GPU driver and `vulkaninfo`, or pick another --backend",
+                    backend.name(),
+                    e.to_string().lines().next().unwrap_or("")
+                )
+            })?;
+        let info = setup.adapter.get_info();
+        let name = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
+        if info.device_type == wgpu::DeviceType::Cpu {
+            tracing::warn!(adapter = %name, "a software GPU adapter: expect it to be far slower than --backend cpu");
+        }
+        eprintln!("cm: backend {} on {name}", backend.name());
+        let _ = super::DEVICE_NAME.set(name);
+        Ok(device)
+    }
+}
+
+#[cfg(feature = "cuda")]
+pub mod cuda {
+    //! Checks for `--backend cuda`, each with its own message.
+
+    use anyhow::{Result, anyhow, bail};
+    use cudarc::driver::result as driver;
+
+    /// Folders NVRTC is looked for in when the dynamic linker does not find it.
+    fn nvrtc_dirs() -> Vec<std::path::PathBuf> {
+        let mut dirs: Vec<std::path::PathBuf> = ["CUDA_HOME", "CUDA_PATH"]
+            .iter()
+            .filter_map(std::env::var_os)
+            .map(|d| std::path::PathBuf::from(d).join("lib64"))
+            .collect();
+        dirs.push("/usr/local/cuda/lib64".into());
+        dirs.push("/usr/local/cuda/targets/x86_64-linux/lib".into());
+        dirs
+    }
+
+    /// Loads NVRTC by path from the CUDA toolkit's usual folders when it is not on the linker's path,
+    /// so cubecl's later load by soname finds it.
+    fn preload_nvrtc() {
+        // SAFETY: checks whether NVRTC loads; its initialisers have no preconditions.
+        if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            return;
+        }
+        for dir in nvrtc_dirs() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let mut libs: Vec<_> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    name.starts_with("libnvrtc.so.") && !name.contains("builtins")
+                })
+                .collect();
+            libs.sort();
+            // The shortest name is the soname link (libnvrtc.so.13), not a versioned file.
+            libs.sort_by_key(|p| p.as_os_str().len());
+            if let Some(lib) = libs.first() {
+                // SAFETY: as above; the handle is kept for the life of the process.
+                if let Ok(l) = unsafe { libloading::Library::new(lib) } {
+                    std::mem::forget(l);
+                    tracing::info!(nvrtc = %lib.display(), "NVRTC loaded from the CUDA toolkit");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The driver library, NVRTC, the driver starting and GPU `index` existing, in that order.
+    pub fn check(index: usize) -> Result<()> {
+        // SAFETY: only tries to load the driver library.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            bail!(
+                "backend `cuda`: the NVIDIA driver library (libcuda.so.1) was not found: this machine has no NVIDIA driver; use --backend cpu"
+            );
+        }
+        preload_nvrtc();
+        // SAFETY: only tries to load NVRTC.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            bail!(
+                "backend `cuda`: NVRTC (libnvrtc.so, in the CUDA toolkit) was not found in the linker path or {}: install the CUDA toolkit or add its lib64 folder to LD_LIBRARY_PATH",
+                nvrtc_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        driver::init().map_err(|e| anyhow!("backend `cuda`: the NVIDIA driver did not start: {e}"))?;
+        let count =
+            driver::device::get_count().map_err(|e| anyhow!("backend `cuda`: cannot count GPUs: {e}"))?;
+        if index >= count.max(0) as usize {
+            bail!("backend `cuda`: GPU {index} was asked for and this machine has {count}");
+        }
+        let dev =
+            driver::device::get(index as i32).map_err(|e| anyhow!("backend `cuda`: GPU {index}: {e}"))?;
+        let name = driver::device::get_name(dev).unwrap_or_else(|_| format!("CUDA GPU {index}"));
+        // SAFETY: `dev` is a valid device handle returned by the driver just above.
+        let mem = unsafe { driver::device::total_mem(dev) }.unwrap_or(0);
+        let name = format!("{name} ({:.0} GiB)", mem as f64 / (1u64 << 30) as f64);
+        eprintln!("cm: backend cuda on {name}");
+        let _ = super::DEVICE_NAME.set(name);
+        Ok(())
+    }
+}
