@@ -101,6 +101,10 @@ pub struct ModelCard {
     /// How the model was made: command, wall time, hardware, resolved training config.
     #[serde(default)]
     pub provenance: BTreeMap<String, serde_json::Value>,
+    /// SHA-256 of `model.safetensors` (lower-case hex), checked by [`ModelCard::load`]; cards written
+    /// before it existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
 }
 
 impl ModelCard {
@@ -124,6 +128,41 @@ impl ModelCard {
     /// Whether samples come from the ODE solver (diffusion) or the consistency function.
     pub fn is_consistency(&self) -> bool {
         !self.method.is_diffusion()
+    }
+
+    /// Loads this card's weights file: the checksum (where the card has one), the architecture, and
+    /// every weight finite. The one way a model folder's weights are read, natively and in the page.
+    pub fn load(&self, bytes: Vec<u8>, device: &Device) -> Result<Denoiser, CoreError> {
+        if let Some(want) = &self.weights_sha256 {
+            let have = sha256_hex(&bytes);
+            if &have != want {
+                return Err(CoreError::Weights(format!(
+                    "SHA-256 {have} differs from the card's `weights_sha256` {want}: the file is damaged or belongs to another card"
+                )));
+            }
+        }
+        ensure_finite(&bytes)?;
+        load_denoiser(&self.model, bytes, device)
+    }
+}
+
+/// SHA-256 of `bytes` as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuses safetensors `bytes` holding a NaN or infinite weight. Every tensor we write is F32
+/// ([`check_header`] refuses other dtypes), so the data section is a run of little-endian f32; read on
+/// the host, so it costs no device round trip (the page's WebGPU device cannot read synchronously).
+pub fn ensure_finite(bytes: &[u8]) -> Result<(), CoreError> {
+    let n = bytes.get(..8).map(|h| u64::from_le_bytes(h.try_into().expect("8 bytes")) as usize);
+    let data = n.and_then(|n| bytes.get(8usize.saturating_add(n)..)).unwrap_or(&[]);
+    let bad =
+        data.chunks_exact(4).position(|c| !f32::from_le_bytes(c.try_into().expect("4 bytes")).is_finite());
+    match bad {
+        Some(i) => Err(CoreError::Weights(format!("hold a NaN or infinite value (float {i} of the data)"))),
+        None => Ok(()),
     }
 }
 

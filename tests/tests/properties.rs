@@ -193,3 +193,49 @@ fn unet_dropout_masks_are_shared_when_passed() {
         m.dropout_masks(3, &noise, cm_core::objective::Progress::new(1, 1).streams(), &device).unwrap();
     assert!(max_abs_diff(&a, &host(m.forward_masked(x, &[1.0], Some(&other)))) > 1e-4);
 }
+
+/// The parameter count read from a config (checked against memory caps before anything is built)
+/// equals the built network's, for U-Nets of every shape the caps see, and for the MLP.
+#[test]
+fn parameter_count_from_the_config_matches_the_built_network() {
+    let device = Device::flex();
+    let mut archs = vec![Architecture::Mlp(MlpConfig {
+        dim: 3,
+        hidden: 24,
+        blocks: 3,
+        emb_dim: 8,
+        embedding: TimeEmbedding::Positional { scale: 1.0 },
+        dropout: 0.0,
+    })];
+    for (mult, res_blocks, attention) in
+        [(vec![1, 2], 1, vec![4]), (vec![1, 2, 2], 2, vec![]), (vec![2], 0, vec![8])]
+    {
+        let mut u = small_unet(1, true, 0.0, AdaNorm::Group);
+        (u.mult, u.res_blocks, u.attention) = (mult, res_blocks, attention);
+        archs.push(Architecture::UNet(u));
+    }
+    for a in archs {
+        a.validate().unwrap();
+        assert_eq!(a.parameters() as usize, a.init(&device).num_params(), "{a:?}");
+    }
+}
+
+/// Golden value: the JAX peer's layer-by-layer hand count of configs/mnist-ict-scratch.toml's U-Net
+/// (bench/jax/unet_ict.py `hand_count`, 303,009), written independently of unet.rs.
+#[test]
+fn parameter_count_of_the_benchmark_unet_matches_the_jax_peers_hand_count() {
+    let u = UNetConfig {
+        channels: 1,
+        resolution: 16,
+        base: 16,
+        mult: vec![1, 2, 2],
+        res_blocks: 1,
+        attention: vec![4],
+        groups: 8,
+        emb_dim: 64,
+        embedding: TimeEmbedding::Fourier { scale: 20.0, seed: 0 },
+        dropout: 0.0,
+        ada_norm: AdaNorm::Group,
+    };
+    assert_eq!(Architecture::UNet(u).parameters(), 303_009);
+}

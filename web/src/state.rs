@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use burn::prelude::*;
-use cm_core::card::load_denoiser;
 use cm_core::edit::{Edit, interpolate};
 use cm_core::rng::Noise;
 use cm_core::sample::{OdeSolver, consistency_sample, ode_sample};
@@ -31,7 +30,8 @@ impl Playground {
     /// Validates a card and its weights and keeps the model under the card's name.
     pub fn load(&mut self, card_json: &str, weights: Vec<u8>) -> Result<String, String> {
         let card = ModelCard::from_json(card_json).map_err(|e| format!("config.json: {e}"))?;
-        let model = load_denoiser(&card.model, weights, &self.device)
+        let model = card
+            .load(weights, &self.device)
             .map_err(|e| format!("model.safetensors for {}: {e}", card.name))?;
         let name = card.name.clone();
         self.models.insert(name.clone(), Rc::new(Loaded { card, model }));

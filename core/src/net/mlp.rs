@@ -47,6 +47,13 @@ impl MlpConfig {
         Ok(())
     }
 
+    /// Trainable parameters (every tensor of `init`), without building anything.
+    pub fn parameters(&self) -> u64 {
+        let (d, h, e, b) = (self.dim as u64, self.hidden as u64, self.emb_dim as u64, self.blocks as u64);
+        let lin = |i: u64, o: u64| i * o + o;
+        lin(d, h) + lin(e, h) + lin(h, h) + b * 3 * lin(h, h) + lin(h, d)
+    }
+
     pub fn init(&self, device: &Device) -> Mlp {
         let h = self.hidden;
         Mlp {

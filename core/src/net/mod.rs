@@ -39,10 +39,40 @@ impl Architecture {
         }
     }
 
+    /// The most parameters a network may have: 1 GiB of f32 weights. A card or recipe is checked
+    /// against it before anything is allocated.
+    pub const MAX_PARAMETERS: u64 = 1 << 28;
+
+    /// Checks sizes before any tensor is made, the parameter count included.
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            Architecture::Mlp(c) => c.validate(),
-            Architecture::UNet(c) => c.validate(),
+            Architecture::Mlp(c) => c.validate()?,
+            Architecture::UNet(c) => c.validate()?,
+        }
+        let n = self.parameters();
+        if n > Self::MAX_PARAMETERS {
+            return Err(format!(
+                "the network would have {n} parameters ({:.1} GiB of weights); at most {} are allowed",
+                n as f64 * 4.0 / (1u64 << 30) as f64,
+                Self::MAX_PARAMETERS
+            ));
+        }
+        Ok(())
+    }
+
+    /// Trainable parameters, counted from the config (call after the network's own checks).
+    pub fn parameters(&self) -> u64 {
+        match self {
+            Architecture::Mlp(c) => c.parameters(),
+            Architecture::UNet(c) => c.parameters(),
+        }
+    }
+
+    /// Floats of activation one training sample keeps for the backward pass, roughly.
+    pub fn activations_per_sample(&self) -> u64 {
+        match self {
+            Architecture::Mlp(c) => 10 * (c.blocks as u64 + 2) * c.hidden as u64 + 4 * c.dim as u64,
+            Architecture::UNet(c) => c.activations_per_sample(),
         }
     }
 

@@ -87,15 +87,26 @@ impl UNetConfig {
                 self.resolution
             ));
         }
-        if self.base == 0 || self.base * self.mult.iter().max().unwrap_or(&1) > 2048 || self.res_blocks > 8 {
+        if self.base == 0
+            || self.base.saturating_mul(*self.mult.iter().max().unwrap_or(&1)) > 2048
+            || self.res_blocks > 8
+        {
             return Err(format!(
                 "need 0 < base · max(mult) <= 2048 and res_blocks <= 8, got base = {}, mult = {:?}, res_blocks = {}",
                 self.base, self.mult, self.res_blocks
             ));
         }
-        if self.groups == 0 || self.mult.iter().any(|m| !(self.base * m).is_multiple_of(self.groups)) {
+        // Every GroupNorm's width, the decoder's concatenated inputs included.
+        let bad = self.plan().into_iter().find_map(|s| match s {
+            Layer::Block { cin, cout, .. } => {
+                [cin, cout].into_iter().find(|c| self.groups == 0 || !c.is_multiple_of(self.groups))
+            }
+            _ => None,
+        });
+        if let Some(width) = bad {
             return Err(format!(
-                "groups must divide every width base · mult, got groups = {}, base = {}, mult = {:?}",
+                "groups must divide every GroupNorm's width, but {width} is not divisible by groups = {} \
+                 (base = {}, mult = {:?})",
                 self.groups, self.base, self.mult
             ));
         }
@@ -108,48 +119,104 @@ impl UNetConfig {
         Ok(())
     }
 
-    pub fn init(&self, device: &Device) -> UNet {
-        let temb = 4 * self.base;
-        let block = |cin: usize, cout: usize, res: usize| {
-            ResBlock::new(cin, cout, temb, self.groups, device).with_attention(
-                self.attention.contains(&res),
-                self.groups,
-                device,
-            )
-        };
+    /// The network's stages in build order: encoder, the two middle blocks (the first with
+    /// attention), decoder. `init`, the size checks and the parameter count all read this one list.
+    fn plan(&self) -> Vec<Layer> {
         let levels = self.mult.len();
         let mut widths = vec![self.base]; // widths of the skip activations, in push order
-        let mut down = Vec::new();
+        let mut plan = Vec::new();
         let mut cin = self.base;
         let mut res = self.resolution;
+        let at = |res: usize| self.attention.contains(&res);
         for (l, m) in self.mult.iter().enumerate() {
             let cout = self.base * m;
             for _ in 0..self.res_blocks {
-                down.push(Stage::Block(block(cin, cout, res)));
+                plan.push(Layer::Block { cin, cout, res, attention: at(res) });
                 cin = cout;
                 widths.push(cin);
             }
             if l + 1 < levels {
-                down.push(Stage::Down(conv(cin, cin, 2, default_init(), device)));
+                plan.push(Layer::Down(cin));
                 res /= 2;
                 widths.push(cin);
             }
         }
-        let mid = [block(cin, cin, 0).with_attention(true, self.groups, device), block(cin, cin, 0)];
-        let mut up = Vec::new();
+        plan.push(Layer::Block { cin, cout: cin, res, attention: true });
+        plan.push(Layer::Block { cin, cout: cin, res, attention: false });
         for (l, m) in self.mult.iter().enumerate().rev() {
             let cout = self.base * m;
             for _ in 0..=self.res_blocks {
                 let skip = widths.pop().expect("one skip per encoder stage");
-                up.push(Stage::Block(block(cin + skip, cout, res)));
+                plan.push(Layer::Block { cin: cin + skip, cout, res, attention: at(res) });
                 cin = cout;
             }
             if l > 0 {
-                up.push(Stage::Up(conv(cin, cin, 1, default_init(), device)));
+                plan.push(Layer::Up(cin));
                 res *= 2;
             }
         }
-        let [mid_1, mid_2] = mid;
+        plan
+    }
+
+    /// Trainable parameters (every tensor of `init`), without building anything.
+    pub fn parameters(&self) -> u64 {
+        let (c, temb, e) = (self.channels as u64, 4 * self.base as u64, self.emb_dim as u64);
+        let conv3 = |i: u64, o: u64| 9 * i * o + o;
+        let lin = |i: u64, o: u64| i * o + o;
+        let stages: u64 = (self.plan().into_iter())
+            .map(|s| match s {
+                Layer::Block { cin, cout, attention, .. } => {
+                    let (i, o) = (cin as u64, cout as u64);
+                    let skip = if i != o { lin(i, o) } else { 0 };
+                    let att = if attention { 2 * o + lin(o, 3 * o) + lin(o, o) } else { 0 };
+                    2 * i + conv3(i, o) + lin(temb, 2 * o) + 2 * o + conv3(o, o) + skip + att
+                }
+                Layer::Down(w) | Layer::Up(w) => conv3(w as u64, w as u64),
+            })
+            .sum();
+        // The input conv to `base`; the output norm and conv from the decoder's last width.
+        let (base, last) = (self.base as u64, (self.base * self.mult[0]) as u64);
+        lin(e, temb) + lin(temb, temb) + conv3(c, base) + stages + 2 * last + conv3(last, c)
+    }
+
+    /// Floats of activation one sample keeps for the backward pass, roughly (each block's inputs,
+    /// normalised and convolved maps, and the `(HW)^2` attention weights): what a batch costs in memory.
+    pub fn activations_per_sample(&self) -> u64 {
+        (self.plan().into_iter())
+            .map(|s| match s {
+                Layer::Block { cin, cout, res, attention } => {
+                    let px = (res * res) as u64;
+                    let att = if attention { 5 * cout as u64 * px + px * px } else { 0 };
+                    (2 * cin as u64 + 5 * cout as u64) * px + att
+                }
+                Layer::Down(_) | Layer::Up(_) => 0,
+            })
+            .sum()
+    }
+
+    pub fn init(&self, device: &Device) -> UNet {
+        let temb = 4 * self.base;
+        let mut stages: Vec<Stage> = (self.plan().into_iter())
+            .map(|layer| match layer {
+                Layer::Block { cin, cout, attention, .. } => {
+                    Stage::Block(ResBlock::new(cin, cout, temb, self.groups, device).with_attention(
+                        attention,
+                        self.groups,
+                        device,
+                    ))
+                }
+                Layer::Down(w) => Stage::Down(conv(w, w, 2, default_init(), device)),
+                Layer::Up(w) => Stage::Up(conv(w, w, 1, default_init(), device)),
+            })
+            .collect();
+        // Encoder: `res_blocks` blocks per level and a down-sampling conv between levels; then the middle.
+        let encoder = self.mult.len() * (self.res_blocks + 1) - 1;
+        let up = stages.split_off(encoder + 2);
+        let (Some(Stage::Block(mid_2)), Some(Stage::Block(mid_1))) = (stages.pop(), stages.pop()) else {
+            unreachable!("the plan puts two blocks after the encoder")
+        };
+        let down = stages;
+        let cin = self.base * self.mult[0];
         UNet {
             time_1: LinearConfig::new(self.emb_dim, temb).init(device),
             time_2: LinearConfig::new(temb, temb).init(device),
@@ -166,6 +233,15 @@ impl UNetConfig {
             shape: [self.channels, self.resolution, self.resolution],
         }
     }
+}
+
+/// One entry of [`UNetConfig::plan`]: a residual block `cin -> cout` at `res` pixels, or the 3×3 conv
+/// of width `w` that halves (`Down`) or follows the doubling of (`Up`) the resolution.
+#[derive(Clone, Copy, Debug)]
+enum Layer {
+    Block { cin: usize, cout: usize, res: usize, attention: bool },
+    Down(usize),
+    Up(usize),
 }
 
 fn default_init() -> Initializer {

@@ -57,6 +57,55 @@ impl CtConfig {
         7.0
     }
 
+    /// The largest discretisation a curriculum may reach: the grid, its index probabilities and the
+    /// per-step level tables are O(N) host memory every step.
+    pub const MAX_LEVELS: u32 = 100_000;
+
+    /// Checks every field's range, naming the field (`ct.<name>`) and what was expected.
+    pub fn validate(&self) -> Result<(), String> {
+        let levels = |s0: u32, s1: u32| {
+            if s0 < 1 || s1 < s0 || s1 > Self::MAX_LEVELS {
+                Err(format!(
+                    "field `ct.curriculum`: need 1 <= s0 <= s1 <= {}, got s0 = {s0}, s1 = {s1}",
+                    Self::MAX_LEVELS
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match self.curriculum {
+            Curriculum::Cm { s0, s1, mu0 } => {
+                levels(s0, s1)?;
+                if !(0.0..1.0).contains(&mu0) {
+                    return Err(format!("field `ct.curriculum.mu0`: must be in [0, 1), got {mu0}"));
+                }
+            }
+            Curriculum::Ict { s0, s1 } => levels(s0, s1)?,
+            Curriculum::Fixed { n, mu } => {
+                if !(2..=Self::MAX_LEVELS).contains(&n) {
+                    return Err(format!(
+                        "field `ct.curriculum.n`: need 2 <= n <= {}, got {n}",
+                        Self::MAX_LEVELS
+                    ));
+                }
+                if !(0.0..1.0).contains(&mu) {
+                    return Err(format!("field `ct.curriculum.mu`: must be in [0, 1), got {mu}"));
+                }
+            }
+        }
+        if let IndexSampling::Lognormal { p_mean, p_std } = self.index_sampling
+            && !(p_mean.is_finite() && p_std > 0.0 && p_std.is_finite())
+        {
+            return Err(format!(
+                "field `ct.index_sampling`: need a finite p_mean and p_std > 0, got p_mean = {p_mean}, p_std = {p_std}"
+            ));
+        }
+        if !(self.rho > 0.0 && self.rho.is_finite()) {
+            return Err(format!("field `ct.rho`: must be positive (Karras: 7), got {}", self.rho));
+        }
+        Ok(())
+    }
+
     /// CM's consistency training: CM curriculum, L2, uniform weights and indices, EMA target.
     pub fn cm() -> Self {
         Self {

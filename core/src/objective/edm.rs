@@ -26,6 +26,17 @@ impl EdmConfig {
     fn default_p_std() -> f64 {
         1.2
     }
+
+    /// Checks the lognormal's parameters, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.p_mean.is_finite() && self.p_std > 0.0 && self.p_std.is_finite()) {
+            return Err(format!(
+                "field `edm`: need a finite p_mean and p_std > 0, got p_mean = {}, p_std = {}",
+                self.p_mean, self.p_std
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for EdmConfig {
