@@ -41,7 +41,7 @@ fn ict_on_moons_learns_in_a_few_hundred_steps() {
     let before =
         cm_core::metrics::sliced_w2(&consistency_points(&untrained, 2048, 5, &[]).unwrap(), &data, 2, 128, 0);
 
-    let summary = cm_trainer::train::train(&cfg, &dir, "test", false, 1).unwrap();
+    let summary = cm_trainer::train::train(&cfg, &dir, "test", cm_trainer::train::Start::New, 1).unwrap();
     let (card, trained) = load_model_dir(&summary.model_dir, &device).unwrap();
     let after =
         cm_core::metrics::sliced_w2(&consistency_points(&trained, 2048, 5, &[]).unwrap(), &data, 2, 128, 0);

@@ -27,6 +27,10 @@ struct State {
     /// Parameter ids of sCM's adaptive weight `w_phi(t)` (TrigFlow methods), saved as `weight.safetensors`.
     #[serde(default)]
     weight_ids: Option<Vec<u64>>,
+    /// SHA-256 of every other file of the checkpoint, checked before any is parsed (a flipped bit in
+    /// `optimizer.bpk` would otherwise reach burn's parser, which panics). Absent in older checkpoints.
+    #[serde(default)]
+    sha256: std::collections::BTreeMap<String, String>,
 }
 
 /// What training needs to go on.
@@ -70,28 +74,43 @@ pub fn save(
     optimizer: &[u8],
 ) -> Result<()> {
     let dir = step_dir(out, step);
+    let mut files =
+        vec![("model.safetensors", weights_to_bytes(model)?), ("ema.safetensors", weights_to_bytes(ema)?)];
+    if let Some(t) = target {
+        files.push(("target.safetensors", weights_to_bytes(t)?));
+    }
+    if let Some(w) = weight {
+        files.push(("weight.safetensors", weights_to_bytes(w)?));
+    }
+    // The loss reaches the host only at log steps, so a step between them can turn the weights to NaN
+    // unseen: a checkpoint is written only from finite weights.
+    for (name, bytes) in &files {
+        cm_core::card::ensure_finite(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "the weights became non-finite by step {step}, so its checkpoint is not saved ({name}: {e}); \
+                 try a lower optimizer.lr or a grad_clip (earlier checkpoints are kept in {})",
+                out.join("checkpoints").display()
+            )
+        })?;
+    }
+    files.push(("optimizer.bpk", optimizer.to_vec()));
     let partial = dir.with_extension("partial");
     if partial.exists() {
         std::fs::remove_dir_all(&partial).with_context(|| format!("cannot remove {}", partial.display()))?;
     }
-    write_atomic(&partial.join("model.safetensors"), &weights_to_bytes(model)?)?;
-    write_atomic(&partial.join("ema.safetensors"), &weights_to_bytes(ema)?)?;
-    if let Some(t) = target {
-        write_atomic(&partial.join("target.safetensors"), &weights_to_bytes(t)?)?;
+    for (name, bytes) in &files {
+        write_atomic(&partial.join(name), bytes)?;
     }
-    write_atomic(&partial.join("optimizer.bpk"), optimizer)?;
     let mut ids = Ids(Vec::new());
     model.visit(&mut ids);
-    let weight_ids = match weight {
-        Some(w) => {
-            write_atomic(&partial.join("weight.safetensors"), &weights_to_bytes(w)?)?;
-            let mut ids = Ids(Vec::new());
-            w.visit(&mut ids);
-            Some(ids.0)
-        }
-        None => None,
-    };
-    let state = State { step, param_ids: ids.0, has_target: target.is_some(), weight_ids };
+    let weight_ids = weight.map(|w| {
+        let mut ids = Ids(Vec::new());
+        w.visit(&mut ids);
+        ids.0
+    });
+    let sha256 =
+        files.iter().map(|(name, bytes)| (name.to_string(), cm_core::card::sha256_hex(bytes))).collect();
+    let state = State { step, param_ids: ids.0, has_target: target.is_some(), weight_ids, sha256 };
     write_atomic(&partial.join("state.json"), serde_json::to_string(&state)?.as_bytes())?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
@@ -99,10 +118,10 @@ pub fn save(
     std::fs::rename(&partial, &dir).with_context(|| format!("cannot move checkpoint to {}", dir.display()))
 }
 
-/// The newest complete checkpoint in the run folder `out`, if any.
-pub fn latest(out: &Path) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join("checkpoints"))
-        .ok()?
+/// The complete checkpoints in the run folder `out`, newest first.
+pub fn newest_first(out: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(out.join("checkpoints")) else { return Vec::new() };
+    let mut dirs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-") && !n.contains('.'))
@@ -110,18 +129,30 @@ pub fn latest(out: &Path) -> Option<PathBuf> {
         })
         .collect();
     dirs.sort();
-    dirs.pop()
+    dirs.reverse();
+    dirs
 }
 
 /// Loads a checkpoint folder for `config` on `device` (the autodiff training device).
 pub fn load(dir: &Path, config: &ModelConfig, device: &Device) -> Result<Resumed> {
+    let state_path = dir.join("state.json");
+    let state: State =
+        serde_json::from_slice(&crate::io::read_limited(&state_path, crate::io::MAX_TEXT_FILE)?)
+            .with_context(|| format!("{}: not a checkpoint state", state_path.display()))?;
     let read = |name: &str| {
         let p = dir.join(name);
-        std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))
+        let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        if let Some(want) = state.sha256.get(name) {
+            let have = cm_core::card::sha256_hex(&bytes);
+            if &have != want {
+                bail!(
+                    "{}: SHA-256 {have} differs from state.json's {want}: the file is damaged",
+                    p.display()
+                );
+            }
+        }
+        Ok(bytes)
     };
-    let state_path = dir.join("state.json");
-    let state: State = serde_json::from_slice(&read("state.json")?)
-        .with_context(|| format!("{}: not a checkpoint state", state_path.display()))?;
     let weights = |name: &str| -> Result<Denoiser> {
         load_denoiser(config, read(name)?, device)
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(name).display()))

@@ -178,8 +178,10 @@ impl TrainConfig {
 
     /// Reads and validates a recipe file; unknown fields are errors that name the field.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let bytes = crate::io::read_limited(path, crate::io::MAX_TEXT_FILE)
             .with_context(|| format!("cannot read config {}", path.display()))?;
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
         let cfg: TrainConfig = toml::from_str(&text).map_err(|e| {
             let at = e.span().map(|s| {
                 let line = text[..s.start].matches('\n').count() + 1;
@@ -239,6 +241,18 @@ impl TrainConfig {
         if !(self.optimizer.lr > 0.0 && self.optimizer.lr.is_finite()) {
             bail!("field `optimizer.lr`: must be positive, got {}", self.optimizer.lr);
         }
+        if let Some(c) = self.optimizer.grad_clip
+            && !(c > 0.0 && c.is_finite())
+        {
+            bail!("field `optimizer.grad_clip`: must be a positive norm, got {c}");
+        }
+        if !(self.optimizer.beta_2 > 0.0 && self.optimizer.beta_2 < 1.0) {
+            bail!("field `optimizer.beta_2`: must be in (0, 1), got {}", self.optimizer.beta_2);
+        }
+        if let Some(ct) = &self.ct {
+            ct.validate().map_err(anyhow::Error::msg)?;
+        }
+        self.edm.validate().map_err(anyhow::Error::msg)?;
         self.network.validate().map_err(|e| anyhow::anyhow!("field `network`: {e}"))?;
         self.noise.validate().map_err(|e| anyhow::anyhow!("field `noise`: {e}"))?;
         let m = self.method.name();
@@ -274,6 +288,29 @@ impl TrainConfig {
             && !(h > 0.0 && h < 1.0)
         {
             bail!("field `scm.jvp.h`: must be in (0, 1), got {h}");
+        }
+        Ok(())
+    }
+
+    /// Memory a training step needs, roughly, in bytes: weights, EMA, target and Adam's two moments,
+    /// and the batch's activations (twice for the target pass, three times with sCM's JVP tangent).
+    pub fn memory_estimate(&self) -> u64 {
+        let params = self.network.parameters();
+        let passes = if self.method.is_trigflow() { 3 } else { 2 };
+        let activations = (self.batch as u64).saturating_mul(self.network.activations_per_sample());
+        4u64.saturating_mul(params.saturating_mul(5).saturating_add(activations.saturating_mul(passes)))
+    }
+
+    /// Refuses a recipe whose [`memory_estimate`](Self::memory_estimate) is over `max_gib` GiB, before
+    /// anything is allocated (`cm train --max-memory-gb` raises the cap).
+    pub fn check_memory(&self, max_gib: f64) -> Result<()> {
+        let need = self.memory_estimate() as f64 / (1u64 << 30) as f64;
+        if need > max_gib {
+            bail!(
+                "field `batch` = {} with this network needs about {need:.1} GiB to train, over the {max_gib} GiB cap: \
+                 lower the batch or the network, or raise the cap with --max-memory-gb",
+                self.batch
+            );
         }
         Ok(())
     }
@@ -354,9 +391,11 @@ mod tests {
 
     #[test]
     fn every_committed_recipe_loads() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        // configs/ (bundled models) and bench/ (benchmark nets)
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut n = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
+        let recipes = ["configs", "bench"].into_iter().flat_map(|d| std::fs::read_dir(root.join(d)).unwrap());
+        for entry in recipes {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let cfg = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));

@@ -328,11 +328,31 @@ pub fn read_image(path: &Path, channels: usize, r: usize) -> Result<Vec<f32>> {
 }
 
 /// Decodes a PNG/JPEG file to RGBA8.
+///
+/// Decoding is bounded: at most [`MAX_IMAGE_SIDE`] pixels a side and 256 MiB of decoder memory, so a
+/// small file that claims a huge image (a decompression bomb) is refused instead of filling memory.
 fn decode(path: &Path) -> Result<image::RgbaImage> {
-    Ok(image::open(path).with_context(|| format!("cannot decode image {}", path.display()))?.to_rgba8())
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(256 << 20);
+    let mut reader = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .with_context(|| format!("cannot read image {}", path.display()))?;
+    reader.limits(limits);
+    let img = reader.decode().with_context(|| {
+        format!(
+            "cannot decode image {} (images may be at most {MAX_IMAGE_SIDE} pixels a side)",
+            path.display()
+        )
+    })?;
+    Ok(img.to_rgba8())
 }
 
 /// RGBA (straight alpha) composited on white, as planar RGB bytes of the centre square.
+/// The largest image side `cm` decodes (inputs are resized to the model's resolution anyway).
+pub const MAX_IMAGE_SIDE: u32 = 4096;
+
 fn rgb_on_white(img: &image::RgbaImage) -> (Vec<u8>, usize) {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let s = w.min(h);

@@ -34,6 +34,19 @@ pub fn consistency_points(model: &Denoiser, n: usize, seed: u64, taus: &[f64]) -
         let rows = chunk(model).min(n - first);
         out.extend(host(consistency_sample(model, &noise, first, rows, taus, &device))?);
     }
+    finite_samples(out)
+}
+
+/// Samples with a NaN or infinite value are an error, not an output: the weights or the card
+/// (embedding scale, `sigma_data`) are broken.
+fn finite_samples(out: Vec<f32>) -> Result<Vec<f32>> {
+    let bad = out.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        bail!(
+            "the model produced {bad} NaN or infinite values in {} sampled numbers: its weights or card are broken",
+            out.len()
+        );
+    }
     Ok(out)
 }
 
@@ -60,7 +73,7 @@ pub fn solver_points(
         let rows = chunk(model).min(n - first);
         out.extend(host(ode_sample(model, &noise, first..first + rows, solver, nfe, &device, |_| {}))?);
     }
-    Ok(out)
+    finite_samples(out)
 }
 
 /// One evaluated sampler.
@@ -187,5 +200,8 @@ pub fn hardware() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    format!("{cpus} x {model}")
+    match crate::gpu::device_name() {
+        Some(gpu) => format!("{gpu}; {cpus} x {model}"),
+        None => format!("{cpus} x {model}"),
+    }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::Device;
-use cm_core::card::{load_denoiser, weights_to_bytes};
+use cm_core::card::weights_to_bytes;
 use cm_core::{Denoiser, ModelCard};
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half a file
@@ -19,13 +19,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path.extension().and_then(|e| e.to_str()).unwrap_or(""),
         std::process::id()
     ));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .with_context(|| format!("cannot write {}", tmp.display()))
+        .and_then(|_| {
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
+
+/// Reads a file a user supplies, refusing one over `max` bytes before reading it (a size decides memory).
+pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.len();
+    if len > max {
+        bail!("{} is {len} bytes; at most {max} are expected for this file", path.display());
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Cards and recipes are a few kilobytes.
+pub const MAX_TEXT_FILE: u64 = 1 << 20;
 
 /// A `[n, dim]` float32 array as NumPy `.npy` (format 1.0).
 pub fn npy_bytes(data: &[f32], dim: usize) -> Vec<u8> {
@@ -179,10 +196,37 @@ pub const CARD_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 
 /// Writes `config.json` and `model.safetensors` into `dir`, each atomically.
+///
+/// The folder is replaced as a whole: weights and card are written to a sibling folder, which then
+/// takes the old one's place, so a reader sees the old model or the new one, never the weights of one
+/// with the card of the other. The card records the weights' SHA-256, checked on every load.
 pub fn save_model_dir(dir: &Path, card: &ModelCard, model: &Denoiser) -> Result<()> {
     let bytes = weights_to_bytes(model).context("cannot serialise weights")?;
-    write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
-    write_atomic(&dir.join(CARD_FILE), card.to_json().as_bytes())
+    let mut card = card.clone();
+    card.weights_sha256 = Some(cm_core::card::sha256_hex(&bytes));
+    let name = dir.file_name().and_then(|n| n.to_str()).context("a model folder needs a name")?;
+    let sibling = |what: &str| dir.with_file_name(format!(".{name}.{what}{}", std::process::id()));
+    let (new, old) = (sibling("new"), sibling("old"));
+    let _ = std::fs::remove_dir_all(&new);
+    let written = write_atomic(&new.join(WEIGHTS_FILE), &bytes)
+        .and_then(|_| write_atomic(&new.join(CARD_FILE), card.to_json().as_bytes()))
+        .and_then(|_| {
+            if dir.exists() {
+                std::fs::rename(dir, &old)
+                    .with_context(|| format!("cannot move the old {} aside", dir.display()))?;
+            }
+            std::fs::rename(&new, dir)
+                .with_context(|| format!("cannot move the new model into {}", dir.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&new);
+        if old.exists() && !dir.exists() {
+            let _ = std::fs::rename(&old, dir);
+        }
+        return written;
+    }
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
 }
 
 /// Reads a model folder and loads its weights on `device`, with errors naming the file.
@@ -191,14 +235,13 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(ModelCard, Denoise
         bail!("model folder {} does not exist", dir.display());
     }
     let card_path: PathBuf = dir.join(CARD_FILE);
-    let text = std::fs::read_to_string(&card_path)
-        .with_context(|| format!("cannot read {}", card_path.display()))?;
+    let text = String::from_utf8(read_limited(&card_path, MAX_TEXT_FILE)?)
+        .with_context(|| format!("{} is not UTF-8 text", card_path.display()))?;
     let card = ModelCard::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", card_path.display()))?;
     let weights_path = dir.join(WEIGHTS_FILE);
     let bytes =
         std::fs::read(&weights_path).with_context(|| format!("cannot read {}", weights_path.display()))?;
-    let model = load_denoiser(&card.model, bytes, device)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", weights_path.display()))?;
+    let model = card.load(bytes, device).map_err(|e| anyhow::anyhow!("{}: {e}", weights_path.display()))?;
     Ok((card, model))
 }
 

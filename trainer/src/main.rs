@@ -91,6 +91,10 @@ enum Command {
         /// Continue the run in --out from its newest checkpoint (bit-exact on the CPU backend).
         #[arg(long, conflicts_with = "force")]
         resume: bool,
+        /// Refuse a recipe whose estimated training memory (weights, optimiser state, activations of a
+        /// batch) is over this many GiB.
+        #[arg(long, default_value = "8")]
+        max_memory_gb: f64,
         /// Split each batch over this many devices (GPUs 0..N of the backend) with burn's multi-device
         /// gradient accumulation. Every shard draws the noise of its rows of the whole batch.
         #[arg(long, value_parser = at_most(64, "devices"), allow_negative_numbers = true, default_value = "1")]
@@ -226,9 +230,13 @@ enum Command {
         /// A training recipe: time its training step (threads: RAYON_NUM_THREADS).
         #[arg(long)]
         train: Option<PathBuf>,
-        /// Training steps to time (after 3 warm-up steps).
+        /// Training steps to time, after the warm-up.
         #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "30")]
         steps: u64,
+        /// Warm-up steps before timing (rounded up to whole 5-step windows): kernel compilation and,
+        /// on GPUs, autotuning happen here; their wall time is reported as `warmup_s`.
+        #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "5")]
+        warmup: u64,
         #[arg(long, value_parser = at_most(MAX_POINTS, "points at a time"), allow_negative_numbers = true, default_value = "4096")]
         n: u64,
         #[arg(long, value_enum, default_value = "cpu")]
@@ -256,14 +264,19 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { config, out, steps, seed, backend, resolution, force, resume, devices } => {
+        Command::Train {
+            config,
+            out,
+            steps,
+            seed,
+            backend,
+            resolution,
+            force,
+            resume,
+            max_memory_gb,
+            devices,
+        } => {
             let mut cfg = TrainConfig::load(&config)?;
-            if !force && !resume && out.join("model").exists() {
-                bail!(
-                    "run folder {} already holds a trained model; pass --force to replace it or choose another --out",
-                    out.display()
-                );
-            }
             if let Some(s) = steps {
                 cfg.steps = s;
             }
@@ -276,8 +289,14 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(r) = resolution {
                 cfg.set_resolution(r as usize)?;
             }
+            cfg.check_memory(max_memory_gb)?;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let summary = train::train(&cfg, &out, &command, resume, devices as usize)?;
+            let start = match (resume, force) {
+                (true, _) => train::Start::Resume,
+                (false, true) => train::Start::Replace,
+                (false, false) => train::Start::New,
+            };
+            let summary = train::train(&cfg, &out, &command, start, devices as usize)?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
@@ -411,54 +430,62 @@ fn run(cli: Cli) -> Result<()> {
             let report = cm_trainer::edit::run(&model, &args, &backend.device()?)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Command::Bench { train: Some(recipe), steps, backend, .. } => bench_train(&recipe, steps, backend)?,
+        Command::Bench { train: Some(recipe), steps, warmup, backend, .. } => {
+            bench_train(&recipe, steps, warmup, backend)?
+        }
         Command::Bench { model: Some(model), n, backend, .. } => bench(&model, n as usize, backend)?,
         Command::Bench { .. } => bail!("pass --model DIR or --train RECIPE"),
     }
     Ok(())
 }
 
-/// Training steps per second of a recipe: the median over 5-step windows after 3 warm-up steps, measured
-/// by the training loop itself in a scratch run folder.
-fn bench_train(recipe: &Path, steps: u64, backend: Backend) -> Result<()> {
+/// Training speed of a recipe, measured by the training loop itself in a scratch run folder: the
+/// warm-up's wall time (start-up, first-use kernel compilation and autotuning; from the run's start to
+/// the end of the warm-up steps), then the median steps/s over 5-step windows after it.
+fn bench_train(recipe: &Path, steps: u64, warmup: u64, backend: Backend) -> Result<()> {
     let mut cfg = TrainConfig::load(recipe)?;
     cfg.backend = backend;
     let window = 5;
-    cfg.steps = 3 + steps.div_ceil(window) * window;
+    let warmup = warmup.div_ceil(window) * window;
+    cfg.steps = warmup + steps.div_ceil(window) * window;
     cfg.log_every = window;
     (cfg.eval_every, cfg.sample_every, cfg.checkpoint_every) = (0, 0, 0);
     let dir = std::env::temp_dir().join(format!("cm-bench-{}", std::process::id()));
     let run = dir.clone();
-    // Windows end at steps 5, 10, ...; those ending after step 3 + 5 exclude the warm-up steps.
-    let result = (|| -> Result<Vec<f64>> {
-        train::train(&cfg, &run, "cm bench", false, 1)?;
+    // (step, steps/s of the window ending there, seconds since the run started)
+    let result = (|| -> Result<Vec<(u64, f64, f64)>> {
+        train::train(&cfg, &run, "cm bench", train::Start::New, 1)?;
         let text = std::fs::read_to_string(run.join("metrics.jsonl"))?;
         Ok(text
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["step"].as_u64().is_some_and(|s| s > 3 + window))
-            .filter_map(|v| v["steps_per_s"].as_f64())
+            .filter_map(|v| Some((v["step"].as_u64()?, v["steps_per_s"].as_f64()?, v["elapsed_s"].as_f64()?)))
             .collect())
     })();
     let _ = std::fs::remove_dir_all(&dir);
-    let mut rates = result?;
+    let rows = result?;
+    let warmup_s = rows.iter().find(|r| r.0 == warmup).map(|r| r.2).context("the warm-up was not logged")?;
+    let mut rates: Vec<f64> = rows.iter().filter(|r| r.0 > warmup).map(|r| r.1).collect();
     rates.sort_by(f64::total_cmp);
     let median = rates.get(rates.len() / 2).copied().context("too few steps to time: raise --steps")?;
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({
-            "recipe": recipe.display().to_string(),
-            "method": cfg.method.name(),
-            "batch": cfg.batch,
-            "steps_per_s": median,
-            "samples_per_s": median * cfg.batch as f64,
-            "windows": rates.len(),
-            "threads": threads,
-            "backend": backend.name(),
-            "hardware": eval::hardware(),
-        }))?
-    );
+    let mut report = serde_json::json!({
+        "recipe": recipe.display().to_string(),
+        "method": cfg.method.name(),
+        "batch": cfg.batch,
+        "steps_per_s": median,
+        "samples_per_s": median * cfg.batch as f64,
+        "windows": rates.len(),
+        "warmup_steps": warmup,
+        "warmup_s": warmup_s,
+        "threads": threads,
+        "backend": backend.name(),
+        "hardware": eval::hardware(),
+    });
+    if backend != Backend::Cpu {
+        report["kernel_cache"] = cm_trainer::gpu::cache_dir().join("cubecl").display().to_string().into();
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 

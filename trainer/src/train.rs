@@ -33,20 +33,33 @@ pub struct RunSummary {
     pub metrics: BTreeMap<String, f64>,
 }
 
-/// Trains `cfg` into the run folder `out`; with `resume`, continues from the run's newest checkpoint
-/// (the recipe must be the run's own `config.toml`).
+/// How a run treats what its folder already holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// A new run: refused where the folder holds another run's checkpoints or model.
+    New,
+    /// A new run in place of whatever the folder holds (`--force`): the old checkpoints are removed
+    /// first, the old model is replaced when the new one is written.
+    Replace,
+    /// Continue from the newest loadable checkpoint (`--resume`); the recipe must be the run's own
+    /// `config.toml`. A run whose last checkpoint is its final step only writes its model.
+    Resume,
+}
+
+/// Trains `cfg` into the run folder `out`, starting as `start` says.
 pub fn train(
     cfg: &TrainConfig,
     out: &Path,
     command: &str,
-    resume: bool,
+    start: Start,
     devices: usize,
 ) -> Result<RunSummary> {
     let started = Instant::now();
+    let resume = start == Start::Resume;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
     let resolved = cfg.resolved();
     let resolved_toml = toml::to_string_pretty(&resolved)?;
-    let checkpoint = if resume {
+    let checkpoints = if resume {
         let saved_path = out.join("config.toml");
         let saved = std::fs::read_to_string(&saved_path)
             .with_context(|| format!("--resume: cannot read the run's recipe {}", saved_path.display()))?;
@@ -62,21 +75,16 @@ pub fn train(
         if saved.lines().count() != resolved_toml.lines().count() {
             bail!("--resume: the recipe differs from the run's {}", saved_path.display());
         }
-        Some(checkpoint::latest(out).with_context(|| {
-            format!("--resume: no complete checkpoint in {}", out.join("checkpoints").display())
-        })?)
+        let all = checkpoint::newest_first(out);
+        if all.is_empty() {
+            bail!("--resume: no complete checkpoint in {}", out.join("checkpoints").display());
+        }
+        all
     } else {
+        clear_for_new_run(out, start)?;
         write_atomic(&out.join("config.toml"), resolved_toml.as_bytes())?;
-        None
+        Vec::new()
     };
-    let metrics_path = out.join("metrics.jsonl");
-    let mut metrics_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(resume)
-        .write(true)
-        .truncate(!resume)
-        .open(&metrics_path)
-        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
 
     let device = cfg.backend.device()?.autodiff();
     device.seed(cfg.seed);
@@ -97,7 +105,7 @@ pub fn train(
     // The starting weights: init_from's (ECT) or the teacher's (CM's CD). On --resume the checkpoint
     // holds the weights, so the start is not read again.
     let start = match (&cfg.init_from, &cfg.teacher, &teacher) {
-        _ if checkpoint.is_some() => None,
+        _ if resume => None,
         (Some(path), _, _) => Some((
             load_fitting(path, "init_from", false, true, cfg, &cfg.backend.device()?)?,
             "init_from",
@@ -120,7 +128,7 @@ pub fn train(
     let mut target: Option<Denoiser> = None;
     let mut ema: Denoiser = model.valid();
     let mut first_step = 0;
-    let mut optim = match cfg.optimizer.kind {
+    let new_optim = || match cfg.optimizer.kind {
         OptimKind::Adam => {
             let mut adam = AdamConfig::new().with_beta_2(cfg.optimizer.beta_2 as f32);
             if let Some(c) = cfg.optimizer.grad_clip {
@@ -130,22 +138,53 @@ pub fn train(
         }
         OptimKind::Radam => RAdam::new(cfg.optimizer.beta_2).init(cfg.optimizer.grad_clip),
     };
-    if let Some(dir) = &checkpoint {
-        let r = checkpoint::load(dir, &model_cfg, &device)?;
-        (first_step, model, ema, target) = (r.step, r.model, r.ema, r.target);
-        if weight.is_some() {
-            weight = Some(
-                r.weight.with_context(|| format!("{}: no weight.safetensors for w_phi(t)", dir.display()))?,
+    let mut optim = new_optim();
+    if resume {
+        // The newest checkpoint that loads whole; a damaged newer one is reported and passed over.
+        let mut errors = Vec::new();
+        let loaded = checkpoints.iter().find_map(|dir| {
+            let attempt = || -> Result<_> {
+                let r = checkpoint::load(dir, &model_cfg, &device)?;
+                if weight.is_some() && r.weight.is_none() {
+                    bail!("{}: no weight.safetensors for w_phi(t)", dir.display());
+                }
+                let optim = new_optim()
+                    .from_bytes(Bytes::from_bytes_vec(r.optimizer.clone()))
+                    .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("optimizer.bpk").display()))?;
+                Ok((r, optim))
+            };
+            attempt().map_err(|e| errors.push(format!("{e:#}"))).ok().map(|ok| (dir, ok))
+        });
+        let Some((dir, (r, loaded_optim))) = loaded else {
+            bail!(
+                "--resume: no checkpoint in {} loads: {}",
+                out.join("checkpoints").display(),
+                errors.join("; ")
             );
+        };
+        if !errors.is_empty() {
+            eprintln!("warning: --resume passed over damaged checkpoints: {}", errors.join("; "));
         }
-        optim = optim
-            .from_bytes(Bytes::from_bytes_vec(r.optimizer))
-            .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("optimizer.bpk").display()))?;
-        if first_step >= cfg.steps {
-            bail!("--resume: the run already reached step {first_step} of {}", cfg.steps);
+        (first_step, model, ema, target, optim) = (r.step, r.model, r.ema, r.target, loaded_optim);
+        if weight.is_some() {
+            weight = r.weight;
         }
-        tracing::info!(step = first_step, "resuming");
+        if first_step > cfg.steps
+            || (first_step == cfg.steps && out.join("model").join("config.json").exists())
+        {
+            bail!("--resume: the run already reached step {first_step} of {} and wrote its model", cfg.steps);
+        }
+        tracing::info!(step = first_step, checkpoint = %dir.display(), "resuming");
     }
+    // metrics.jsonl: a new run starts it afresh; a resumed run keeps only the lines up to its checkpoint,
+    // so steps a killed run logged after its last checkpoint are not repeated.
+    let metrics_path = out.join("metrics.jsonl");
+    let kept = if resume { metrics_up_to(&metrics_path, first_step) } else { String::new() };
+    write_atomic(&metrics_path, kept.as_bytes())?;
+    let mut metrics_file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&metrics_path)
+        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
     let source = cfg.source(Split::Train)?;
     let dim = source.dim();
     let shape = model.image_shape();
@@ -249,8 +288,10 @@ pub fn train(
             let secs = window.0.elapsed().as_secs_f64();
             let rate = window.1 as f64 / secs.max(1e-9);
             window = (Instant::now(), 0);
-            let mut line =
-                serde_json::json!({"step": k + 1, "loss": loss_value, "steps_per_s": rate, "lr": lr});
+            let elapsed = started.elapsed().as_secs_f64();
+            let mut line = serde_json::json!(
+                {"step": k + 1, "loss": loss_value, "steps_per_s": rate, "elapsed_s": elapsed, "lr": lr}
+            );
             if cfg.method.is_discrete_consistency() {
                 line["n"] = n.into();
                 line["mu"] = mu.into();
@@ -280,7 +321,9 @@ pub fn train(
         }
     }
     bar.finish_and_clear();
-    write_checkpoint(out, cfg.steps, &model, &ema, target.as_ref(), weight.as_ref(), &optim)?;
+    if first_step < cfg.steps {
+        write_checkpoint(out, cfg.steps, &model, &ema, target.as_ref(), weight.as_ref(), &optim)?;
+    }
     drop(metrics_file);
     write_loss_plot(out, &metrics_path)?;
 
@@ -324,6 +367,7 @@ pub fn train(
         seed: cfg.seed,
         metrics: metrics.clone(),
         provenance,
+        weights_sha256: None,
     };
     let model_dir = out.join("model");
     save_model_dir(&model_dir, &card, &inference)?;
@@ -331,6 +375,40 @@ pub fn train(
         write_atomic(&out.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     Ok(RunSummary { model_dir, metrics })
+}
+
+/// Makes the run folder ready for a new run: refused (`Start::New`) where it holds checkpoints or a
+/// model of an earlier run, which a later `--resume` would otherwise continue; `Start::Replace` removes
+/// the old checkpoints.
+fn clear_for_new_run(out: &Path, start: Start) -> Result<()> {
+    let dir = out.join("checkpoints");
+    let has_checkpoints = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+    let has_model = out.join("model").exists();
+    if start == Start::New && (has_checkpoints || has_model) {
+        bail!(
+            "run folder {} already holds {}; pass --resume to continue it, --force to replace it, or choose another --out",
+            out.display(),
+            if has_model { "a trained model" } else { "checkpoints of another run" }
+        );
+    }
+    if has_checkpoints {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove the old {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The lines of `metrics.jsonl` for steps up to `step` (empty when the file is missing).
+fn metrics_up_to(path: &Path, step: u64) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// What every step's loss needs besides the networks.

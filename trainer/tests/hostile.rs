@@ -1,0 +1,383 @@
+//! Hostile input and crashes (issue: hostile input, crashes and a fresh machine): each defect found by
+//! trying `cm` as an attacker would, reproduced here. Every one is a clear one-line error (no panic, no
+//! runaway memory) or a recovery, and nothing already saved is lost.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+mod common;
+use common::{cm, fails_with, fresh_dir};
+
+fn tmp(name: &str) -> PathBuf {
+    fresh_dir("hostile", name)
+}
+
+fn ok(out: &Output) {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A small moons iCT recipe, logging and checkpointing every few steps.
+fn recipe(extra_top: &str, extra_sections: &str) -> String {
+    format!(
+        r#"
+dataset = "moons"
+method = "ict"
+steps = 12
+batch = 32
+ema_decay = 0.9
+log_every = 1
+checkpoint_every = 4
+{extra_top}
+[optimizer]
+lr = 0.001
+[network]
+kind = "mlp"
+dim = 2
+hidden = 16
+blocks = 1
+emb_dim = 8
+embedding = {{ kind = "fourier", scale = 0.02, seed = 0 }}
+{extra_sections}
+"#
+    )
+}
+
+fn train(dir: &Path, text: &str, args: &[&str]) -> Output {
+    let cfg = dir.join("recipe.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let run = dir.join("run");
+    let mut all = vec!["train", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap()];
+    all.extend_from_slice(args);
+    cm(&all)
+}
+
+fn steps_logged(run: &Path) -> Vec<u64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect()
+}
+
+/// The float data of a safetensors file (all our tensors are F32).
+fn data_range(bytes: &[u8]) -> std::ops::Range<usize> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    8 + n..bytes.len()
+}
+
+/// A trained moons model folder of its own.
+fn trained_model(name: &str) -> PathBuf {
+    let d = tmp(name);
+    ok(&train(&d, &recipe("", ""), &[]));
+    d.join("run/model")
+}
+
+// 1. Memory decided by a small file is checked before anything is allocated.
+
+#[test]
+fn a_card_that_implies_huge_weights_is_refused_before_allocating() {
+    let model = trained_model("huge-card");
+    let card = std::fs::read_to_string(model.join("config.json")).unwrap();
+    let huge = card.replace("\"hidden\": 16", "\"hidden\": 65536").replace("\"blocks\": 1", "\"blocks\": 8");
+    assert_ne!(huge, card);
+    std::fs::write(model.join("config.json"), huge).unwrap();
+    let out = tmp("huge-card-out").join("s.npy");
+    fails_with(
+        &cm(&["sample", "--model", model.to_str().unwrap(), "--n", "8", "--out", out.to_str().unwrap()]),
+        &["parameters"],
+    );
+}
+
+#[test]
+fn an_oversized_card_file_is_not_read() {
+    let model = trained_model("big-card");
+    let mut card = std::fs::read_to_string(model.join("config.json")).unwrap();
+    card.push_str(&" ".repeat(2 << 20));
+    std::fs::write(model.join("config.json"), card).unwrap();
+    let out = tmp("big-card-out").join("s.npy");
+    fails_with(
+        &cm(&["sample", "--model", model.to_str().unwrap(), "--n", "8", "--out", out.to_str().unwrap()]),
+        &["config.json", "bytes"],
+    );
+}
+
+#[test]
+fn a_batch_beyond_the_memory_cap_is_refused_and_the_cap_can_be_raised() {
+    let d = tmp("batch");
+    let text = recipe("", "").replace("batch = 32", "batch = 1048576").replace("hidden = 16", "hidden = 256");
+    fails_with(&train(&d, &text, &[]), &["batch", "--max-memory-gb"]);
+    assert!(!d.join("run/checkpoints").exists());
+    // The same recipe is taken when the user raises the cap (checked, then refused for steps here
+    // only to keep the test fast: a recipe with 0 steps is invalid).
+    let out = train(&d, &text.replace("steps = 12", "steps = 0"), &["--max-memory-gb", "1000"]);
+    fails_with(&out, &["steps"]);
+}
+
+#[test]
+fn an_image_claiming_a_huge_size_is_refused() {
+    let d = tmp("bomb");
+    // 5000 x 5000 grey pixels of zeros: a few kilobytes of PNG for 25 megapixels.
+    let path = d.join("bomb.png");
+    let mut enc = png::Encoder::new(std::fs::File::create(&path).unwrap(), 5000, 5000);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_compression(png::Compression::Best);
+    let mut w = enc.write_header().unwrap();
+    w.write_image_data(&vec![0u8; 5000 * 5000]).unwrap();
+    drop(w);
+    assert!(std::fs::metadata(&path).unwrap().len() < 200_000);
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models/mnist-ict");
+    let out = d.join("o.png");
+    fails_with(
+        &cm(&[
+            "edit",
+            "denoise",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        &["bomb.png", "4096"],
+    );
+}
+
+// 2. Inputs that used to panic.
+
+#[test]
+fn unet_widths_that_groups_do_not_divide_are_named() {
+    let d = tmp("groups");
+    let text = r#"
+dataset = "mnist"
+method = "edm"
+steps = 2
+batch = 4
+ema_decay = 0.9
+[optimizer]
+lr = 0.001
+[network]
+kind = "unet"
+channels = 1
+resolution = 16
+base = 4
+mult = [2, 4, 4]
+res_blocks = 1
+groups = 8
+emb_dim = 8
+embedding = { kind = "fourier", scale = 1.0, seed = 0 }
+"#;
+    fails_with(&train(&d, text, &[]), &["groups"]);
+    let huge = text.replace("mult = [2, 4, 4]", "mult = [4611686018427387904]");
+    fails_with(&train(&d, &huge, &[]), &["mult"]);
+}
+
+#[test]
+fn a_curriculum_without_levels_is_refused() {
+    let d = tmp("s0");
+    let ct = "[ct]\ncurriculum = { kind = \"ict\", s0 = 0, s1 = 10 }\ndistance = \"l2\"\nweighting = \"ict\"\nindex_sampling = { kind = \"uniform\" }\n";
+    fails_with(&train(&d, &recipe("", ct), &[]), &["ct.curriculum", "s0"]);
+    let far = ct.replace("s0 = 0, s1 = 10", "s0 = 10, s1 = 4000000000");
+    fails_with(&train(&d, &recipe("", &far), &[]), &["ct.curriculum", "s1"]);
+}
+
+#[test]
+fn a_flipped_bit_in_the_optimiser_state_is_caught_and_an_older_checkpoint_used() {
+    let d = tmp("bitflip");
+    ok(&train(&d, &recipe("", ""), &[]));
+    let run = d.join("run");
+    std::fs::remove_dir_all(run.join("model")).unwrap();
+    std::fs::remove_dir_all(run.join("checkpoints/step-0000012")).unwrap();
+    let bpk = run.join("checkpoints/step-0000008/optimizer.bpk");
+    let mut bytes = std::fs::read(&bpk).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&bpk, bytes).unwrap();
+    let out = train(&d, &recipe("", ""), &["--resume"]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("step-0000008") && err.contains("SHA-256"),
+        "the damaged checkpoint is named: {err}"
+    );
+    assert!(run.join("model/model.safetensors").is_file());
+    // Resumed from step 4: metrics hold every step once.
+    assert_eq!(steps_logged(&run), (1..=12).collect::<Vec<_>>());
+}
+
+// 3. A run killed after its last checkpoint but before writing model/.
+
+#[test]
+fn resuming_a_run_that_reached_its_last_step_writes_its_model() {
+    let d = tmp("finished");
+    ok(&train(&d, &recipe("", ""), &[]));
+    let run = d.join("run");
+    // The weights, not the header: burn writes its metadata map in no fixed order.
+    let data = |p: PathBuf| {
+        let b = std::fs::read(p).unwrap();
+        b[data_range(&b)].to_vec()
+    };
+    let before = data(run.join("model/model.safetensors"));
+    std::fs::remove_dir_all(run.join("model")).unwrap();
+    ok(&train(&d, &recipe("", ""), &["--resume"]));
+    assert!(data(run.join("model/model.safetensors")) == before, "the same model is written");
+    // With its model written, the run is finished.
+    fails_with(&train(&d, &recipe("", ""), &["--resume"]), &["already reached step 12"]);
+}
+
+// 4 and 7. A model folder's card and weights belong together; broken numbers are errors.
+
+#[test]
+fn weights_from_another_model_are_refused_by_the_checksum() {
+    let a = trained_model("sha-a");
+    let d = tmp("sha-b");
+    ok(&train(&d, &recipe("", "").replace("lr = 0.001", "lr = 0.002"), &[]));
+    let b = d.join("run/model");
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("config.json")).unwrap()).unwrap();
+    assert_eq!(card["weights_sha256"].as_str().unwrap().len(), 64);
+    std::fs::copy(b.join("model.safetensors"), a.join("model.safetensors")).unwrap();
+    let out = tmp("sha-out").join("s.npy");
+    fails_with(
+        &cm(&["sample", "--model", a.to_str().unwrap(), "--n", "8", "--out", out.to_str().unwrap()]),
+        &["SHA-256"],
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn nan_weights_and_nan_samples_are_errors() {
+    let model = trained_model("nan");
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    card.as_object_mut().unwrap().remove("weights_sha256");
+    std::fs::write(model.join("config.json"), card.to_string()).unwrap();
+    let path = model.join("model.safetensors");
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let r = data_range(&bad);
+    bad[r.start..r.start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&path, &bad).unwrap();
+    let out = tmp("nan-out").join("s.npy");
+    let sample =
+        || cm(&["sample", "--model", model.to_str().unwrap(), "--n", "64", "--out", out.to_str().unwrap()]);
+    fails_with(&sample(), &["NaN"]);
+    // Finite weights with a card whose sigma_data overflows the scalings: the samples are not finite.
+    std::fs::write(&path, &good).unwrap();
+    card["model"]["sigma_data"] = serde_json::json!(1e200);
+    std::fs::write(model.join("config.json"), card.to_string()).unwrap();
+    fails_with(&sample(), &["NaN or infinite"]);
+    assert!(!out.exists());
+}
+
+// 5. Weights turned NaN between log steps are never checkpointed.
+
+#[test]
+fn a_non_finite_checkpoint_is_never_written() {
+    let d = tmp("nan-ckpt");
+    let text = recipe("", "")
+        .replace("log_every = 1", "log_every = 50")
+        .replace("checkpoint_every = 4", "checkpoint_every = 1")
+        .replace("lr = 0.001", "lr = 3e38");
+    fails_with(&train(&d, &text, &[]), &["non-finite"]);
+    for c in std::fs::read_dir(d.join("run/checkpoints")).into_iter().flatten() {
+        let bytes = std::fs::read(c.unwrap().path().join("model.safetensors")).unwrap();
+        let r = data_range(&bytes);
+        assert!(
+            bytes[r].chunks_exact(4).all(|c| f32::from_le_bytes(c.try_into().unwrap()).is_finite()),
+            "a checkpoint holds non-finite weights"
+        );
+    }
+}
+
+// 6. Another run's checkpoints are not adopted.
+
+#[test]
+fn a_new_run_in_a_folder_with_checkpoints_is_refused_unless_forced() {
+    let d = tmp("stale");
+    ok(&train(&d, &recipe("", ""), &[]));
+    let run = d.join("run");
+    std::fs::remove_dir_all(run.join("model")).unwrap();
+    let other = recipe("", "").replace("steps = 12", "steps = 8");
+    fails_with(&train(&d, &other, &["--seed", "5"]), &["checkpoints", "--resume", "--force"]);
+    assert!(run.join("checkpoints/step-0000012").is_dir(), "nothing is removed unasked");
+    ok(&train(&d, &other, &["--seed", "5", "--force"]));
+    assert!(!run.join("checkpoints/step-0000012").exists(), "--force clears the old run's checkpoints");
+    assert!(run.join("checkpoints/step-0000008").is_dir());
+}
+
+// 8. Recipe fields are checked.
+
+#[test]
+fn out_of_range_recipe_fields_are_named() {
+    let d = tmp("fields");
+    let cases = [
+        (recipe("", "").replace("lr = 0.001", "lr = 0.001\ngrad_clip = -1.0"), "optimizer.grad_clip"),
+        (recipe("", "[edm]\np_std = 0.0\n").replace("method = \"ict\"", "method = \"edm\""), "edm"),
+        (
+            recipe(
+                "",
+                "[ct]\ncurriculum = { kind = \"cm\", s0 = 2, s1 = 10, mu0 = nan }\ndistance = \"l2\"\nweighting = \"uniform\"\nindex_sampling = { kind = \"uniform\" }\n",
+            ),
+            "mu0",
+        ),
+        (
+            recipe(
+                "",
+                "[ct]\ncurriculum = { kind = \"ict\", s0 = 2, s1 = 10 }\ndistance = \"l2\"\nweighting = \"ict\"\nindex_sampling = { kind = \"lognormal\", p_mean = -1.1, p_std = -2.0 }\n",
+            ),
+            "p_std",
+        ),
+        (
+            recipe(
+                "",
+                "[ct]\ncurriculum = { kind = \"ict\", s0 = 2, s1 = 10 }\ndistance = \"l2\"\nweighting = \"ict\"\nindex_sampling = { kind = \"uniform\" }\nrho = 0.0\n",
+            ),
+            "ct.rho",
+        ),
+    ];
+    for (text, field) in cases {
+        fails_with(&train(&d, &text, &[]), &[field]);
+    }
+}
+
+// 9. Temporary files, metrics after a resume.
+
+#[test]
+fn a_resumed_run_logs_each_step_once_and_leaves_no_temporary_files() {
+    let d = tmp("metrics");
+    ok(&train(&d, &recipe("", ""), &[]));
+    let run = d.join("run");
+    // Killed after step 10: checkpoint 8 is the newest, the log ran on to step 10.
+    std::fs::remove_dir_all(run.join("model")).unwrap();
+    std::fs::remove_dir_all(run.join("checkpoints/step-0000012")).unwrap();
+    let log: String = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .take(10)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(run.join("metrics.jsonl"), log).unwrap();
+    ok(&train(&d, &recipe("", ""), &["--resume"]));
+    assert_eq!(steps_logged(&run), (1..=12).collect::<Vec<_>>());
+    let leftovers: Vec<_> = walk(&d).into_iter().filter(|p| p.to_string_lossy().contains(".tmp")).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    let siblings: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(siblings.is_empty(), "model-folder staging left: {siblings:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
