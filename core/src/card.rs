@@ -177,6 +177,17 @@ pub fn weights_to_bytes<M: ModuleSnapshot>(model: &M) -> Result<Vec<u8>, CoreErr
 /// wrongly shaped tensor.
 pub fn load_denoiser(config: &ModelConfig, bytes: Vec<u8>, device: &Device) -> Result<Denoiser, CoreError> {
     config.validate().map_err(CoreError::Card)?;
+    // The network is built before the file's tensors are compared with it: a card that claims a
+    // bigger network than its weights file holds is refused first, so what is allocated is bounded
+    // by the file's own size.
+    let need = config.architecture.parameters().saturating_mul(4);
+    if (bytes.len() as u64) < need {
+        return Err(CoreError::Weights(format!(
+            "{} bytes cannot hold the card's {} parameters ({need} bytes of f32)",
+            bytes.len(),
+            config.architecture.parameters()
+        )));
+    }
     load_weights(config.init(device), bytes)
 }
 

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
+use burn::tensor::Bytes;
 use cm_core::card::{load_denoiser, load_weights, weights_to_bytes};
 use cm_core::objective::AdaptiveWeight;
 use cm_core::{Denoiser, ModelConfig};
@@ -131,6 +133,40 @@ pub fn newest_first(out: &Path) -> Vec<PathBuf> {
     dirs.sort();
     dirs.reverse();
     dirs
+}
+
+/// [`load`], and the checkpoint's optimiser state into `optim` (a fresh optimiser of the recipe).
+///
+/// The state file is checked against `state.json`'s SHA-256 first; a state file that passes and still
+/// does not parse is an error too: burn's parser panics on some damaged inputs, and that panic is
+/// caught here (quietly) and reported as this file's error.
+pub fn load_with_optimizer(
+    dir: &Path,
+    config: &ModelConfig,
+    device: &Device,
+    optim: ModuleOptimizer,
+) -> Result<(Resumed, ModuleOptimizer)> {
+    let r = load(dir, config, device)?;
+    let path = dir.join("optimizer.bpk");
+    let bytes = Bytes::from_bytes_vec(r.optimizer.clone());
+    let parsed = quietly(move || optim.from_bytes(bytes))
+        .map_err(|panic| anyhow::anyhow!("{}: not an optimiser state ({panic})", path.display()))?
+        .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+    Ok((r, parsed))
+}
+
+/// Runs `f`, turning a panic into an error message without printing it.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the parser panicked".into())
+    })
 }
 
 /// Loads a checkpoint folder for `config` on `device` (the autodiff training device).

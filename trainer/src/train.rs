@@ -9,7 +9,6 @@ use anyhow::{Context, Result, bail};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::prelude::*;
-use burn::tensor::Bytes;
 use cm_core::card::weights_to_bytes;
 use cm_core::ema::{ema_decay_at, ema_update};
 use cm_core::objective::{
@@ -144,13 +143,10 @@ pub fn train(
         let mut errors = Vec::new();
         let loaded = checkpoints.iter().find_map(|dir| {
             let attempt = || -> Result<_> {
-                let r = checkpoint::load(dir, &model_cfg, &device)?;
+                let (r, optim) = checkpoint::load_with_optimizer(dir, &model_cfg, &device, new_optim())?;
                 if weight.is_some() && r.weight.is_none() {
                     bail!("{}: no weight.safetensors for w_phi(t)", dir.display());
                 }
-                let optim = new_optim()
-                    .from_bytes(Bytes::from_bytes_vec(r.optimizer.clone()))
-                    .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("optimizer.bpk").display()))?;
                 Ok((r, optim))
             };
             attempt().map_err(|e| errors.push(format!("{e:#}"))).ok().map(|ok| (dir, ok))

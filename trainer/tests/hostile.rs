@@ -381,3 +381,146 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+// The loaders under random mutation (a bounded fuzz run inside the test suite; a longer one with
+// `CM_FUZZ_CASES=N cargo test -p cm-trainer --test hostile survives`).
+
+fn fuzz_cases(default: usize) -> usize {
+    std::env::var("CM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// xorshift64*: a fixed, dependency-free generator so every run mutates the same way.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// One random change: a flipped bit, a truncation, a duplicated or deleted span, a byte set to a
+/// boundary value, or (in text) a number replaced by an extreme one.
+fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, text: bool) {
+    let n = bytes.len().max(1);
+    match rng.below(if text { 6 } else { 5 }) {
+        0 => {
+            let i = rng.below(n);
+            if let Some(b) = bytes.get_mut(i) {
+                *b ^= 1 << rng.below(8);
+            }
+        }
+        1 => bytes.truncate(rng.below(n)),
+        2 => {
+            let (i, len) = (rng.below(n), rng.below(64));
+            let span: Vec<u8> = bytes.iter().skip(i).take(len).copied().collect();
+            let at = rng.below(n);
+            bytes.splice(at.min(bytes.len())..at.min(bytes.len()), span);
+        }
+        3 => {
+            let i = rng.below(n);
+            let end = (i + rng.below(32)).min(bytes.len());
+            if i < end {
+                bytes.drain(i..end);
+            }
+        }
+        4 => {
+            let i = rng.below(n);
+            if let Some(b) = bytes.get_mut(i) {
+                *b = [0x00, 0xff, 0x7f, 0x80][rng.below(4)];
+            }
+        }
+        _ => {
+            // Replace one run of digits with an extreme number.
+            let s = String::from_utf8_lossy(bytes).into_owned();
+            let digits: Vec<usize> =
+                s.char_indices().filter(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i).collect();
+            if let Some(&i) = digits.get(rng.below(digits.len())) {
+                let end = s[i..].find(|c: char| !c.is_ascii_digit()).map_or(s.len(), |e| i + e);
+                let big = ["0", "4294967296", "18446744073709551615", "1e308", "65536", "-1"][rng.below(6)];
+                *bytes = format!("{}{big}{}", &s[..i], &s[end..]).into_bytes();
+            }
+        }
+    }
+}
+
+#[test]
+fn the_model_folder_loader_survives_random_mutations() {
+    let model = trained_model("fuzz");
+    let card = std::fs::read(model.join("config.json")).unwrap();
+    let weights = std::fs::read(model.join("model.safetensors")).unwrap();
+    // Without the checksum the weights' own parser is exercised; with it, the checksum guards.
+    let mut unsummed: serde_json::Value = serde_json::from_slice(&card).unwrap();
+    unsummed.as_object_mut().unwrap().remove("weights_sha256");
+    let unsummed = unsummed.to_string().into_bytes();
+    let dir = tmp("fuzz-case");
+    let device = burn::prelude::Device::flex();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (mut loaded, mut refused) = (0, 0);
+    let runs = fuzz_cases(2000);
+    for i in 0..runs {
+        let (mut c, mut w) = (if i % 2 == 0 { unsummed.clone() } else { card.clone() }, weights.clone());
+        for _ in 0..1 + rng.below(3) {
+            if rng.below(2) == 0 { mutate(&mut rng, &mut c, true) } else { mutate(&mut rng, &mut w, false) }
+        }
+        std::fs::write(dir.join("config.json"), &c).unwrap();
+        std::fs::write(dir.join("model.safetensors"), &w).unwrap();
+        let result = std::panic::catch_unwind(|| cm_trainer::io::load_model_dir(&dir, &device).map(|_| ()));
+        match result {
+            Ok(Ok(())) => loaded += 1,
+            Ok(Err(_)) => refused += 1,
+            Err(_) => panic!("case {i} panicked; card {:?}", String::from_utf8_lossy(&c)),
+        }
+    }
+    eprintln!("{runs} mutated model folders: {loaded} loaded, {refused} refused with an error, 0 panics");
+    assert_eq!(loaded + refused, runs);
+}
+
+#[test]
+fn the_checkpoint_loader_survives_random_mutations() {
+    let d = tmp("fuzz-ckpt");
+    ok(&train(&d, &recipe("", ""), &[]));
+    let cfg = cm_trainer::config::TrainConfig::load(&d.join("recipe.toml")).unwrap();
+    let src = d.join("run/checkpoints/step-0000008");
+    let names: Vec<String> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let files: Vec<(String, Vec<u8>)> =
+        names.iter().map(|n| (n.clone(), std::fs::read(src.join(n)).unwrap())).collect();
+    // state.json without its checksums, so the damaged files reach their parsers.
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&files.iter().find(|(n, _)| n == "state.json").unwrap().1).unwrap();
+    state.as_object_mut().unwrap().remove("sha256");
+    let unsummed = state.to_string().into_bytes();
+    let case = tmp("fuzz-ckpt-case").join("step-0000008");
+    std::fs::create_dir_all(&case).unwrap();
+    let device = burn::prelude::Device::flex().autodiff();
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let (mut loaded, mut refused) = (0, 0);
+    let runs = fuzz_cases(600);
+    for i in 0..runs {
+        for (name, bytes) in &files {
+            let b = if name == "state.json" && i % 2 == 0 { &unsummed } else { bytes };
+            std::fs::write(case.join(name), b).unwrap();
+        }
+        let (name, _) = &files[rng.below(files.len())];
+        let mut b = std::fs::read(case.join(name)).unwrap();
+        mutate(&mut rng, &mut b, name.ends_with(".json"));
+        std::fs::write(case.join(name), &b).unwrap();
+        let optim = burn::optim::AdamConfig::new().init();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cm_trainer::checkpoint::load_with_optimizer(&case, &cfg.model(), &device, optim).map(|_| ())
+        }));
+        match result {
+            Ok(Ok(())) => loaded += 1,
+            Ok(Err(_)) => refused += 1,
+            Err(_) => panic!("case {i} ({name} mutated) panicked"),
+        }
+    }
+    eprintln!("{runs} mutated checkpoints: {loaded} loaded, {refused} refused with an error, 0 panics");
+}
