@@ -183,7 +183,7 @@ pub fn load_denoiser(config: &ModelConfig, bytes: Vec<u8>, device: &Device) -> R
     let need = config.architecture.parameters().saturating_mul(4);
     if (bytes.len() as u64) < need {
         return Err(CoreError::Weights(format!(
-            "{} bytes cannot hold the card's {} parameters ({need} bytes of f32)",
+            "do not match the card's architecture: {} bytes cannot hold its {} parameters ({need} bytes of f32)",
             bytes.len(),
             config.architecture.parameters()
         )));
