@@ -34,6 +34,8 @@ BUDGET = float(os.environ.get("GPU_CHECK_BUDGET_S", "450"))
 QUICK = "--quick" in sys.argv
 BACKENDS = os.environ.get("GPU_CHECK_BACKENDS", "cuda vulkan").split()
 METHODS = ["ict", "edm", "cd", "sct", "scd"]
+# configs/<DATASET>-<method>.toml; `moons` makes a quick smoke test of the script itself on any machine.
+DATASET = os.environ.get("GPU_CHECK_DATASET", "mnist")
 STEPS = 60 if QUICK else 200
 RTOL = 2e-3
 # FP32 (non-tensor-core) peak of the cards we are lent, TFLOP/s (NVIDIA's data sheets, SXM parts).
@@ -86,13 +88,13 @@ def run(cmd, timeout, env=None):
 
 
 def recipe_every_step(method):
-    """configs/mnist-<method>.toml with the loss logged every step and no samples or checkpoints."""
-    text = (ROOT / "configs" / f"mnist-{method}.toml").read_text()
+    """configs/<DATASET>-<method>.toml with the loss logged every step and no samples or checkpoints."""
+    text = (ROOT / "configs" / f"{DATASET}-{method}.toml").read_text()
     for key, value in [("log_every", 1), ("sample_every", 0), ("checkpoint_every", 0), ("eval_every", 0)]:
         text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
         if n == 0:
             text = f"{key} = {value}\n" + text
-    path = RUNS / f"mnist-{method}-every-step.toml"
+    path = RUNS / f"{DATASET}-{method}-every-step.toml"
     path.write_text(text)
     return path
 
@@ -177,6 +179,8 @@ def bench_jax(recipe, label):
 
 
 def check_speed():
+    if os.environ.get("GPU_CHECK_SPEED", "1") == "0":
+        return
     nets = [("small U-Net 0.3 M, 16 px, batch 64", "configs/mnist-ict-scratch.toml"),
             ("U-Net 7.0 M, 28 px, batch 128", "bench/mnist-ict-unet7m.toml")]
     for label, recipe in nets:
