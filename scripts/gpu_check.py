@@ -38,6 +38,8 @@ METHODS = ["ict", "edm", "cd", "sct", "scd"]
 DATASET = os.environ.get("GPU_CHECK_DATASET", "mnist")
 STEPS = 60 if QUICK else 200
 RTOL = 2e-3
+BENCH_STEPS = os.environ.get("GPU_CHECK_BENCH_STEPS", "50")
+NETS = os.environ.get("GPU_CHECK_NETS", "small,7m").split(",")
 # FP32 (non-tensor-core) peak of the cards we are lent, TFLOP/s (NVIDIA's data sheets, SXM parts).
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0}
 START = time.time()
@@ -107,10 +109,13 @@ def losses(run_dir):
     return [r["loss"] for r in rows if "loss" in r]
 
 
-def train(method, backend, steps):
+def train(method, backend, stop_at=None):
+    """Trains STEPS steps (the curriculum and lr follow them), or only the first `stop_at` of them."""
     out = RUNS / f"{backend}-{method}"
-    rc, _, err, secs, mem = run([CM, "train", "--config", str(recipe_every_step(method)), "--steps", str(steps),
-                                 "--backend", backend, "--out", str(out), "--force"], timeout=min(150, max(left(), 1)))
+    stop = ["--stop-at", str(stop_at)] if stop_at else []
+    rc, _, err, secs, mem = run([CM, "train", "--config", str(recipe_every_step(method)), "--steps", str(STEPS),
+                                 "--backend", backend, "--out", str(out), "--force"] + stop,
+                                timeout=min(150, max(left(), 1)))
     return rc, losses(out), err, secs, mem
 
 
@@ -120,7 +125,7 @@ def check_methods():
         if left() < 20:
             report["notes"].append(f"cpu reference for {m}: skipped (time budget)")
             continue
-        rc, l, err, secs, _ = train(m, "cpu", 3)
+        rc, l, err, secs, _ = train(m, "cpu", stop_at=3)
         cpu[m] = l[:3] if rc == 0 else None
         if rc != 0:
             report["notes"].append(f"cpu reference for {m} failed: {rc} {err}")
@@ -131,7 +136,7 @@ def check_methods():
                 row["result"] = "skipped (time budget)"
                 report["methods"].append(row)
                 continue
-            rc, l, err, secs, mem = train(m, b, STEPS)
+            rc, l, err, secs, mem = train(m, b)
             row.update(rc=rc, seconds=round(secs, 1), peak_gpu_mib=mem, steps_logged=len(l))
             finite = bool(l) and all(math.isfinite(v) for v in l)
             k = min(20, len(l) // 2)
@@ -155,7 +160,7 @@ def check_methods():
 
 
 def bench_cm(recipe, backend, label):
-    rc, out, err, secs, mem = run([CM, "bench", "--train", recipe, "--backend", backend, "--steps", "50",
+    rc, out, err, secs, mem = run([CM, "bench", "--train", recipe, "--backend", backend, "--steps", BENCH_STEPS,
                                    "--warmup", "10"], timeout=min(180, max(left(), 1)))
     try:
         j = json.loads(out)
@@ -166,7 +171,8 @@ def bench_cm(recipe, backend, label):
 
 
 def bench_jax(recipe, label):
-    rc, out, err, secs, mem = run([sys.executable, "bench/jax/unet_ict.py", "--recipe", recipe, "--steps", "50",
+    rc, out, err, secs, mem = run([os.environ.get("JAX_PYTHON", sys.executable), "bench/jax/unet_ict.py", "--recipe", recipe,
+                                   "--steps", BENCH_STEPS,
                                    "--warmup", "5", "--threads", str(os.cpu_count() or 1), "--json"],
                                   timeout=min(180, max(left(), 1)), env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
     try:
@@ -181,9 +187,9 @@ def bench_jax(recipe, label):
 def check_speed():
     if os.environ.get("GPU_CHECK_SPEED", "1") == "0":
         return
-    nets = [("small U-Net 0.3 M, 16 px, batch 64", "configs/mnist-ict-scratch.toml"),
-            ("U-Net 7.0 M, 28 px, batch 128", "bench/mnist-ict-unet7m.toml")]
-    for label, recipe in nets:
+    nets = {"small": ("small U-Net 0.3 M, 16 px, batch 64", "configs/mnist-ict-scratch.toml"),
+            "7m": ("U-Net 7.0 M, 28 px, batch 128", "bench/mnist-ict-unet7m.toml")}
+    for label, recipe in [nets[n] for n in NETS]:
         if left() < 40:
             report["speed"].append({"label": label, "result": "skipped (time budget)"})
             continue

@@ -8,6 +8,7 @@ use cm_core::net::Architecture;
 use cm_trainer::config::TrainConfig;
 use cm_trainer::eval::{consistency_points, eval_data};
 use cm_trainer::io::load_model_dir;
+use cm_trainer::train::{RunOptions, Start};
 
 fn small_ict(steps: u64) -> TrainConfig {
     let text =
@@ -41,8 +42,8 @@ fn ict_on_moons_learns_in_a_few_hundred_steps() {
     let before =
         cm_core::metrics::sliced_w2(&consistency_points(&untrained, 2048, 5, &[]).unwrap(), &data, 2, 128, 0);
 
-    let summary = cm_trainer::train::train(&cfg, &dir, "test", cm_trainer::train::Start::New, 1).unwrap();
-    let (card, trained) = load_model_dir(&summary.model_dir, &device).unwrap();
+    let summary = cm_trainer::train::train(&cfg, &dir, "test", RunOptions::new(Start::New)).unwrap();
+    let (card, trained) = load_model_dir(summary.model_dir.as_ref().unwrap(), &device).unwrap();
     let after =
         cm_core::metrics::sliced_w2(&consistency_points(&trained, 2048, 5, &[]).unwrap(), &data, 2, 128, 0);
     eprintln!("sliced W2 one step: untrained {before:.4}, trained {after:.4}");

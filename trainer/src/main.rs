@@ -95,6 +95,10 @@ enum Command {
         /// batch) is over this many GiB.
         #[arg(long, default_value = "8")]
         max_memory_gb: f64,
+        /// Stop after this step with a checkpoint, as if interrupted there (the steps so far are the
+        /// full recipe's); continue later with --resume.
+        #[arg(long, value_parser = positive, allow_negative_numbers = true)]
+        stop_at: Option<u64>,
         /// Split each batch over this many devices (GPUs 0..N of the backend) with burn's multi-device
         /// gradient accumulation. Every shard draws the noise of its rows of the whole batch.
         #[arg(long, value_parser = at_most(64, "devices"), allow_negative_numbers = true, default_value = "1")]
@@ -274,6 +278,7 @@ fn run(cli: Cli) -> Result<()> {
             force,
             resume,
             max_memory_gb,
+            stop_at,
             devices,
         } => {
             let mut cfg = TrainConfig::load(&config)?;
@@ -296,12 +301,14 @@ fn run(cli: Cli) -> Result<()> {
                 (false, true) => train::Start::Replace,
                 (false, false) => train::Start::New,
             };
-            let summary = train::train(&cfg, &out, &command, start, devices as usize)?;
+            let opts = train::RunOptions { start, devices: devices as usize, stop_at };
+            let summary = train::train(&cfg, &out, &command, opts)?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "model": summary.model_dir, "metrics": summary.metrics
-                }))?
+                serde_json::to_string_pretty(&match &summary.model_dir {
+                    Some(dir) => serde_json::json!({"model": dir, "metrics": summary.metrics}),
+                    None => serde_json::json!({"model": null, "stopped_at": stop_at, "resume": "--resume"}),
+                })?
             );
         }
         Command::Sample { model, steps, taus, teacher_nfe, solver, n, seed, out, backend } => {
@@ -454,7 +461,7 @@ fn bench_train(recipe: &Path, steps: u64, warmup: u64, backend: Backend) -> Resu
     let run = dir.clone();
     // (step, steps/s of the window ending there, seconds since the run started)
     let result = (|| -> Result<Vec<(u64, f64, f64)>> {
-        train::train(&cfg, &run, "cm bench", train::Start::New, 1)?;
+        train::train(&cfg, &run, "cm bench", train::RunOptions::new(train::Start::New))?;
         let text = std::fs::read_to_string(run.join("metrics.jsonl"))?;
         Ok(text
             .lines()

@@ -26,10 +26,28 @@ use crate::eval;
 use crate::io::{grid_png, grid_zoom, load_model_dir, save_model_dir, scatter_png, write_atomic};
 use crate::radam::RAdam;
 
-/// What a finished run reports.
+/// What a run reports: the exported model (none when it stopped early, `--stop-at`) and its metrics.
 pub struct RunSummary {
-    pub model_dir: PathBuf,
+    pub model_dir: Option<PathBuf>,
     pub metrics: BTreeMap<String, f64>,
+}
+
+/// How to run a recipe, besides the recipe itself.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    pub start: Start,
+    /// Devices the batch is split over (`--devices`).
+    pub devices: usize,
+    /// Stop after this step with a checkpoint, as if interrupted there (`--stop-at`): the run so far is
+    /// exactly the full recipe's (the curriculum and learning rate follow the recipe's `steps`), and
+    /// `--resume` continues it.
+    pub stop_at: Option<u64>,
+}
+
+impl RunOptions {
+    pub fn new(start: Start) -> Self {
+        Self { start, devices: 1, stop_at: None }
+    }
 }
 
 /// How a run treats what its folder already holds.
@@ -45,16 +63,11 @@ pub enum Start {
     Resume,
 }
 
-/// Trains `cfg` into the run folder `out`, starting as `start` says.
-pub fn train(
-    cfg: &TrainConfig,
-    out: &Path,
-    command: &str,
-    start: Start,
-    devices: usize,
-) -> Result<RunSummary> {
+/// Trains `cfg` into the run folder `out` as `opts` say.
+pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
-    let resume = start == Start::Resume;
+    let resume = opts.start == Start::Resume;
+    let start = opts.start;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
     let resolved = cfg.resolved();
     let resolved_toml = toml::to_string_pretty(&resolved)?;
@@ -196,10 +209,11 @@ pub fn train(
     let step_ctx = StepContext { cfg, ct: cfg.ct(), scm: cfg.scm(), noise: &noise };
     // Data parallelism (`--devices N`): each device gets a copy of the model, the teacher and the
     // target, and a contiguous shard of the batch; burn's MultiGradientsParams sums the gradients.
-    let devices = cfg.backend.devices(devices)?;
+    let devices = cfg.backend.devices(opts.devices)?;
     let shard_teachers: Vec<Option<Denoiser>> =
         devices.iter().map(|d| teacher.clone().map(|t| t.fork(&d.clone().inner()))).collect();
-    for k in first_step..cfg.steps {
+    let end = opts.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps));
+    for k in first_step..end {
         let progress = Progress::new(k, cfg.steps);
         let streams = progress.streams();
         let batch = source.batch(cfg.seed, streams.data(), cfg.batch);
@@ -317,11 +331,14 @@ pub fn train(
         }
     }
     bar.finish_and_clear();
-    if first_step < cfg.steps {
-        write_checkpoint(out, cfg.steps, &model, &ema, target.as_ref(), weight.as_ref(), &optim)?;
+    if first_step < end {
+        write_checkpoint(out, end, &model, &ema, target.as_ref(), weight.as_ref(), &optim)?;
     }
     drop(metrics_file);
     write_loss_plot(out, &metrics_path)?;
+    if end < cfg.steps {
+        return Ok(RunSummary { model_dir: None, metrics: BTreeMap::new() });
+    }
 
     // Export: the evaluation EMA, on a plain (non-autodiff) device.
     let inference = ema;
@@ -370,7 +387,7 @@ pub fn train(
     if let Some(report) = report {
         write_atomic(&out.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
-    Ok(RunSummary { model_dir, metrics })
+    Ok(RunSummary { model_dir: Some(model_dir), metrics })
 }
 
 /// Makes the run folder ready for a new run: refused (`Start::New`) where it holds checkpoints or a

@@ -224,6 +224,26 @@ fn resuming_a_run_that_reached_its_last_step_writes_its_model() {
     fails_with(&train(&d, &recipe("", ""), &["--resume"]), &["already reached step 12"]);
 }
 
+#[test]
+fn a_run_stopped_early_resumes_to_the_uninterrupted_result() {
+    let full = tmp("stop-full");
+    ok(&train(&full, &recipe("", ""), &[]));
+    let cut = tmp("stop-cut");
+    ok(&train(&cut, &recipe("", ""), &["--stop-at", "6"]));
+    assert!(!cut.join("run/model").exists(), "a stopped run exports nothing");
+    assert!(cut.join("run/checkpoints/step-0000006").is_dir(), "it checkpoints where it stopped");
+    ok(&train(&cut, &recipe("", ""), &["--resume"]));
+    let data = |p: PathBuf| {
+        let b = std::fs::read(p).unwrap();
+        b[data_range(&b)].to_vec()
+    };
+    assert!(
+        data(full.join("run/model/model.safetensors")) == data(cut.join("run/model/model.safetensors")),
+        "stop + resume trains the same weights"
+    );
+    assert_eq!(steps_logged(&cut.join("run")), (1..=12).collect::<Vec<_>>());
+}
+
 // 4 and 7. A model folder's card and weights belong together; broken numbers are errors.
 
 #[test]
