@@ -65,6 +65,23 @@ fn data_range(bytes: &[u8]) -> std::ops::Range<usize> {
     8 + n..bytes.len()
 }
 
+/// The weights of a safetensors file, not its header (burn writes its metadata map in no fixed order).
+fn weights_data(path: PathBuf) -> Vec<u8> {
+    let b = std::fs::read(path).unwrap();
+    b[data_range(&b)].to_vec()
+}
+
+/// A run trained to the end, then set back to how a kill after step 8's checkpoint leaves it: no
+/// final checkpoint and no model. Returns (the test folder, the run folder).
+fn run_killed_after_checkpoint_8(name: &str) -> (PathBuf, PathBuf) {
+    let d = tmp(name);
+    ok(&train(&d, &recipe("", ""), &[]));
+    let run = d.join("run");
+    std::fs::remove_dir_all(run.join("model")).unwrap();
+    std::fs::remove_dir_all(run.join("checkpoints/step-0000012")).unwrap();
+    (d, run)
+}
+
 /// A trained moons model folder of its own.
 fn trained_model(name: &str) -> PathBuf {
     let d = tmp(name);
@@ -182,11 +199,7 @@ fn a_curriculum_without_levels_is_refused() {
 
 #[test]
 fn a_flipped_bit_in_the_optimiser_state_is_caught_and_an_older_checkpoint_used() {
-    let d = tmp("bitflip");
-    ok(&train(&d, &recipe("", ""), &[]));
-    let run = d.join("run");
-    std::fs::remove_dir_all(run.join("model")).unwrap();
-    std::fs::remove_dir_all(run.join("checkpoints/step-0000012")).unwrap();
+    let (d, run) = run_killed_after_checkpoint_8("bitflip");
     let bpk = run.join("checkpoints/step-0000008/optimizer.bpk");
     let mut bytes = std::fs::read(&bpk).unwrap();
     let mid = bytes.len() / 2;
@@ -211,15 +224,10 @@ fn resuming_a_run_that_reached_its_last_step_writes_its_model() {
     let d = tmp("finished");
     ok(&train(&d, &recipe("", ""), &[]));
     let run = d.join("run");
-    // The weights, not the header: burn writes its metadata map in no fixed order.
-    let data = |p: PathBuf| {
-        let b = std::fs::read(p).unwrap();
-        b[data_range(&b)].to_vec()
-    };
-    let before = data(run.join("model/model.safetensors"));
+    let before = weights_data(run.join("model/model.safetensors"));
     std::fs::remove_dir_all(run.join("model")).unwrap();
     ok(&train(&d, &recipe("", ""), &["--resume"]));
-    assert!(data(run.join("model/model.safetensors")) == before, "the same model is written");
+    assert!(weights_data(run.join("model/model.safetensors")) == before, "the same model is written");
     // With its model written, the run is finished.
     fails_with(&train(&d, &recipe("", ""), &["--resume"]), &["already reached step 12"]);
 }
@@ -233,12 +241,9 @@ fn a_run_stopped_early_resumes_to_the_uninterrupted_result() {
     assert!(!cut.join("run/model").exists(), "a stopped run exports nothing");
     assert!(cut.join("run/checkpoints/step-0000006").is_dir(), "it checkpoints where it stopped");
     ok(&train(&cut, &recipe("", ""), &["--resume"]));
-    let data = |p: PathBuf| {
-        let b = std::fs::read(p).unwrap();
-        b[data_range(&b)].to_vec()
-    };
     assert!(
-        data(full.join("run/model/model.safetensors")) == data(cut.join("run/model/model.safetensors")),
+        weights_data(full.join("run/model/model.safetensors"))
+            == weights_data(cut.join("run/model/model.safetensors")),
         "stop + resume trains the same weights"
     );
     assert_eq!(steps_logged(&cut.join("run")), (1..=12).collect::<Vec<_>>());
@@ -364,12 +369,8 @@ fn out_of_range_recipe_fields_are_named() {
 
 #[test]
 fn a_resumed_run_logs_each_step_once_and_leaves_no_temporary_files() {
-    let d = tmp("metrics");
-    ok(&train(&d, &recipe("", ""), &[]));
-    let run = d.join("run");
     // Killed after step 10: checkpoint 8 is the newest, the log ran on to step 10.
-    std::fs::remove_dir_all(run.join("model")).unwrap();
-    std::fs::remove_dir_all(run.join("checkpoints/step-0000012")).unwrap();
+    let (d, run) = run_killed_after_checkpoint_8("metrics");
     let log: String = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
