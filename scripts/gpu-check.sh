@@ -35,7 +35,7 @@ if [ "${1:-}" = "--prepare" ]; then
     echo "== no GPU here: every GPU backend must fail with one error line and exit 1 (not a panic)"
     for b in cuda vulkan wgpu; do
       set +e
-      err=$("$CARGO_TARGET_DIR/release/cm" train --config configs/moons-ict.toml --steps 2 --backend "$b" \
+      err=$(env -u RUST_BACKTRACE "$CARGO_TARGET_DIR/release/cm" train --config configs/moons-ict.toml --steps 2 --backend "$b" \
         --out "$(mktemp -d)/run" 2>&1 >/dev/null)
       rc=$?
       set -e

@@ -232,8 +232,15 @@ pub mod vulkan {
             })?;
         let info = setup.adapter.get_info();
         let name = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
-        if info.device_type == wgpu::DeviceType::Cpu {
-            tracing::warn!(adapter = %name, "a software GPU adapter: expect it to be far slower than --backend cpu");
+        // A software adapter (llvmpipe, lavapipe, SwiftShader) is what a machine without a GPU offers:
+        // far slower than flex (SETUP.md: ~30x on lavapipe), and on GL it fails to compile cubecl's
+        // subgroup kernels. Refused unless asked for.
+        if info.device_type == wgpu::DeviceType::Cpu && std::env::var_os("CM_ALLOW_SOFTWARE_GPU").is_none() {
+            bail!(
+                "backend `{}`: the only adapter is a software one, {name}, far slower than --backend cpu; \
+                 set CM_ALLOW_SOFTWARE_GPU=1 to use it anyway",
+                backend.name()
+            );
         }
         eprintln!("cm: backend {} on {name}", backend.name());
         let _ = super::DEVICE_NAME.set(name);
