@@ -67,7 +67,6 @@ pub enum Start {
 pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
     let resume = opts.start == Start::Resume;
-    let start = opts.start;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
     let resolved = cfg.resolved();
     let resolved_toml = toml::to_string_pretty(&resolved)?;
@@ -93,7 +92,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
         }
         all
     } else {
-        clear_for_new_run(out, start)?;
+        clear_for_new_run(out, opts.start)?;
         write_atomic(&out.join("config.toml"), resolved_toml.as_bytes())?;
         Vec::new()
     };
