@@ -139,50 +139,13 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     let mut target: Option<Denoiser> = None;
     let mut ema: Denoiser = model.valid();
     let mut first_step = 0;
-    let new_optim = || match cfg.optimizer.kind {
-        OptimKind::Adam => {
-            let mut adam = AdamConfig::new().with_beta_2(cfg.optimizer.beta_2 as f32);
-            if let Some(c) = cfg.optimizer.grad_clip {
-                adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c as f32)));
-            }
-            adam.init()
-        }
-        OptimKind::Radam => RAdam::new(cfg.optimizer.beta_2).init(cfg.optimizer.grad_clip),
-    };
-    let mut optim = new_optim();
+    let mut optim = new_optimizer(cfg);
     if resume {
-        // The newest checkpoint that loads whole; a damaged newer one is reported and passed over.
-        let mut errors = Vec::new();
-        let loaded = checkpoints.iter().find_map(|dir| {
-            let attempt = || -> Result<_> {
-                let (r, optim) = checkpoint::load_with_optimizer(dir, &model_cfg, &device, new_optim())?;
-                if weight.is_some() && r.weight.is_none() {
-                    bail!("{}: no weight.safetensors for w_phi(t)", dir.display());
-                }
-                Ok((r, optim))
-            };
-            attempt().map_err(|e| errors.push(format!("{e:#}"))).ok().map(|ok| (dir, ok))
-        });
-        let Some((dir, (r, loaded_optim))) = loaded else {
-            bail!(
-                "--resume: no checkpoint in {} loads: {}",
-                out.join("checkpoints").display(),
-                errors.join("; ")
-            );
-        };
-        if !errors.is_empty() {
-            eprintln!("warning: --resume passed over damaged checkpoints: {}", errors.join("; "));
-        }
-        (first_step, model, ema, target, optim) = (r.step, r.model, r.ema, r.target, loaded_optim);
+        let (r, loaded) = newest_loadable(out, &checkpoints, cfg, &model_cfg, &device)?;
+        (first_step, model, ema, target, optim) = (r.step, r.model, r.ema, r.target, loaded);
         if weight.is_some() {
             weight = r.weight;
         }
-        if first_step > cfg.steps
-            || (first_step == cfg.steps && out.join("model").join("config.json").exists())
-        {
-            bail!("--resume: the run already reached step {first_step} of {} and wrote its model", cfg.steps);
-        }
-        tracing::info!(step = first_step, checkpoint = %dir.display(), "resuming");
     }
     // metrics.jsonl: a new run starts it afresh; a resumed run keeps only the lines up to its checkpoint,
     // so steps a killed run logged after its last checkpoint are not repeated.
@@ -387,6 +350,58 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
         write_atomic(&out.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     Ok(RunSummary { model_dir: Some(model_dir), metrics })
+}
+
+/// A fresh optimiser of the recipe.
+fn new_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
+    match cfg.optimizer.kind {
+        OptimKind::Adam => {
+            let mut adam = AdamConfig::new().with_beta_2(cfg.optimizer.beta_2 as f32);
+            if let Some(c) = cfg.optimizer.grad_clip {
+                adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c as f32)));
+            }
+            adam.init()
+        }
+        OptimKind::Radam => RAdam::new(cfg.optimizer.beta_2).init(cfg.optimizer.grad_clip),
+    }
+}
+
+/// `--resume`: the newest of `checkpoints` that loads whole, with its optimiser state; damaged newer
+/// ones are named and passed over. Refused when the run already reached its last step and wrote its
+/// model (a run stopped between its final checkpoint and its export only writes the model).
+fn newest_loadable(
+    out: &Path,
+    checkpoints: &[PathBuf],
+    cfg: &TrainConfig,
+    model_cfg: &cm_core::ModelConfig,
+    device: &Device,
+) -> Result<(checkpoint::Resumed, ModuleOptimizer)> {
+    let mut errors = Vec::new();
+    let loaded = checkpoints.iter().find_map(|dir| {
+        let attempt = || -> Result<_> {
+            let (r, optim) = checkpoint::load_with_optimizer(dir, model_cfg, device, new_optimizer(cfg))?;
+            if cfg.method.is_trigflow() && r.weight.is_none() {
+                bail!("{}: no weight.safetensors for w_phi(t)", dir.display());
+            }
+            Ok((r, optim))
+        };
+        attempt().map_err(|e| errors.push(format!("{e:#}"))).ok().map(|ok| (dir, ok))
+    });
+    let Some((dir, (r, optim))) = loaded else {
+        bail!(
+            "--resume: no checkpoint in {} loads: {}",
+            out.join("checkpoints").display(),
+            errors.join("; ")
+        );
+    };
+    if !errors.is_empty() {
+        eprintln!("warning: --resume passed over damaged checkpoints: {}", errors.join("; "));
+    }
+    if r.step > cfg.steps || (r.step == cfg.steps && out.join("model").join("config.json").exists()) {
+        bail!("--resume: the run already reached step {} of {} and wrote its model", r.step, cfg.steps);
+    }
+    tracing::info!(step = r.step, checkpoint = %dir.display(), "resuming");
+    Ok((r, optim))
 }
 
 /// Makes the run folder ready for a new run: refused (`Start::New`) where it holds checkpoints or a
