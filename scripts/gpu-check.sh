@@ -28,7 +28,7 @@ if [ "${1:-}" = "--prepare" ]; then
   loader="${CM_CACHE:-$HOME/.cache/cm}/vulkan/libvulkan.so.1"
   cp "$loader" devbin/vulkan/libvulkan.so.1
   bash scripts/data.sh >/dev/null
-  data="${CM_DATA:-$HOME/.cache/cm/data}"
+  data="${CM_DATA:-${CM_CACHE:-$HOME/.cache/cm}/data}"
   for f in "$data"/mnist/*-ubyte; do gzip -c "$f" > "devbin/data/mnist/$(basename "$f").gz"; done
   du -sh devbin
   if ! command -v nvidia-smi >/dev/null; then

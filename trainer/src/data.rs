@@ -121,13 +121,12 @@ impl ImageSet {
     }
 }
 
-/// The data cache: `$CM_DATA`, else `~/.cache/cm/data`.
+/// The data cache: `$CM_DATA`, else `data/` in cm's cache folder (`~/.cache/cm/data`).
 pub fn data_cache() -> PathBuf {
-    if let Some(p) = std::env::var_os("CM_DATA") {
-        return PathBuf::from(p);
+    match std::env::var_os("CM_DATA") {
+        Some(p) => PathBuf::from(p),
+        None => crate::io::cache_dir().join("data"),
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache/cm/data")
 }
 
 /// Where a dataset's files are: `path` if given, else its folder in the data cache.

@@ -20,18 +20,14 @@ use anyhow::Result;
 
 use crate::backend::Backend;
 
-/// cm's cache folder: `$CM_CACHE`, else `~/.cache/cm` (the data cache is its `data/`).
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CM_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    home.join(".cache").join("cm")
-}
-
 /// Where `scripts/setup.sh --gpu` puts the Vulkan loader, and where cm looks for it.
 pub fn vulkan_dir() -> PathBuf {
-    cache_dir().join("vulkan")
+    crate::io::cache_dir().join("vulkan")
+}
+
+/// cubecl's persistent store of compiled kernels and autotune results.
+pub fn kernel_cache_dir() -> PathBuf {
+    crate::io::cache_dir().join("cubecl")
 }
 
 /// Gets the machine ready for `backend` once per process: the GPU runtime's cache folder, the
@@ -100,7 +96,7 @@ fn set_kernel_cache() {
     use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
     let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
     if matches!(config.environment.path, CacheConfig::Target) {
-        config.environment.path = CacheConfig::Directory(cache_dir().join("cubecl"));
+        config.environment.path = CacheConfig::Directory(kernel_cache_dir());
     }
     // Refused (and harmless) when something already read the configuration.
     let _ = CubeClRuntimeConfig::try_set(config);

@@ -41,6 +41,16 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// cm's cache folder: `$CM_CACHE`, else `~/.cache/cm`. It holds the data cache (`data/`, unless
+/// `$CM_DATA` says otherwise), the Vulkan loader (`vulkan/`) and cubecl's kernel cache (`cubecl/`).
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CM_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("cm")
+}
+
 /// Cards and recipes are a few kilobytes.
 pub const MAX_TEXT_FILE: u64 = 1 << 20;
 

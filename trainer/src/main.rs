@@ -490,7 +490,7 @@ fn bench_train(recipe: &Path, steps: u64, warmup: u64, backend: Backend) -> Resu
         "hardware": eval::hardware(),
     });
     if backend != Backend::Cpu {
-        report["kernel_cache"] = cm_trainer::gpu::cache_dir().join("cubecl").display().to_string().into();
+        report["kernel_cache"] = cm_trainer::gpu::kernel_cache_dir().display().to_string().into();
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
