@@ -134,12 +134,11 @@ impl ModelCard {
     /// every weight finite. The one way a model folder's weights are read, natively and in the page.
     pub fn load(&self, bytes: Vec<u8>, device: &Device) -> Result<Denoiser, CoreError> {
         if let Some(want) = &self.weights_sha256 {
-            let have = sha256_hex(&bytes);
-            if &have != want {
-                return Err(CoreError::Weights(format!(
-                    "SHA-256 {have} differs from the card's `weights_sha256` {want}: the file is damaged or belongs to another card"
-                )));
-            }
+            check_sha256(&bytes, want).map_err(|e| {
+                CoreError::Weights(format!(
+                    "{e} (the card's `weights_sha256`): the file is damaged or belongs to another card"
+                ))
+            })?;
         }
         ensure_finite(&bytes)?;
         load_denoiser(&self.model, bytes, device)
@@ -150,6 +149,12 @@ impl ModelCard {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuses `bytes` whose SHA-256 is not `want` (lower-case hex), saying both.
+pub fn check_sha256(bytes: &[u8], want: &str) -> Result<(), String> {
+    let have = sha256_hex(bytes);
+    if have == want { Ok(()) } else { Err(format!("SHA-256 {have} differs from the recorded {want}")) }
 }
 
 /// Refuses safetensors `bytes` holding a NaN or infinite weight. Every tensor we write is F32

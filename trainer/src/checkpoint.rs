@@ -146,9 +146,9 @@ pub fn load_with_optimizer(
     device: &Device,
     optim: ModuleOptimizer,
 ) -> Result<(Resumed, ModuleOptimizer)> {
-    let r = load(dir, config, device)?;
+    let mut r = load(dir, config, device)?;
     let path = dir.join("optimizer.bpk");
-    let bytes = Bytes::from_bytes_vec(r.optimizer.clone());
+    let bytes = Bytes::from_bytes_vec(std::mem::take(&mut r.optimizer));
     let parsed = quietly(move || optim.from_bytes(bytes))
         .map_err(|panic| anyhow::anyhow!("{}: not an optimiser state ({panic})", path.display()))?
         .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
@@ -175,17 +175,12 @@ pub fn load(dir: &Path, config: &ModelConfig, device: &Device) -> Result<Resumed
     let state: State =
         serde_json::from_slice(&crate::io::read_limited(&state_path, crate::io::MAX_TEXT_FILE)?)
             .with_context(|| format!("{}: not a checkpoint state", state_path.display()))?;
-    let read = |name: &str| {
+    let read = |name: &str| -> Result<Vec<u8>> {
         let p = dir.join(name);
         let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
         if let Some(want) = state.sha256.get(name) {
-            let have = cm_core::card::sha256_hex(&bytes);
-            if &have != want {
-                bail!(
-                    "{}: SHA-256 {have} differs from state.json's {want}: the file is damaged",
-                    p.display()
-                );
-            }
+            cm_core::card::check_sha256(&bytes, want)
+                .map_err(|e| anyhow::anyhow!("{}: {e} (state.json): the file is damaged", p.display()))?;
         }
         Ok(bytes)
     };
