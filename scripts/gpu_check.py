@@ -44,11 +44,19 @@ NETS = os.environ.get("GPU_CHECK_NETS", "small,7m").split(",")
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0}
 START = time.time()
 RUNS = OUT / "runs"
-report = {"gpu": None, "methods": [], "speed": [], "notes": []}
+report = {"gpu": None, "methods": [], "speed": [], "sampling": [], "profile": None, "notes": []}
+# Each backend's part ends at its own deadline (an equal share of what is left when it starts, the
+# kernel profile's reserve kept back), so a slow first backend cannot starve the second.
+DEADLINE = [START + BUDGET]
+PROFILE_RESERVE = 45 if os.environ.get("GPU_CHECK_PROFILE", "1") != "0" else 0
 
 
 def left():
-    return BUDGET - (time.time() - START)
+    return DEADLINE[0] - time.time()
+
+
+def log(msg):
+    print(f"[{time.time() - START:5.0f} s] {msg}", flush=True)
 
 
 class GpuMemory:
@@ -86,6 +94,7 @@ def run(cmd, timeout, env=None):
             rc, out, err = p.returncode, p.stdout, p.stderr
         except subprocess.TimeoutExpired as e:
             rc, out, err = "timeout", (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""), ""
+    log(f"{' '.join(str(c) for c in cmd[:6])}: rc={rc} in {time.time() - t:.1f} s, peak {mem.peak} MiB")
     return rc, out, err.strip().splitlines()[-3:], time.time() - t, mem.peak
 
 
@@ -119,17 +128,23 @@ def train(method, backend, stop_at=None):
     return rc, losses(out), err, secs, mem
 
 
-def check_methods():
-    cpu = {}
+CPU = {}
+
+
+def cpu_references():
     for m in METHODS:
         if left() < 20:
             report["notes"].append(f"cpu reference for {m}: skipped (time budget)")
             continue
         rc, l, err, secs, _ = train(m, "cpu", stop_at=3)
-        cpu[m] = l[:3] if rc == 0 else None
+        CPU[m] = l[:3] if rc == 0 else None
         if rc != 0:
             report["notes"].append(f"cpu reference for {m} failed: {rc} {err}")
-    for b in BACKENDS:
+
+
+def check_methods(b):
+    cpu = CPU
+    if True:
         for m in METHODS:
             row = {"backend": b, "method": m}
             if left() < 30:
@@ -184,19 +199,24 @@ def bench_jax(recipe, label):
             "params": j.get("params"), "seconds": round(secs, 1)}
 
 
-def check_speed():
+JAX = {}
+
+
+def check_speed(b):
     if os.environ.get("GPU_CHECK_SPEED", "1") == "0":
         return
     nets = {"small": ("small U-Net 0.3 M, 16 px, batch 64", "configs/mnist-ict-scratch.toml"),
             "7m": ("U-Net 7.0 M, 28 px, batch 128", "bench/mnist-ict-unet7m.toml")}
     for label, recipe in [nets[n] for n in NETS]:
         if left() < 40:
-            report["speed"].append({"label": label, "result": "skipped (time budget)"})
+            report["speed"].append({"who": f"cm {b}", "label": label, "result": "skipped (time budget)"})
             continue
-        jax = bench_jax(recipe, label)
-        report["speed"].append(jax)
-        write()
-        for b in BACKENDS:
+        if label not in JAX:
+            JAX[label] = bench_jax(recipe, label)
+            report["speed"].append(JAX[label])
+            write()
+        jax = JAX[label]
+        if True:
             for attempt in ["cold cache", "warm cache"]:
                 if left() < 30:
                     report["speed"].append({"who": f"cm {b}", "label": label, "result": "skipped (time budget)"})
@@ -209,6 +229,51 @@ def check_speed():
                         row["tflops"] = row["steps_per_s"] * jax["flops_per_step"] / 1e12
                 report["speed"].append(row)
                 write()
+
+
+def check_sampling(b):
+    """Samples/s of a bundled image model (one, two and four steps, 4096 samples) on backend b."""
+    model = "www/models/mnist-ict"
+    if left() < 25:
+        report["sampling"].append({"backend": b, "model": model, "result": "skipped (time budget)"})
+        return
+    rc, out, err, secs, mem = run([CM, "bench", "--model", model, "--backend", b, "--n", "4096"],
+                                  timeout=min(90, max(left(), 1)))
+    try:
+        j = json.loads(out)
+        row = {"backend": b, "model": model, "peak_gpu_mib": mem, "seconds": round(secs, 1),
+               **{k.replace("_us_per_sample", "_samples_per_s"): 1e6 / v for k, v in j.items()
+                  if k.endswith("_us_per_sample")}}
+    except Exception:
+        row = {"backend": b, "model": model, "rc": rc, "stderr": err}
+    report["sampling"].append(row)
+    write()
+
+
+def kernel_profile(b):
+    """cubecl's per-kernel profile (basic level: each kernel timed) of 10 training steps of the 7 M net:
+    where the GPU time goes. A cubecl.toml in a folder of its own turns it on for that run only."""
+    if PROFILE_RESERVE == 0 or left() < 20:
+        return
+    d = RUNS / f"profile-{b}"
+    d.mkdir(parents=True, exist_ok=True)
+    logf = OUT / f"kernel-profile-{b}.log"
+    (d / "cubecl.toml").write_text(f'[profiling.logger]\nlevel = "basic"\nfile = "{logf}"\nappend = false\n')
+    recipe = ROOT / "bench" / "mnist-ict-unet7m.toml"
+    t = time.time()
+    try:
+        p = subprocess.run([CM, "train", "--config", str(recipe), "--steps", "1000", "--stop-at", "10", "--backend", b,
+                            "--out", str(d / "run"), "--force"], cwd=d, capture_output=True, text=True,
+                           timeout=max(left(), 1))
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        rc = "timeout"
+    log(f"kernel profile on {b}: rc={rc} in {time.time() - t:.1f} s")
+    if logf.exists() and logf.stat().st_size > 4_000_000:
+        data = logf.read_bytes()
+        logf.write_bytes(data[:1_000_000] + b"\n[... cut ...]\n" + data[-2_000_000:])
+    report["profile"] = {"backend": b, "rc": rc, "log": logf.name if logf.exists() else None}
+    write()
 
 
 def gpu_info():
@@ -247,6 +312,15 @@ def write():
                      + (f", warm-up {r['warmup_s']:.1f} s" if r.get("warmup_s") is not None else "")
                      + (f", {tf:.2f} TFLOP/s" + (f" ({100 * tf / peak:.1f} %)" if peak else "") if tf else "")
                      + f", peak {r.get('peak_gpu_mib')} MiB")
+    lines += ["", "sampling (bundled mnist-ict, 4096 samples): samples/s at 1 / 2 / 4 steps"]
+    for r in report["sampling"]:
+        if "1step_samples_per_s" in r:
+            lines.append(f"  {r['backend']:7} {r['1step_samples_per_s']:.0f} / {r['2step_samples_per_s']:.0f} / "
+                         f"{r['4step_samples_per_s']:.0f} samples/s, peak {r['peak_gpu_mib']} MiB")
+        else:
+            lines.append(f"  {r['backend']:7} {r.get('result') or ('rc=' + str(r.get('rc')) + ' ' + str(r.get('stderr')))}")
+    if report["profile"]:
+        lines.append(f"kernel profile: {report['profile']}")
     lines += [""] + report["notes"]
     (OUT / "gpu-check.txt").write_text("\n".join(lines) + "\n")
 
@@ -254,8 +328,17 @@ def write():
 def main():
     RUNS.mkdir(parents=True, exist_ok=True)
     print(gpu_info(), flush=True)
-    check_methods()
-    check_speed()
+    DEADLINE[0] = START + BUDGET - PROFILE_RESERVE
+    cpu_references()
+    for i, b in enumerate(BACKENDS):
+        DEADLINE[0] = time.time() + (START + BUDGET - PROFILE_RESERVE - time.time()) / (len(BACKENDS) - i)
+        log(f"backend {b} until +{DEADLINE[0] - START:.0f} s")
+        check_methods(b)
+        check_speed(b)
+        check_sampling(b)
+    DEADLINE[0] = START + BUDGET
+    if BACKENDS:
+        kernel_profile(BACKENDS[0])
     write()
     print((OUT / "gpu-check.txt").read_text())
     failed = any(r.get("result") == "FAIL" for r in report["methods"])
