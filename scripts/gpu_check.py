@@ -33,6 +33,8 @@ OUT = pathlib.Path(os.environ.get("OUT", ROOT / "gpu-check-out"))
 BUDGET = float(os.environ.get("GPU_CHECK_BUDGET_S", "450"))
 QUICK = "--quick" in sys.argv
 BACKENDS = os.environ.get("GPU_CHECK_BACKENDS", "cuda vulkan").split()
+SPEED_BACKENDS = os.environ.get("GPU_CHECK_SPEED_BACKENDS", " ".join(BACKENDS)).split()
+METHODS_SHARE = float(os.environ.get("GPU_CHECK_METHODS_SHARE", "0.5"))
 METHODS = ["ict", "edm", "cd", "sct", "scd"]
 # configs/<DATASET>-<method>.toml; `moons` makes a quick smoke test of the script itself on any machine.
 DATASET = os.environ.get("GPU_CHECK_DATASET", "mnist")
@@ -98,9 +100,10 @@ def run(cmd, timeout, env=None):
     return rc, out, err.strip().splitlines()[-3:], time.time() - t, mem.peak
 
 
-def recipe_every_step(method):
-    """configs/<DATASET>-<method>.toml with the loss logged every step and no samples or checkpoints."""
-    text = (ROOT / "configs" / f"{DATASET}-{method}.toml").read_text()
+def recipe_every_step(method, recipe=None):
+    """configs/<DATASET>-<method>.toml (or `recipe`) with the loss logged every step and no samples or
+    checkpoints."""
+    text = (ROOT / (recipe or f"configs/{DATASET}-{method}.toml")).read_text()
     for key, value in [("log_every", 1), ("sample_every", 0), ("checkpoint_every", 0), ("eval_every", 0)]:
         text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
         if n == 0:
@@ -110,22 +113,30 @@ def recipe_every_step(method):
     return path
 
 
-def losses(run_dir):
+def metric_rows(run_dir):
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-    return [r["loss"] for r in rows if "loss" in r]
+    return [r for r in (json.loads(l) for l in path.read_text().splitlines() if l.strip()) if "loss" in r]
 
 
-def train(method, backend, stop_at=None):
-    """Trains STEPS steps (the curriculum and lr follow them), or only the first `stop_at` of them."""
+def train(method, backend, stop_at=None, timeout=150, recipe=None, steps=None):
+    """Trains STEPS steps (the curriculum and lr follow them), or only the first `stop_at` of them.
+    Returns (rc, losses, stderr tail, seconds, peak MiB, timing) where timing has the seconds to the first
+    step (start-up, kernel compilation, autotune) and the steps/s over the last half of the run."""
     out = RUNS / f"{backend}-{method}"
     stop = ["--stop-at", str(stop_at)] if stop_at else []
-    rc, _, err, secs, mem = run([CM, "train", "--config", str(recipe_every_step(method)), "--steps", str(STEPS),
+    rc, _, err, secs, mem = run([CM, "train", "--config", str(recipe_every_step(method, recipe)), "--steps", str(steps or STEPS),
                                  "--backend", backend, "--out", str(out), "--force"] + stop,
-                                timeout=min(150, max(left(), 1)))
-    return rc, losses(out), err, secs, mem
+                                timeout=min(timeout, max(left(), 1)))
+    rows = metric_rows(out)
+    timing = {}
+    if rows and "elapsed_s" in rows[0]:
+        timing["first_step_s"] = round(rows[0]["elapsed_s"], 1)
+        half = rows[len(rows) // 2]
+        if rows[-1]["step"] > half["step"] and rows[-1]["elapsed_s"] > half["elapsed_s"]:
+            timing["steps_per_s"] = round((rows[-1]["step"] - half["step"]) / (rows[-1]["elapsed_s"] - half["elapsed_s"]), 2)
+    return rc, [r["loss"] for r in rows], err, secs, mem, timing
 
 
 CPU = {}
@@ -136,7 +147,7 @@ def cpu_references():
         if left() < 20:
             report["notes"].append(f"cpu reference for {m}: skipped (time budget)")
             continue
-        rc, l, err, secs, _ = train(m, "cpu", stop_at=3)
+        rc, l, err, secs, _, _ = train(m, "cpu", stop_at=3)
         CPU[m] = l[:3] if rc == 0 else None
         if rc != 0:
             report["notes"].append(f"cpu reference for {m} failed: {rc} {err}")
@@ -145,14 +156,17 @@ def cpu_references():
 def check_methods(b):
     cpu = CPU
     if True:
-        for m in METHODS:
+        for i, m in enumerate(METHODS):
             row = {"backend": b, "method": m}
             if left() < 30:
                 row["result"] = "skipped (time budget)"
                 report["methods"].append(row)
                 continue
-            rc, l, err, secs, mem = train(m, b)
-            row.update(rc=rc, seconds=round(secs, 1), peak_gpu_mib=mem, steps_logged=len(l))
+            # The first run on a backend compiles and autotunes every kernel of the net (minutes on a
+            # fresh machine); the others find them in the on-disk cache, since every MNIST recipe uses
+            # the same net and batch. The first may use the backend's share but 10 s for each other.
+            rc, l, err, secs, mem, timing = train(m, b, timeout=max(left() - 10 * (len(METHODS) - 1), 30) if i == 0 else 120)
+            row.update(rc=rc, seconds=round(secs, 1), peak_gpu_mib=mem, steps_logged=len(l), **timing)
             finite = bool(l) and all(math.isfinite(v) for v in l)
             k = min(20, len(l) // 2)
             falling = finite and k > 0 and sum(l[-k:]) / k < sum(l[:k]) / k
@@ -216,8 +230,23 @@ def check_speed(b):
             report["speed"].append(JAX[label])
             write()
         jax = JAX[label]
+        # First use of the net on this backend: a training run logging every step (so a run cut short by
+        # the budget still tells how far it got): seconds to the first step (kernel compilation and
+        # autotune), then steps/s. Then `cm bench` with the kernels cached.
+        rc, l, err, secs, mem, timing = train(f"speed-{label[:5]}", b, timeout=max(left() - 15, 20), recipe=recipe,
+                                              steps=int(BENCH_STEPS) + 20)
+        row = {"who": f"cm {b}", "label": label, "cache": "cold cache (cm train)", "rc": rc, "steps_logged": len(l),
+               "seconds": round(secs, 1), "peak_gpu_mib": mem, **timing}
+        if "steps_per_s" in timing:
+            row["warmup_s"] = timing["first_step_s"]
+            if "steps_per_s" in jax:
+                row["cm_over_jax"] = timing["steps_per_s"] / jax["steps_per_s"]
+            if jax.get("flops_per_step"):
+                row["tflops"] = timing["steps_per_s"] * jax["flops_per_step"] / 1e12
+        report["speed"].append(row)
+        write()
         if True:
-            for attempt in ["cold cache", "warm cache"]:
+            for attempt in ["warm cache"]:
                 if left() < 30:
                     report["speed"].append({"who": f"cm {b}", "label": label, "result": "skipped (time budget)"})
                     continue
@@ -300,7 +329,8 @@ def write():
         eq = f"{r.get('max_rel_diff', float('nan')):.2e}" if "max_rel_diff" in r else "no cpu reference"
         lines.append(f"  {r['backend']:7} {r['method']:4} {r['result']:4} rc={r['rc']} {r['seconds']}s "
                      f"{r['steps_logged']} finite={r['finite']} falling={r['falling']} ({fl}) cpu-diff {eq} "
-                     f"{r['peak_gpu_mib']} MiB" + (f"  stderr: {r['stderr']}" if "stderr" in r else ""))
+                     f"{r['peak_gpu_mib']} MiB, first step after {r.get('first_step_s')} s, {r.get('steps_per_s')} steps/s"
+                     + (f"  stderr: {r['stderr']}" if "stderr" in r else ""))
     lines += ["", "speed: who, net, cache, steps/s, cm/jax, warm-up s, TFLOP/s" + (f" (of {peak} FP32 peak)" if peak else ""), ]
     for r in report["speed"]:
         if "steps_per_s" not in r:
@@ -330,10 +360,16 @@ def main():
     print(gpu_info(), flush=True)
     DEADLINE[0] = START + BUDGET - PROFILE_RESERVE
     cpu_references()
+    # Methods on every backend first (METHODS_SHARE of the time left), then speed and sampling on
+    # SPEED_BACKENDS; within a phase each backend gets an equal share of what is left when it starts.
+    end = time.time() + METHODS_SHARE * (START + BUDGET - PROFILE_RESERVE - time.time())
     for i, b in enumerate(BACKENDS):
-        DEADLINE[0] = time.time() + (START + BUDGET - PROFILE_RESERVE - time.time()) / (len(BACKENDS) - i)
-        log(f"backend {b} until +{DEADLINE[0] - START:.0f} s")
+        DEADLINE[0] = time.time() + (end - time.time()) / (len(BACKENDS) - i)
+        log(f"methods on {b} until +{DEADLINE[0] - START:.0f} s")
         check_methods(b)
+    for i, b in enumerate(SPEED_BACKENDS):
+        DEADLINE[0] = time.time() + (START + BUDGET - PROFILE_RESERVE - time.time()) / (len(SPEED_BACKENDS) - i)
+        log(f"speed on {b} until +{DEADLINE[0] - START:.0f} s")
         check_speed(b)
         check_sampling(b)
     DEADLINE[0] = START + BUDGET
