@@ -96,7 +96,17 @@ fn set_kernel_cache() {
     use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
     let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
     if matches!(config.environment.path, CacheConfig::Target) {
-        config.environment.path = CacheConfig::Directory(kernel_cache_dir());
+        let dir = kernel_cache_dir();
+        // Without this a first run looks hung: measured on an H200 (scripts/gpu-check.sh), CUDA had
+        // not finished the first step of the 0.3 M-parameter U-Net after 156 s of NVRTC compilation.
+        if std::fs::read_dir(&dir).map_or(true, |mut entries| entries.next().is_none()) {
+            eprintln!(
+                "note: the GPU kernels are compiled and autotuned on first use (minutes for a U-Net on \
+                 CUDA) and kept in {}, so later runs start in seconds",
+                dir.display()
+            );
+        }
+        config.environment.path = CacheConfig::Directory(dir);
     }
     // Refused (and harmless) when something already read the configuration.
     let _ = CubeClRuntimeConfig::try_set(config);
