@@ -4,7 +4,12 @@
 # Needs the peer's venv: python3 -m venv ~/.cache/cm/venv-jax && ~/.cache/cm/venv-jax/bin/pip install -r bench/jax/requirements.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CM="${CM_BIN:-${CARGO_TARGET_DIR:-target}/debug/cm}"
+# Both sides optimised: JAX runs XLA-compiled code, so cm runs its release build (the one README's
+# `cargo build --release` gives users; the dev build is ~1.6x slower at training).
+if [ -z "${CM_BIN:-}" ]; then
+  cargo build --release --locked -q -p cm-trainer
+fi
+CM="${CM_BIN:-${CARGO_TARGET_DIR:-target}/release/cm}"
 PY="${JAX_PYTHON:-$HOME/.cache/cm/venv-jax/bin/python}"
 STEPS="${STEPS:-30}"
 for t in ${THREADS:-1 2}; do
