@@ -463,7 +463,15 @@ impl StepContext<'_> {
         match cfg.method {
             Method::Edm => (edm_loss(model, x0, &cfg.edm, noise, progress.streams()), 0, 0.0),
             Method::Ct | Method::Ict | Method::Cd => {
-                let t = target.unwrap_or(model);
+                // mu = 0 (iCT): the target is the student itself, without autodiff.
+                let valid;
+                let t = match target {
+                    Some(t) => t,
+                    None => {
+                        valid = model.valid();
+                        &valid
+                    }
+                };
                 let solver = cfg.teacher.as_ref().map(|t| t.solver);
                 let teach = teacher.zip(solver).map(|(model, solver)| Teacher { model, solver });
                 let step = ct_loss(model, t, x0, &self.ct, progress, noise, teach);

@@ -99,6 +99,13 @@ pub struct Mlp {
 /// Passing the same masks to two forward passes gives iCT's shared dropout.
 pub struct DropoutMasks(pub Vec<Tensor<2>>);
 
+impl DropoutMasks {
+    /// The same masks without autodiff, for a network run on the inner backend.
+    pub fn inner(&self) -> Self {
+        Self(self.0.iter().map(|m| m.clone().inner()).collect())
+    }
+}
+
 impl Mlp {
     /// Dropout rate the network was built with.
     pub fn dropout(&self) -> f64 {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Progress;
 use crate::distance::Distance;
 use crate::model::Denoiser;
+use crate::net::DropoutMasks;
 use crate::rng::Noise;
 use crate::sample::{OdeSolver, ode_step};
 use crate::schedule::{Curriculum, cumulative, karras, lognormal_index_probs};
@@ -159,7 +160,7 @@ pub struct Teacher<'a> {
 }
 
 /// The consistency-training loss at step `k` of `total` (`progress`). `target` is the EMA network `theta-`
-/// (pass `student` itself when `mu = 0`; its output is detached either way). `x0: [B, D]`. With a
+/// on the inner backend, without autodiff (`student.valid()` when `mu = 0`). `x0: [B, D]`. With a
 /// `teacher`, the target point is one teacher ODE step from the student's point (CD, CM Algorithm 2).
 pub fn ct_loss(
     student: &Denoiser,
@@ -202,7 +203,9 @@ pub fn ct_loss(
     };
     let masks = student.dropout_masks(b, noise, streams, &device);
     let f_student = student.forward_masked(x_hi, &sigma_hi, masks.as_ref());
-    let f_target = target.forward_masked(x_lo, &sigma_lo, masks.as_ref()).detach();
+    // The target runs without autodiff (no graph recorded only to be cut off); its output is a constant.
+    let inner_masks = masks.as_ref().map(DropoutMasks::inner);
+    let f_target = Tensor::from_inner(target.forward_masked(x_lo.inner(), &sigma_lo, inner_masks.as_ref()));
     let dist = cfg.distance.apply(f_student, f_target);
     let loss = match cfg.weighting {
         Weighting::Uniform => dist.mean(),

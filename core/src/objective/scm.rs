@@ -236,7 +236,7 @@ pub fn scm_loss(
         Some(teacher) => trigflow_velocity(teacher, x_t_const.clone(), &t),
     };
     let masks = student.dropout_masks(b, noise, progress.streams(), &device);
-    let inner_masks = masks.as_ref().map(|m| DropoutMasks(m.0.iter().map(|t| t.clone().inner()).collect()));
+    let inner_masks = masks.as_ref().map(DropoutMasks::inner);
     let t_vec = vector(&t, &device);
     let cs_inner = cs.clone().inner();
     let (f_minus, jvp) = network_tangent(
