@@ -174,6 +174,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     let devices = cfg.backend.devices(opts.devices)?;
     let shard_teachers: Vec<Option<Denoiser>> =
         devices.iter().map(|d| teacher.clone().map(|t| t.fork(&d.clone().inner()))).collect();
+    let shard_pools = cpu_shard_pools(cfg.backend, devices.len())?;
     let end = opts.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps));
     for k in first_step..end {
         let progress = Progress::new(k, cfg.steps);
@@ -208,17 +209,24 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
                         let t = target.clone().map(|t| t.fork(&dev.clone().inner()));
                         let teach = teach.clone();
                         let (ctx, share) = (&step_ctx, rows.len() as f64 / cfg.batch as f64);
+                        let pool = shard_pools.get(i);
                         scope.spawn(move || {
-                            let shard = progress.shard(rows.start);
-                            let (loss, n, mu) =
-                                ctx.loss(&m, w.as_ref(), t.as_ref(), teach.as_ref(), x0, shard);
-                            // Each shard's mean, weighted by its share of the batch: the sum is the batch mean.
-                            let loss = loss * share;
-                            let value = loss.clone().into_scalar::<f32>() as f64;
-                            let mut grads = loss.backward();
-                            let gm = GradientsParams::from_module(&mut grads, &m);
-                            let gw = w.as_ref().map(|w| GradientsParams::from_module(&mut grads, w));
-                            (gm, gw, value, n, mu)
+                            let step = || {
+                                let shard = progress.shard(rows.start);
+                                let (loss, n, mu) =
+                                    ctx.loss(&m, w.as_ref(), t.as_ref(), teach.as_ref(), x0, shard);
+                                // Each shard's mean, weighted by its share of the batch: the sum is the batch mean.
+                                let loss = loss * share;
+                                let value = loss.clone().into_scalar::<f32>() as f64;
+                                let mut grads = loss.backward();
+                                let gm = GradientsParams::from_module(&mut grads, &m);
+                                let gw = w.as_ref().map(|w| GradientsParams::from_module(&mut grads, w));
+                                (gm, gw, value, n, mu)
+                            };
+                            match pool {
+                                Some(pool) => pool.install(step),
+                                None => step(),
+                            }
                         })
                     })
                     .collect();
@@ -566,4 +574,23 @@ fn load_fitting(
         );
     }
     Ok(model)
+}
+
+/// On the CPU, each of `shards` > 1 batch shards runs its operations in a rayon pool of its own (the
+/// machine's threads shared out, at least one each), so the shards train side by side without waiting
+/// on one shared pool. Empty for one shard and for GPUs.
+fn cpu_shard_pools(backend: crate::backend::Backend, shards: usize) -> Result<Vec<rayon::ThreadPool>> {
+    if backend != crate::backend::Backend::Cpu || shards < 2 {
+        return Ok(Vec::new());
+    }
+    let threads = (rayon::current_num_threads() / shards).max(1);
+    (0..shards)
+        .map(|i| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(move |t| format!("cm-shard-{i}-{t}"))
+                .build()
+                .context("cannot start a thread pool for a CPU shard")
+        })
+        .collect()
 }
