@@ -214,7 +214,7 @@ pub fn interpolate(model: &Denoiser, a: u64, b: u64, n: usize, taus: &[f64], dev
     let d = model.dim();
     let n = n.max(2);
     let rows = slerp_rows(&Noise::new(a).normals(0, 0, 1, d), &Noise::new(b).normals(0, 0, 1, d), n);
-    let z = Tensor::<1>::from_floats(rows.as_slice(), device).reshape([n, d]);
+    let z = crate::host::rows(&rows, n, d, device);
     let noise = Noise::new(a);
     multistep(model, z, taus, |j| normals(&noise, 1 + j as u64, 0, n, d, device), |x| x)
 }

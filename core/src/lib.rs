@@ -7,6 +7,7 @@
 //! - [`objective`]: EDM, CT and iCT losses; [`distance`]: L2 and pseudo-Huber.
 //! - [`sample`]: one multistep consistency loop; Euler/Heun PF-ODE solvers.
 //! - [`data2d`], [`metrics`], [`card`], [`rng`]: toy data, quality distances, model cards, seeded noise.
+//! - [`host`]: host numbers <-> tensors (columns of per-row values, rows of data, reading back).
 
 pub mod card;
 pub mod data2d;
@@ -15,6 +16,7 @@ pub mod edit;
 pub mod ema;
 pub mod error;
 pub mod features;
+pub mod host;
 pub mod jvp;
 pub mod metrics;
 pub mod model;

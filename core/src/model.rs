@@ -3,8 +3,9 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::host::{column, rows, vector};
 use crate::net::{Architecture, DropoutMasks, Network};
-use crate::param::{NoiseRange, Parameterisation};
+use crate::param::{NoiseRange, Parameterisation, Scalings};
 use crate::rng::Noise;
 
 /// Everything needed to build a [`Denoiser`] before loading weights; part of every model card.
@@ -45,13 +46,6 @@ pub struct Denoiser {
     pub range: NoiseRange,
 }
 
-/// Per-row `[B, 1]` tensors of one scaling coefficient.
-fn column(values: impl Iterator<Item = f64>, device: &Device) -> Tensor<2> {
-    let v: Vec<f32> = values.map(|v| v as f32).collect();
-    let n = v.len();
-    Tensor::<1>::from_floats(v.as_slice(), device).reshape([n, 1])
-}
-
 impl Denoiser {
     /// Data dimension `D`.
     pub fn dim(&self) -> usize {
@@ -74,11 +68,11 @@ impl Denoiser {
         let b = x.dims()[0];
         let sigma_at = |i: usize| if sigma.len() == 1 { sigma[0] } else { sigma[i] };
         let s: Vec<_> = (0..b).map(|i| self.parameterisation.scalings(sigma_at(i), &self.range)).collect();
-        let c_skip = column(s.iter().map(|s| s.c_skip), &device);
-        let c_out = column(s.iter().map(|s| s.c_out), &device);
-        let c_in = column(s.iter().map(|s| s.c_in), &device);
-        let c_noise: Vec<f32> = s.iter().map(|s| s.c_noise as f32).collect();
-        let c_noise = Tensor::<1>::from_floats(c_noise.as_slice(), &device);
+        let coefficient = |c: fn(&Scalings) -> f64| s.iter().map(c).collect::<Vec<f64>>();
+        let c_skip = column(&coefficient(|s| s.c_skip), &device);
+        let c_out = column(&coefficient(|s| s.c_out), &device);
+        let c_in = column(&coefficient(|s| s.c_in), &device);
+        let c_noise = vector(&coefficient(|s| s.c_noise), &device);
         let f = self.net.forward(x.clone() * c_in, c_noise, masks);
         x * c_skip + f * c_out
     }
@@ -128,7 +122,7 @@ impl Denoiser {
                 );
                 let m: Vec<f32> =
                     u.into_iter().map(|u| if (u as f64) < p { 0.0 } else { keep as f32 }).collect();
-                Tensor::<1>::from_floats(m.as_slice(), device).reshape([b, size])
+                rows(&m, b, size, device)
             })
             .collect();
         Some(DropoutMasks(masks))

@@ -86,7 +86,7 @@ impl Parameterisation {
             }
             // sCM eq. 6 with t = arctan(sigma / sd) and x_t = cos t x_sigma.
             Parameterisation::TrigFlow => {
-                let t = libm::atan(sigma / sd);
+                let t = trigflow_t(sigma, sd);
                 let (sin_t, cos_t) = (libm::sin(t), libm::cos(t));
                 Scalings { c_skip: cos_t * cos_t, c_out: -sin_t * sd, c_in: cos_t / sd, c_noise: t }
             }

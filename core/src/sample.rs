@@ -3,6 +3,7 @@
 
 use burn::prelude::*;
 
+use crate::host::{column, rows};
 use crate::model::Denoiser;
 use crate::param::NoiseRange;
 use crate::rng::Noise;
@@ -10,7 +11,7 @@ use crate::schedule::karras_sampling;
 
 /// Standard normals `[n, dim]` for rows `first..first + n` of stream `stream`, on `device`.
 pub fn normals(noise: &Noise, stream: u64, first: usize, n: usize, dim: usize, device: &Device) -> Tensor<2> {
-    Tensor::<1>::from_floats(noise.normals(stream, first, n, dim).as_slice(), device).reshape([n, dim])
+    rows(&noise.normals(stream, first, n, dim), n, dim, device)
 }
 
 /// Multistep consistency sampling (CM Algorithm 1, with CM Algorithm 4's projection).
@@ -127,10 +128,7 @@ pub fn ode_step(
     solver: OdeSolver,
 ) -> Tensor<2> {
     let device = x.device();
-    let col = |v: &[f64]| {
-        let v: Vec<f32> = v.iter().map(|&s| s as f32).collect();
-        Tensor::<1>::from_floats(v.as_slice(), &device).reshape([v.len(), 1])
-    };
+    let col = |v: &[f64]| column(v, &device);
     let step: Vec<f64> = sigma_next.iter().zip(sigma).map(|(n, s)| n - s).collect();
     let d = (x.clone() - model.forward(x.clone(), sigma)) / col(sigma);
     let x_euler = x.clone() + d.clone() * col(&step);

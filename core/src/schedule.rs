@@ -114,7 +114,7 @@ pub fn default_taus(k: usize, sigma_min: f64, sigma_max: f64) -> Vec<f64> {
 
 /// sCM's two-step intermediate time `t_mid = 1.1` (sCM §5), as an EDM noise level `sigma_data tan t_mid`.
 pub fn tau_trigflow(sigma_data: f64) -> f64 {
-    sigma_data * libm::tan(1.1)
+    crate::param::trigflow_sigma(1.1, sigma_data)
 }
 
 /// The `k`-step list of [`default_taus`] centred on `centre` instead of iCT's 0.821.

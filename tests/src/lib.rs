@@ -4,7 +4,7 @@ use burn::prelude::*;
 
 /// Reads a `[n, d]` tensor back to host floats.
 pub fn host(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().expect("f32 tensor")
+    cm_core::host::to_host(t).expect("f32 tensor")
 }
 
 /// Largest absolute difference between two equally long slices.

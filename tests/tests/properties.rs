@@ -239,3 +239,17 @@ fn parameter_count_of_the_benchmark_unet_matches_the_jax_peers_hand_count() {
     };
     assert_eq!(Architecture::UNet(u).parameters(), 303_009);
 }
+
+/// `cm_core::host`: shapes and values survive the trip host -> tensor -> host.
+#[test]
+fn host_conversions_keep_shape_and_values() {
+    use cm_core::host::{column, rows, to_host, vector};
+    let device = Device::flex();
+    let c = column(&[0.5, 2.0, -1.0], &device);
+    assert_eq!(c.dims(), [3, 1]);
+    assert_eq!(to_host(c).unwrap(), vec![0.5, 2.0, -1.0]);
+    let r = rows(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3, &device);
+    assert_eq!(r.dims(), [2, 3]);
+    assert_eq!(to_host(r.slice([1..2, 0..3])).unwrap(), vec![4.0, 5.0, 6.0]);
+    assert_eq!(to_host(vector(&[1e-3], &device)).unwrap(), vec![1e-3f32]);
+}

@@ -10,6 +10,7 @@ use cm_core::rng::Noise;
 use serde_json::json;
 
 use crate::data::read_image;
+use crate::eval::host;
 use crate::io::{grid_png, grid_zoom, load_model_dir, write_atomic, write_samples};
 
 /// The editing tasks of CM §6.
@@ -140,7 +141,7 @@ pub fn run(model_dir: &Path, args: &EditArgs, device: &Device) -> Result<serde_j
         let eps = Noise::new(args.seed).normals(0xD0, 0, n, d);
         reference.iter_mut().zip(&eps).for_each(|(v, e)| *v += sigma as f32 * e);
     }
-    let y_t = Tensor::<1>::from_floats(reference.as_slice(), device).reshape([n, d]);
+    let y_t = cm_core::host::rows(&reference, n, d, device);
     let x = host(edit.run(&model, y_t.clone(), &taus, &noise, 0))?;
 
     // The degraded view shown first in the grid, and the task's metric.
@@ -209,8 +210,4 @@ pub fn run(model_dir: &Path, args: &EditArgs, device: &Device) -> Result<serde_j
         write_samples(&args.out, &x, d, Some(shape))?;
     }
     Ok(json!({"task": args.task.name(), "taus": taus, "images": n, "metrics": metrics}))
-}
-
-fn host(x: Tensor<2>) -> Result<Vec<f32>> {
-    x.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading samples back: {e:?}"))
 }

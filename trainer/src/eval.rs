@@ -14,7 +14,7 @@ use serde::Serialize;
 
 /// Reads a tensor back to host floats.
 pub fn host(t: Tensor<2>) -> Result<Vec<f32>> {
-    t.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))
+    cm_core::host::to_host(t).map_err(anyhow::Error::msg)
 }
 
 /// Rows per batch when sampling: 4096 points, or fewer images so activations stay small.

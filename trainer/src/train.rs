@@ -11,6 +11,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsPa
 use burn::prelude::*;
 use cm_core::card::weights_to_bytes;
 use cm_core::ema::{ema_decay_at, ema_update};
+use cm_core::host::rows;
 use cm_core::objective::{
     AdaptiveWeight, CtConfig, Progress, ScmConfig, Teacher, ct_loss, edm_loss, scm_loss,
     trigflow_diffusion_loss,
@@ -185,7 +186,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
         let log_now = (k + 1) % cfg.log_every.max(1) == 0 || k + 1 == cfg.steps;
         let (loss_value, n, mu);
         if devices.len() == 1 {
-            let x0 = Tensor::<1>::from_floats(batch.as_slice(), &device).reshape([cfg.batch, dim]);
+            let x0 = rows(&batch, cfg.batch, dim, &device);
             let (loss, n1, mu1) =
                 step_ctx.loss(&model, weight.as_ref(), target.as_ref(), teacher.as_ref(), x0, progress);
             loss_value = log_now.then(|| loss.clone().into_scalar::<f32>() as f64);
@@ -203,7 +204,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
                     .map(|(i, (dev, teach))| {
                         let rows = cfg.batch * i / devices.len()..cfg.batch * (i + 1) / devices.len();
                         let part = &batch[rows.start * dim..rows.end * dim];
-                        let x0 = Tensor::<1>::from_floats(part, dev).reshape([rows.len(), dim]);
+                        let x0 = cm_core::host::rows(part, rows.len(), dim, dev);
                         let m = model.clone().fork(dev);
                         let w = weight.clone().map(|w| w.fork(dev));
                         let t = target.clone().map(|t| t.fork(&dev.clone().inner()));

@@ -72,7 +72,7 @@ impl Loaded {
                 x.len()
             ));
         }
-        let t = Tensor::<1>::from_floats(x, device).reshape([x.len() / d, d]);
+        let t = cm_core::host::rows(x, x.len() / d, d, device);
         Ok(self.model.forward(t, &[sigma]))
     }
 
@@ -137,8 +137,7 @@ impl Loaded {
             }
         };
         edit.validate(&self.model, taus)?;
-        let rows: Vec<f32> = y.repeat(n.max(1));
-        let y = Tensor::<1>::from_floats(rows.as_slice(), device).reshape([n.max(1), d]);
+        let y = cm_core::host::rows(&y.repeat(n.max(1)), n.max(1), d, device);
         Ok(edit.run(&self.model, y, taus, &Noise::new(seed), 0))
     }
 

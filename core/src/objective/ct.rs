@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Progress;
 use crate::distance::Distance;
+use crate::host::{column, vector};
 use crate::model::Denoiser;
 use crate::net::DropoutMasks;
 use crate::rng::Noise;
-use crate::sample::{OdeSolver, ode_step};
+use crate::sample::{OdeSolver, normals, ode_step};
 use crate::schedule::{Curriculum, cumulative, karras, lognormal_index_probs};
 
 /// How the level index `n` is drawn.
@@ -189,12 +190,8 @@ pub fn ct_loss(
         .collect();
     let sigma_lo: Vec<f64> = idx.iter().map(|&i| sigmas[i]).collect();
     let sigma_hi: Vec<f64> = idx.iter().map(|&i| sigmas[i + 1]).collect();
-    let col = |v: &[f64]| {
-        let v: Vec<f32> = v.iter().map(|&s| s as f32).collect();
-        Tensor::<1>::from_floats(v.as_slice(), &device).reshape([b, 1])
-    };
-    let z = Tensor::<1>::from_floats(noise.normals(streams.z(), streams.first_row, b, d).as_slice(), &device)
-        .reshape([b, d]);
+    let col = |v: &[f64]| column(v, &device);
+    let z = normals(noise, streams.z(), streams.first_row, b, d, &device);
     let x_hi = x0.clone() + z.clone() * col(&sigma_hi);
     let x_lo = match teacher {
         None => x0 + z * col(&sigma_lo),
@@ -210,9 +207,8 @@ pub fn ct_loss(
     let loss = match cfg.weighting {
         Weighting::Uniform => dist.mean(),
         Weighting::Ict => {
-            let lambda: Vec<f32> =
-                sigma_lo.iter().zip(&sigma_hi).map(|(lo, hi)| (1.0 / (hi - lo)) as f32).collect();
-            (dist * Tensor::<1>::from_floats(lambda.as_slice(), &device)).mean()
+            let lambda: Vec<f64> = sigma_lo.iter().zip(&sigma_hi).map(|(lo, hi)| 1.0 / (hi - lo)).collect();
+            (dist * vector(&lambda, &device)).mean()
         }
     };
     CtStep { loss, n, mu: cfg.curriculum.mu(k, total) }

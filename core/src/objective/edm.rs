@@ -4,8 +4,10 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::Streams;
+use crate::host::{column, vector};
 use crate::model::Denoiser;
 use crate::rng::Noise;
+use crate::sample::normals;
 
 /// EDM's training noise distribution `ln sigma ~ N(P_mean, P_std^2)`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,13 +64,10 @@ pub fn edm_loss(
         .into_iter()
         .map(|n| libm::exp(cfg.p_mean + cfg.p_std * n as f64))
         .collect();
-    let z = Tensor::<1>::from_floats(noise.normals(streams.z(), streams.first_row, b, d).as_slice(), &device)
-        .reshape([b, d]);
-    let sig =
-        Tensor::<1>::from_floats(sigma.iter().map(|&s| s as f32).collect::<Vec<_>>().as_slice(), &device)
-            .reshape([b, 1]);
-    let lambda: Vec<f32> = sigma.iter().map(|&s| ((s * s + sd * sd) / (s * sd).powi(2)) as f32).collect();
-    let lambda = Tensor::<1>::from_floats(lambda.as_slice(), &device);
+    let z = normals(noise, streams.z(), streams.first_row, b, d, &device);
+    let sig = column(&sigma, &device);
+    let lambda: Vec<f64> = sigma.iter().map(|&s| (s * s + sd * sd) / (s * sd).powi(2)).collect();
+    let lambda = vector(&lambda, &device);
     let y = x0.clone() + z * sig;
     let masks = model.dropout_masks(b, noise, streams, &device);
     let denoised = model.forward_masked(y, &sigma, masks.as_ref());

@@ -11,12 +11,14 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::Progress;
+use crate::host::{column, vector};
 use crate::jvp::Dual;
 use crate::model::Denoiser;
 use crate::net::DropoutMasks;
 use crate::net::embedding::embed;
-use crate::param::Parameterisation;
+use crate::param::{Parameterisation, trigflow_sigma, trigflow_t};
 use crate::rng::Noise;
+use crate::sample::normals;
 
 /// How the tangent `cos t sin t dF^-/dt` is computed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -106,18 +108,7 @@ impl AdaptiveWeight {
 
 /// TrigFlow time of the proposal `tan t = e^tau / sigma_data` (sCM §4.3).
 pub fn proposal_t(tau: f64, sigma_data: f64) -> f64 {
-    libm::atan(libm::exp(tau) / sigma_data)
-}
-
-/// Per-row `[B, 1]` column on `device`.
-fn column(v: &[f64], device: &Device) -> Tensor<2> {
-    let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    Tensor::<1>::from_floats(v32.as_slice(), device).reshape([v.len(), 1])
-}
-
-fn vector(v: &[f64], device: &Device) -> Tensor<1> {
-    let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    Tensor::<1>::from_floats(v32.as_slice(), device)
+    trigflow_t(libm::exp(tau), sigma_data)
 }
 
 /// The PF-ODE velocity `dx_t/dt` of any diffusion model in TrigFlow coordinates: with its denoiser
@@ -130,7 +121,7 @@ pub fn trigflow_velocity(teacher: &Denoiser, x_t: Tensor<2>, t: &[f64]) -> Tenso
     let sd = teacher.range.sigma_data;
     let cos: Vec<f64> = t.iter().map(|&t| libm::cos(t)).collect();
     let sin: Vec<f64> = t.iter().map(|&t| libm::sin(t)).collect();
-    let sigma: Vec<f64> = t.iter().map(|&t| sd * libm::tan(t)).collect();
+    let sigma: Vec<f64> = t.iter().map(|&t| trigflow_sigma(t, sd)).collect();
     let cos = column(&cos, &device);
     let x_sigma = x_t.clone() / cos.clone();
     let d = teacher.forward(x_sigma, &sigma);
@@ -197,9 +188,7 @@ fn trigflow_point(
         .into_iter()
         .map(|n| proposal_t(cfg.p_mean + cfg.p_std * n as f64, sigma_data))
         .collect();
-    let z = Tensor::<1>::from_floats(noise.normals(streams.z(), streams.first_row, b, d).as_slice(), &device)
-        .reshape([b, d])
-        * sigma_data;
+    let z = normals(noise, streams.z(), streams.first_row, b, d, &device) * sigma_data;
     let cos: Vec<f64> = t.iter().map(|&t| libm::cos(t)).collect();
     let sin: Vec<f64> = t.iter().map(|&t| libm::sin(t)).collect();
     let x_t = x0.clone() * column(&cos, &device) + z.clone() * column(&sin, &device);
