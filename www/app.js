@@ -7,8 +7,9 @@ const EXTENT = 2.0; // canvases show [-2, 2]^2
 let bindings = null; // wasm-bindgen exports (set by trunk's loader)
 let app = null; // wasm App
 let catalogue = []; // [{name, dataset, method, card}]
-// Diffusion teachers (sampled with an ODE solver) as opposed to consistency models (one or a few jumps).
-const isDiffusion = (m) => m.method === 'edm' || m.method === 'trigflow';
+// Diffusion teachers (sampled with an ODE solver) as opposed to consistency models (one or a few jumps):
+// wasm answers (`App.is_diffusion`, core's one rule) when a model is loaded.
+const isDiffusion = (m) => m.diffusion;
 let runId = 0;
 
 function bindingsReady() {
@@ -48,7 +49,7 @@ function addModel(cardText, weights, source) {
   const arch = card.model.architecture;
   const shape = arch.kind === 'unet' ? [arch.channels, arch.resolution, arch.resolution] : null;
   catalogue = catalogue.filter((m) => m.name !== loaded);
-  catalogue.push({ name: loaded, dataset: card.dataset, method: card.method, card, shape, source });
+  catalogue.push({ name: loaded, dataset: card.dataset, method: card.method, diffusion: app.is_diffusion(loaded), card, shape, source });
   return loaded;
 }
 
@@ -154,7 +155,7 @@ async function loadModels() {
       const card = JSON.parse(cardText);
       const arch = card.model.architecture;
       const shape = arch.kind === 'unet' ? [arch.channels, arch.resolution, arch.resolution] : null;
-      catalogue.push({ name: loaded, dataset: card.dataset, method: card.method, card, shape });
+      catalogue.push({ name: loaded, dataset: card.dataset, method: card.method, diffusion: app.is_diffusion(loaded), card, shape });
     } catch (e) {
       problems.push(`Model ${name} could not be loaded: ${e.message ?? e}`);
     }

@@ -93,11 +93,6 @@ impl Parameterisation {
         }
     }
 
-    /// Whether the parameterisation is a consistency function (has the boundary condition).
-    pub fn is_consistency(self) -> bool {
-        !matches!(self, Parameterisation::Edm)
-    }
-
     /// The noise level at which `f(x, sigma) = x` holds exactly, if any.
     pub fn boundary_sigma(self, range: &NoiseRange) -> Option<f64> {
         match self {

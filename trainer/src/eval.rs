@@ -22,11 +22,9 @@ fn chunk(model: &Denoiser) -> usize {
     if model.image_shape().is_some() { 256 } else { 4096 }
 }
 
-/// `n` consistency samples with seed `seed` and intermediate levels `taus`, `[n, D]` flattened.
+/// `n` consistency samples with seed `seed` and intermediate levels `taus`, `[n, D]` flattened. For a
+/// consistency model: callers decide by the one rule, `Method::is_diffusion` (`ModelCard::is_consistency`).
 pub fn consistency_points(model: &Denoiser, n: usize, seed: u64, taus: &[f64]) -> Result<Vec<f32>> {
-    if model.parameterisation == Parameterisation::Edm {
-        bail!("this is a diffusion model: sample it with --teacher-nfe");
-    }
     let device = model.net.devices().into_iter().next().unwrap_or_else(Device::flex);
     let noise = Noise::new(seed);
     let mut out = Vec::with_capacity(n * model.dim());

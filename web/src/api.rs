@@ -104,6 +104,12 @@ impl App {
         Ok(self.inner.borrow().get(name).map_err(|e| JsError::new(&e))?.card.to_json())
     }
 
+    /// Whether a loaded model is a diffusion model (sampled by an ODE solver: EDM or TrigFlow teachers)
+    /// rather than a consistency model: `ModelCard::is_consistency`, the one rule.
+    pub fn is_diffusion(&self, name: &str) -> Result<bool, JsError> {
+        Ok(!self.inner.borrow().get(name).map_err(|e| JsError::new(&e))?.card.is_consistency())
+    }
+
     /// The default tau list for `k` steps.
     pub fn default_taus(&self, name: &str, k: usize) -> Result<Vec<f64>, JsError> {
         Ok(self.inner.borrow().get(name).map_err(|e| JsError::new(&e))?.default_taus(k))
