@@ -143,16 +143,7 @@ impl Edit {
                 sigma
             }
         };
-        if let Some(t) = taus.iter().find(|&&t| !(t > r.sigma_min && t < start)) {
-            return Err(format!(
-                "tau {t} must lie between sigma_min = {} and the start level {start}",
-                r.sigma_min
-            ));
-        }
-        if taus.windows(2).any(|w| w[1] >= w[0]) {
-            return Err(format!("taus must decrease, got {taus:?}"));
-        }
-        Ok(())
+        crate::sample::check_taus(taus, &r, start)
     }
 
     /// Runs the edit on references `y: [B, D]` (rows `first..` of `noise`'s streams) with `taus`.

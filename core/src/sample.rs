@@ -14,6 +14,26 @@ pub fn normals(noise: &Noise, stream: u64, first: usize, n: usize, dim: usize, d
     rows(&noise.normals(stream, first, n, dim), n, dim, device)
 }
 
+/// The one rule for a list of intermediate noise levels `taus` (CM Algorithm 1), for sampling
+/// (`start = sigma_max`) and editing (`start` = the edit's start level) alike, natively and in the page:
+/// every `tau` a number strictly between `sigma_min` (where re-noising adds nothing and the step is
+/// wasted) and `start`, the list strictly decreasing.
+pub fn check_taus(taus: &[f64], range: &NoiseRange, start: f64) -> Result<(), String> {
+    if let Some(t) = taus.iter().find(|&&t| !(t > range.sigma_min && t < start)) {
+        let upper = if start == range.sigma_max { "sigma_max" } else { "the start level" };
+        return Err(format!(
+            "tau {t} must lie strictly between sigma_min = {} and {upper} = {start}",
+            range.sigma_min
+        ));
+    }
+    if taus.windows(2).any(|w| w[1] >= w[0]) {
+        return Err(format!(
+            "taus must be strictly decreasing (each tau must decrease from the one before), got {taus:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// Multistep consistency sampling (CM Algorithm 1, with CM Algorithm 4's projection).
 ///
 /// `z: [B, D]` standard normal; `taus` a decreasing list of intermediate noise levels (empty = one

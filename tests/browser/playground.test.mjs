@@ -357,6 +357,10 @@ test('playground tools: your own model folder, a typed τ list, cached reloads, 
     await page.dispatchEvent('#taus', 'change');
     await page.waitForFunction(() => document.body.dataset.status === 'error');
     assert.match(await page.locator('#message').textContent(), /strictly decreasing/);
+    // The rule is core's (sample::check_taus), the CLI's too: sigma_max itself is refused, as by `cm sample`.
+    await page.fill('#taus', '80, 0.5');
+    await page.dispatchEvent('#taus', 'change');
+    await page.waitForFunction(() => /strictly between sigma_min = [0-9.e-]+ and sigma_max = 80/.test(document.querySelector('#message').textContent));
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

@@ -156,6 +156,14 @@ fn bad_sampling_arguments_are_explained() {
     let m = model_dir().to_str().unwrap();
     fails_with(&cm(&["sample", "--model", m, "--taus", "0.5,2", "--out", "/tmp/x.npy"]), &["decreasing"]);
     fails_with(&cm(&["sample", "--model", m, "--taus", "500", "--out", "/tmp/x.npy"]), &["sigma_max"]);
+    // The one rule (core::sample::check_taus), as in the page: both ends excluded.
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model_dir().join("config.json")).unwrap()).unwrap();
+    let sigma_max = card["model"]["sigma_max"].as_f64().unwrap();
+    fails_with(
+        &cm(&["sample", "--model", m, "--taus", &sigma_max.to_string(), "--out", "/tmp/x.npy"]),
+        &["strictly between"],
+    );
     fails_with(
         &cm(&["sample", "--model", m, "--teacher-nfe", "35", "--out", "/tmp/x.npy"]),
         &["consistency model"],
