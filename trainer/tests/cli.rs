@@ -6,28 +6,19 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 mod common;
-use common::{cm, fails_with, fresh_dir};
+use common::{cm, fails_with, fresh_dir, moons_recipe};
 
 fn tmp(name: &str) -> PathBuf {
     fresh_dir("cli", name)
 }
 
-const RECIPE: &str = r#"
-dataset = "moons"
-method = "ict"
-steps = 30
-batch = 64
-ema_decay = 0.9
-[optimizer]
-lr = 0.001
-[network]
-kind = "mlp"
-dim = 2
-hidden = 16
-blocks = 1
-emb_dim = 8
-embedding = { kind = "fourier", scale = 0.02, seed = 0 }
-"#;
+fn recipe() -> String {
+    moons_recipe(
+        "method = \"ict\"\nsteps = 30\nbatch = 64\nema_decay = 0.9",
+        r#"{ kind = "fourier", scale = 0.02, seed = 0 }"#,
+        "",
+    )
+}
 
 /// `cm train --config <dir>/<recipe> --out <dir>/run`.
 fn train_in(dir: &Path, recipe: &str) -> Output {
@@ -39,7 +30,7 @@ fn model_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let d = tmp("model");
-        std::fs::write(d.join("recipe.toml"), RECIPE).unwrap();
+        std::fs::write(d.join("recipe.toml"), recipe()).unwrap();
         let out = train_in(&d, "recipe.toml");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         d.join("run/model")
@@ -118,8 +109,11 @@ fn wrong_shaped_weights_are_refused() {
 #[test]
 fn unknown_config_field_is_named() {
     let d = tmp("unknown");
-    std::fs::write(d.join("r.toml"), RECIPE.replace("ema_decay = 0.9", "ema_decay = 0.9\nlearning_rat = 3"))
-        .unwrap();
+    std::fs::write(
+        d.join("r.toml"),
+        recipe().replace("ema_decay = 0.9", "ema_decay = 0.9\nlearning_rat = 3"),
+    )
+    .unwrap();
     fails_with(&train_in(&d, "r.toml"), &["learning_rat"]);
     assert!(!d.join("run").exists(), "a rejected config must not create a run folder");
 }
@@ -139,7 +133,7 @@ fn training_never_overwrites_a_finished_run_unasked() {
 #[test]
 fn negative_step_counts_are_refused() {
     let d = tmp("negative");
-    std::fs::write(d.join("r.toml"), RECIPE.replace("steps = 30", "steps = -3")).unwrap();
+    std::fs::write(d.join("r.toml"), recipe().replace("steps = 30", "steps = -3")).unwrap();
     fails_with(&train_in(&d, "r.toml"), &["steps"]);
     fails_with(
         &cm(&["sample", "--model", model_dir().to_str().unwrap(), "--steps", "-2", "--out", "/tmp/x.npy"]),

@@ -7,7 +7,7 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 mod common;
-use common::{cm, fails_with, fresh_dir};
+use common::{cm, fails_with, fresh_dir, moons_recipe};
 
 fn tmp(name: &str) -> PathBuf {
     fresh_dir("distill", name)
@@ -20,27 +20,10 @@ fn ok(out: &Output) -> String {
 
 /// A tiny moons recipe for `method` with `extra` TOML appended (sections last).
 fn recipe(method: &str, steps: u64, embedding: &str, extra: &str) -> String {
-    format!(
-        r#"
-dataset = "moons"
-method = "{method}"
-steps = {steps}
-batch = 32
-seed = 1
-ema_decay = 0.9
-log_every = 1
-[optimizer]
-lr = 0.001
-[network]
-kind = "mlp"
-dim = 2
-hidden = 16
-blocks = 1
-emb_dim = 8
-embedding = {embedding}
-{extra}
-"#
-    )
+    let top = format!(
+        "method = \"{method}\"\nsteps = {steps}\nbatch = 32\nseed = 1\nema_decay = 0.9\nlog_every = 1"
+    );
+    moons_recipe(&top, embedding, extra)
 }
 
 const FOURIER: &str = r#"{ kind = "fourier", scale = 1.0, seed = 0 }"#;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{cm, fails_with, fresh_dir};
+use common::{cm, fails_with, fresh_dir, moons_recipe};
 
 fn tmp(name: &str) -> PathBuf {
     fresh_dir("hostile", name)
@@ -18,28 +18,10 @@ fn ok(out: &Output) {
 
 /// A small moons iCT recipe, logging and checkpointing every few steps.
 fn recipe(extra_top: &str, extra_sections: &str) -> String {
-    format!(
-        r#"
-dataset = "moons"
-method = "ict"
-steps = 12
-batch = 32
-ema_decay = 0.9
-log_every = 1
-checkpoint_every = 4
-{extra_top}
-[optimizer]
-lr = 0.001
-[network]
-kind = "mlp"
-dim = 2
-hidden = 16
-blocks = 1
-emb_dim = 8
-embedding = {{ kind = "fourier", scale = 0.02, seed = 0 }}
-{extra_sections}
-"#
-    )
+    let top = format!(
+        "method = \"ict\"\nsteps = 12\nbatch = 32\nema_decay = 0.9\nlog_every = 1\ncheckpoint_every = 4\n{extra_top}"
+    );
+    moons_recipe(&top, r#"{ kind = "fourier", scale = 0.02, seed = 0 }"#, extra_sections)
 }
 
 fn train(dir: &Path, text: &str, args: &[&str]) -> Output {
