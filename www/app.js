@@ -388,8 +388,7 @@ async function runEdit() {
       editor.frames = r.points;
     } else {
       const [name, factor] = task.startsWith('super-resolution') ? ['super-resolution', Number(task.split('-').pop())] : [task, 2];
-      const start = name === 'denoise' || name === 'stroke' ? sigma : Infinity;
-      const taus = app.default_taus(m.name, 4).filter((t) => t < start);
+      const taus = app.edit_taus(m.name, name, sigma); // core's Edit::default_taus, as `cm edit`
       if (name === 'denoise') {
         // Show denoising on a visibly noisy copy of the reference (seeded Gaussian noise of level sigma).
         let s = seed + 1;

@@ -11,6 +11,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Denoiser;
+use crate::param::NoiseRange;
 use crate::rng::Noise;
 use crate::sample::{multistep, multistep_from, normals};
 
@@ -100,6 +101,16 @@ pub enum Start {
     Renoise { sigma: f64 },
 }
 
+impl Start {
+    /// The noise level the edit starts from: `sigma_max` from the prior, else the given `sigma`.
+    pub fn level(self, range: &NoiseRange) -> f64 {
+        match self {
+            Start::Prior => range.sigma_max,
+            Start::Noisy { sigma } | Start::Renoise { sigma } => sigma,
+        }
+    }
+}
+
 /// One editing task: a start and an optional constraint.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Edit {
@@ -131,19 +142,20 @@ impl Edit {
             c.validate(shape)?;
         }
         let r = model.range;
-        let start = match self.start {
-            Start::Prior => r.sigma_max,
-            Start::Noisy { sigma } | Start::Renoise { sigma } => {
-                if !(sigma > r.sigma_min && sigma <= r.sigma_max) {
-                    return Err(format!(
-                        "sigma {sigma} is outside (sigma_min, sigma_max] = ({}, {}]",
-                        r.sigma_min, r.sigma_max
-                    ));
-                }
-                sigma
-            }
-        };
+        let start = self.start.level(&r);
+        if !(start > r.sigma_min && start <= r.sigma_max) {
+            return Err(format!(
+                "sigma {start} is outside (sigma_min, sigma_max] = ({}, {}]",
+                r.sigma_min, r.sigma_max
+            ));
+        }
         crate::sample::check_taus(taus, &r, start)
+    }
+
+    /// The tau list an edit uses unless told otherwise: the model's 4-step list below the start level.
+    pub fn default_taus(&self, model: &Denoiser) -> Vec<f64> {
+        let start = self.start.level(&model.range);
+        model.default_taus(4).into_iter().filter(|&t| t < start).collect()
     }
 
     /// Runs the edit on references `y: [B, D]` (rows `first..` of `noise`'s streams) with `taus`.

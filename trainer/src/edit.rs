@@ -128,11 +128,7 @@ pub fn run(model_dir: &Path, args: &EditArgs, device: &Device) -> Result<serde_j
         Task::Stroke => Edit::stroke(sigma("stroke")?),
         Task::Interpolate => unreachable!("handled above"),
     };
-    let start_level = match edit.start {
-        Start::Prior => model.range.sigma_max,
-        Start::Noisy { sigma } | Start::Renoise { sigma } => sigma,
-    };
-    let taus = taus_or(model.default_taus(4).into_iter().filter(|t| *t < start_level).collect());
+    let taus = taus_or(edit.default_taus(&model));
     edit.validate(&model, &taus).map_err(|e| anyhow::anyhow!("cm edit {}: {e}", args.task.name()))?;
 
     // The reference rows: the clean input, or (denoising) the input with seeded noise of level sigma.

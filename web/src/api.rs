@@ -171,6 +171,13 @@ impl App {
         })
     }
 
+    /// The default tau list of an edit task at `sigma` (see `Loaded::edit_taus`).
+    pub fn edit_taus(&self, name: &str, task: &str, sigma: f64) -> Result<Vec<f64>, JsError> {
+        let inner = self.inner.borrow();
+        let loaded = inner.get(name).map_err(|e| JsError::new(&e))?;
+        loaded.edit_taus(task, sigma).map_err(|e| JsError::new(&e))
+    }
+
     /// Zero-shot edit of one image (see `Loaded::edit`): resolves to `{points: Float32Array [n*D], ms}`.
     #[allow(clippy::too_many_arguments)]
     pub fn edit(

@@ -99,6 +99,12 @@ impl Loaded {
         Ok((x, path))
     }
 
+    /// The tau list of edit `task` at `sigma` unless the user gives one: `Edit::default_taus` (the
+    /// model's 4-step list below the edit's start level), the list `cm edit` uses too.
+    pub fn edit_taus(&self, task: &str, sigma: f64) -> Result<Vec<f64>, String> {
+        Ok(edit_for(task, &[], 2, sigma)?.default_taus(&self.model))
+    }
+
     /// Zero-shot edit of the image `y` (`[D]`, values in `[-1, 1]`) by `task` (`inpaint` with `mask` (1 =
     /// generate), `colourise`, `super-resolution` by `factor`, `denoise` / `stroke` at `sigma`): `n` results
     /// `[n, D]`, each with its own noise rows of `seed`.
@@ -125,18 +131,7 @@ impl Loaded {
         if y.len() != d {
             return Err(format!("the image has {} values, {} expects {d}", y.len(), self.card.name));
         }
-        let edit = match task {
-            "inpaint" => Edit::inpaint(mask.to_vec()),
-            "colourise" => Edit::colourise(),
-            "super-resolution" => Edit::super_resolution(factor),
-            "denoise" => Edit::denoise(sigma),
-            "stroke" => Edit::stroke(sigma),
-            other => {
-                return Err(format!(
-                    "unknown edit {other:?}: expected inpaint, colourise, super-resolution, denoise or stroke"
-                ));
-            }
-        };
+        let edit = edit_for(task, mask, factor, sigma)?;
         edit.validate(&self.model, taus)?;
         let y = cm_core::host::rows(&y.repeat(n.max(1)), n.max(1), d, device);
         Ok(edit.run(&self.model, y, taus, &Noise::new(seed), 0))
@@ -159,4 +154,21 @@ impl Loaded {
         }
         Ok(interpolate(&self.model, a, b, n.clamp(2, 256), taus, device))
     }
+}
+
+/// The edit a page task names (`inpaint` with `mask` (1 = generate), `colourise`, `super-resolution` by
+/// `factor`, `denoise` / `stroke` at `sigma`).
+fn edit_for(task: &str, mask: &[f32], factor: usize, sigma: f64) -> Result<Edit, String> {
+    Ok(match task {
+        "inpaint" => Edit::inpaint(mask.to_vec()),
+        "colourise" => Edit::colourise(),
+        "super-resolution" => Edit::super_resolution(factor),
+        "denoise" => Edit::denoise(sigma),
+        "stroke" => Edit::stroke(sigma),
+        other => {
+            return Err(format!(
+                "unknown edit {other:?}: expected inpaint, colourise, super-resolution, denoise or stroke"
+            ));
+        }
+    })
 }

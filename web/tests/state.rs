@@ -109,3 +109,20 @@ fn editing_keeps_known_pixels_and_explains_bad_requests() {
     );
     assert!(m.edit("denoise", &y, &[], &[0.9], 0.5, 2, 1, 0, &device).unwrap_err().contains("tau 0.9"));
 }
+
+/// An edit's default tau list is core's `Edit::default_taus` (what `cm edit` uses): the model's 4-step
+/// list below the start level, which is sigma_max for edits from the prior.
+#[test]
+fn edit_taus_are_the_models_four_step_list_below_the_start() {
+    let (p, _) = with_model("mnist-ict");
+    let m = p.get("mnist-ict").unwrap();
+    let four = m.default_taus(4);
+    assert_eq!(m.edit_taus("inpaint", 0.0).unwrap(), four);
+    for sigma in [0.5, 2.0] {
+        let want: Vec<f64> = four.iter().copied().filter(|&t| t < sigma).collect();
+        assert_eq!(m.edit_taus("denoise", sigma).unwrap(), want);
+        assert_eq!(m.edit_taus("stroke", sigma).unwrap(), want);
+        assert_eq!(want, cm_core::edit::Edit::denoise(sigma).default_taus(&m.model));
+    }
+    assert!(m.edit_taus("sharpen", 1.0).unwrap_err().contains("unknown edit"));
+}
