@@ -73,7 +73,7 @@ pub fn multistep_from(
 }
 
 /// Consistency sampling of rows `first..first + n` with seed `noise`: row `i` is the same whatever
-/// the batch it is drawn in. `dim` is the data dimension.
+/// the batch it is drawn in. `taus` must pass [`check_taus`]; the CLI and the page both sample here.
 pub fn consistency_sample(
     model: &Denoiser,
     noise: &Noise,
@@ -81,10 +81,11 @@ pub fn consistency_sample(
     n: usize,
     taus: &[f64],
     device: &Device,
-) -> Tensor<2> {
+) -> Result<Tensor<2>, String> {
+    check_taus(taus, &model.range, model.range.sigma_max)?;
     let dim = model.dim();
     let z = normals(noise, 0, first, n, dim, device);
-    multistep(model, z, taus, |j| normals(noise, 1 + j as u64, first, n, dim, device), |x| x)
+    Ok(multistep(model, z, taus, |j| normals(noise, 1 + j as u64, first, n, dim, device), |x| x))
 }
 
 /// First- or second-order PF-ODE solver.

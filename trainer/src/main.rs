@@ -265,7 +265,8 @@ enum Solver {
 /// (128 KiB at start, adapting up to 32 MiB) back to the kernel, so each training step's activations and
 /// gradients (the same sizes every step) came back as fresh pages that the kernel had to zero: a third of
 /// a million page faults in ten steps of the small MNIST U-Net. With the threshold at its maximum and the
-/// heap trimmed only past 1 GiB of free memory, 3x fewer faults and +4% steps/s (bench/compare.sh).
+/// heap trimmed only past 1 GiB of free memory, 3x fewer faults and +6.5% steps/s (`cm bench --train`,
+/// 1 thread).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.
