@@ -6,10 +6,10 @@ const EXTENT = 2.0; // canvases show [-2, 2]^2
 
 let bindings = null; // wasm-bindgen exports (set by trunk's loader)
 let app = null; // wasm App
-let catalogue = []; // [{name, dataset, method, card}]
+let catalogue = []; // wasm's facts of each loaded model: {name, dataset, method, consistency, shape, ...}
 // Diffusion teachers (sampled with an ODE solver) as opposed to consistency models (one or a few jumps):
-// wasm answers (`App.is_diffusion`, core's one rule) when a model is loaded.
-const isDiffusion = (m) => m.diffusion;
+// wasm answers (`App.facts`, core's one rule `Model::is_consistency`) when a model is loaded.
+const isDiffusion = (m) => !m.consistency;
 let runId = 0;
 
 function bindingsReady() {
@@ -45,11 +45,8 @@ async function cachedFetch(url) {
 // against it; the error says exactly which file and field or tensor does not match.
 function addModel(cardText, weights, source) {
   const loaded = app.load_model(cardText, weights);
-  const card = JSON.parse(cardText);
-  const arch = card.model.architecture;
-  const shape = arch.kind === 'unet' ? [arch.channels, arch.resolution, arch.resolution] : null;
   catalogue = catalogue.filter((m) => m.name !== loaded);
-  catalogue.push({ name: loaded, dataset: card.dataset, method: card.method, diffusion: app.is_diffusion(loaded), card, shape, source });
+  catalogue.push({ ...app.facts(loaded), source });
   return loaded;
 }
 
@@ -148,13 +145,7 @@ async function loadModels() {
       ]);
       if (!cardRes.ok) throw new Error(`models/${name}/config.json: HTTP ${cardRes.status}`);
       if (!weightsRes.ok) throw new Error(`models/${name}/model.safetensors: HTTP ${weightsRes.status}`);
-      const cardText = await cardRes.text();
-      const weights = new Uint8Array(await weightsRes.arrayBuffer());
-      const loaded = app.load_model(cardText, weights);
-      const card = JSON.parse(cardText);
-      const arch = card.model.architecture;
-      const shape = arch.kind === 'unet' ? [arch.channels, arch.resolution, arch.resolution] : null;
-      catalogue.push({ name: loaded, dataset: card.dataset, method: card.method, diffusion: app.is_diffusion(loaded), card, shape });
+      addModel(await cardRes.text(), new Uint8Array(await weightsRes.arrayBuffer()), `models/${name}/`);
     } catch (e) {
       problems.push(`Model ${name} could not be loaded: ${e.message ?? e}`);
     }
@@ -363,13 +354,8 @@ async function uploadReference(file) {
   g.fillRect(0, 0, w, h);
   const s = Math.min(bitmap.width, bitmap.height);
   g.drawImage(bitmap, (bitmap.width - s) / 2, (bitmap.height - s) / 2, s, s, 0, 0, w, h);
-  const data = g.getImageData(0, 0, w, h).data;
-  const px = new Float32Array(c * h * w);
-  for (let i = 0; i < h * w; i++) {
-    const [r, gg, b] = [data[4 * i], data[4 * i + 1], data[4 * i + 2]].map((v) => v / 127.5 - 1);
-    if (c === 1) px[i] = 0.299 * r + 0.587 * gg + 0.114 * b;
-    else { px[i] = r; px[h * w + i] = gg; px[2 * h * w + i] = b; }
-  }
+  // The pixels become the model's row in wasm (core's edit::image_row: [-1, 1], BT.601 for grey models).
+  const px = app.image(m.name, new Uint8Array(g.getImageData(0, 0, w, h).data.buffer));
   setReference(m, px, file.name);
 }
 
@@ -382,26 +368,20 @@ async function runEdit() {
   const stat = $('edit-stat');
   try {
     let r;
-    let image = editor.reference;
     if (task === 'interpolate') {
-      r = await app.interpolate(m.name, BigInt(seed), BigInt(seed + 1), INTERP_FRAMES, []);
+      r = await app.interpolate(m.name, BigInt(seed), BigInt(seed + 1), INTERP_FRAMES, null);
       editor.frames = r.points;
     } else {
       const [name, factor] = task.startsWith('super-resolution') ? ['super-resolution', Number(task.split('-').pop())] : [task, 2];
-      const taus = app.edit_taus(m.name, name, sigma); // core's Edit::default_taus, as `cm edit`
-      if (name === 'denoise') {
-        // Show denoising on a visibly noisy copy of the reference (seeded Gaussian noise of level sigma).
-        let s = seed + 1;
-        const gauss = () => { s = (s * 1103515245 + 12345) % 2147483648; const u = (s + 1) / 2147483649; s = (s * 1103515245 + 12345) % 2147483648; const v = (s + 1) / 2147483649; return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v); };
-        image = editor.reference.map((v) => v + sigma * gauss());
-        drawImages($('edit-input'), image, editor.shape);
-      }
-      r = await app.edit(m.name, name, Array.from(image), Array.from(editor.mask), taus, sigma, factor, EDIT_RESULTS, BigInt(seed));
+      // null: the edit's default τ list (core's Edit::default_taus, as `cm edit`). Denoising adds the
+      // seed's noise in wasm (core's Edit::inputs, as `cm edit denoise`) and returns the noisy copies.
+      r = await app.edit(m.name, name, Array.from(editor.reference), Array.from(editor.mask), null, sigma, factor, EDIT_RESULTS, BigInt(seed));
+      if (name === 'denoise') drawImages($('edit-input'), r.input.slice(0, r.points.length / EDIT_RESULTS), editor.shape);
     }
     drawImages($('edit-output'), r.points, m.shape);
-    stat.textContent = `${task} · ${r.ms.toFixed(1)} ms`;
+    stat.textContent = `${task} · NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
     $('interp').disabled = task !== 'interpolate';
-    window.cmLastEdit = { task, reference: Array.from(editor.reference), input: Array.from(image), mask: Array.from(editor.mask), points: Array.from(r.points) };
+    window.cmLastEdit = { task, seed, reference: Array.from(editor.reference), input: Array.from(r.input ?? editor.reference), mask: Array.from(editor.mask), points: Array.from(r.points) };
   } catch (e) {
     stat.textContent = `failed: ${e.message ?? e}`;
     window.cmLastEdit = { task, error: String(e.message ?? e) };
@@ -440,13 +420,8 @@ async function render() {
     if (!images) {
       const sigma = Number($('data-sigma').value);
       const data = panel(sigma > 0 ? `data: ${dataset} + σ z, σ = ${sigma}` : `data: ${dataset}`);
-      const points = app.data(dataset, n, BigInt(seed));
-      if (sigma > 0) {
-        // The forward process x + σ z (the noise a consistency model learns to remove).
-        let s = seed * 2 + 1;
-        const u = () => { s = (s * 1103515245 + 12345) % 2147483648; return (s + 1) / 2147483649; };
-        for (let i = 0; i < points.length; i++) points[i] += sigma * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-      }
+      // With σ > 0, the forward process x + σ z (the noise a consistency model learns to remove), in wasm.
+      const points = app.data(dataset, n, BigInt(seed), sigma);
       draw(data.canvas, points, '#6b7280');
       data.stat.textContent = sigma > 0 ? 'noised with the slider' : 'fresh draw';
     }
@@ -454,14 +429,14 @@ async function render() {
       // 1 and 2 steps, and k steps when k > 2.
       for (const steps of k > 2 ? [1, 2, k] : [1, 2]) {
         const own = steps === k && k > 2 ? userTaus() : null;
-        // wasm checks the list (core's sample::check_taus, the rule the CLI uses too).
-        const taus = own ?? app.default_taus(m.name, steps);
+        // null: the model's default list for `steps` (core's); wasm checks an own list by core's one rule.
         const p = panel(`${m.name} · ${own ? `τ = ${own.join(', ')}` : `${steps} step${steps > 1 ? 's' : ''}`}`);
         const count = m.shape ? IMAGES : n;
-        const r = await app.sample(m.name, taus, count, BigInt(seed));
+        const r = await app.sample(m.name, steps, own, count, BigInt(seed));
         if (id !== runId) return;
+        const taus = Array.from(r.taus);
         show(p.canvas, m, r.points, '#1f4fbf');
-        p.stat.textContent = `NFE ${taus.length + 1} · ${r.ms.toFixed(1)} ms`;
+        p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
         if (m.shape && steps === 1 && (!editor.model || editor.model.dataset !== dataset || editor.fresh)) {
           setReference(m, Array.from(r.points.slice(0, m.shape.reduce((a, b) => a * b, 1))), `one-step sample of ${m.name}`);
         }
@@ -474,7 +449,7 @@ async function render() {
       const r = await app.teacher(m.name, nfe, count, BigInt(seed), false);
       if (id !== runId) return;
       show(p.canvas, m, r.points, '#b4471f');
-      p.stat.textContent = `NFE ${2 * Math.ceil(nfe / 2) - 1} · ${r.ms.toFixed(1)} ms`;
+      p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
     }
     $('editor').hidden = !images;
     const teacher = models.find(isDiffusion);
@@ -491,7 +466,7 @@ async function render() {
 }
 
 // Used by the browser test to compare with native `cm sample` (same weights, same noise).
-window.cmParity = async (name, taus, n, seed) => Array.from((await app.sample(name, taus, n, BigInt(seed))).points);
+window.cmParity = async (name, taus, n, seed) => Array.from((await app.sample(name, taus.length + 1, taus, n, BigInt(seed))).points);
 window.cmLoad = (cardText, bytes) => app.load_model(cardText, new Uint8Array(bytes));
 
 async function main() {

@@ -18,6 +18,42 @@ use crate::sample::{multistep, multistep_from, normals};
 /// ITU-R BT.601 luma weights of `(R, G, B)`: colourisation keeps `Y = 0.299 R + 0.587 G + 0.114 B`.
 pub const LUMA: [f64; 3] = [0.299, 0.587, 0.114];
 
+/// The noise stream of a denoising edit's input (`y + sigma eps`, one row of `eps` per result).
+pub const DENOISE_STREAM: u64 = 0xD0;
+
+/// The luminance plane `Y` of a planar RGB image (`[3 * plane]` values, any scale).
+pub fn luminance(rgb: &[f32], plane: usize) -> Vec<f32> {
+    (0..plane).map(|i| (0..3).map(|ch| LUMA[ch] * rgb[ch * plane + i] as f64).sum::<f64>() as f32).collect()
+}
+
+/// An image as a model row: RGBA8 pixels (`[h * w * 4]`, row-major), composited on white, mapped to
+/// `[-1, 1]` and laid out channel-major; a 1-channel model takes the luminance. The page's uploads go
+/// through here; `cm` reads files through the same map after resizing.
+pub fn image_row(rgba: &[u8], channels: usize) -> Result<Vec<f32>, String> {
+    if !rgba.len().is_multiple_of(4) {
+        return Err(format!("RGBA pixels come in fours, got {} bytes", rgba.len()));
+    }
+    let plane = rgba.len() / 4;
+    let mut rgb = vec![0f32; 3 * plane];
+    for (i, p) in rgba.chunks_exact(4).enumerate() {
+        let a = p[3] as f32 / 255.0;
+        for ch in 0..3 {
+            let v = (p[ch] as f32 * a + 255.0 * (1.0 - a)).round();
+            rgb[ch * plane + i] = unit(v);
+        }
+    }
+    match channels {
+        3 => Ok(rgb),
+        1 => Ok(luminance(&rgb, plane)),
+        c => Err(format!("cannot make an image row for a {c}-channel model (1 or 3)")),
+    }
+}
+
+/// An 8-bit intensity (possibly filtered, so any value in `[0, 255]`) as a model value in `[-1, 1]`.
+pub fn unit(v: f32) -> f32 {
+    v / 127.5 - 1.0
+}
+
 /// What is known about the result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -156,6 +192,18 @@ impl Edit {
     pub fn default_taus(&self, model: &Denoiser) -> Vec<f64> {
         let start = self.start.level(&model.range);
         model.default_taus(4).into_iter().filter(|&t| t < start).collect()
+    }
+
+    /// The `n` rows the edit starts from, given the clean reference `y` (`[D]`): for denoising, `y` plus
+    /// Gaussian noise of the edit's level (row `i` from row `i` of [`DENOISE_STREAM`] of `noise`); for
+    /// every other task, `y` itself.
+    pub fn inputs(&self, y: &[f32], n: usize, noise: &Noise) -> Vec<f32> {
+        let mut rows = y.repeat(n);
+        if let Start::Noisy { sigma } = self.start {
+            let eps = noise.normals(DENOISE_STREAM, 0, n, y.len());
+            rows.iter_mut().zip(&eps).for_each(|(v, e)| *v += sigma as f32 * e);
+        }
+        rows
     }
 
     /// Runs the edit on references `y: [B, D]` (rows `first..` of `noise`'s streams) with `taus`.

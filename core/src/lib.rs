@@ -15,10 +15,9 @@ pub mod distance;
 pub mod edit;
 pub mod ema;
 pub mod error;
-pub mod features;
 pub mod host;
 pub mod jvp;
-pub mod metrics;
+pub mod loaded;
 pub mod model;
 pub mod net;
 pub mod objective;
@@ -29,5 +28,6 @@ pub mod schedule;
 
 pub use card::{Method, ModelCard};
 pub use error::CoreError;
+pub use loaded::{Model, Plan, TauRequest, Taus};
 pub use model::{Denoiser, ModelConfig};
 pub use param::{NoiseRange, Parameterisation};

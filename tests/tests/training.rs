@@ -39,13 +39,24 @@ fn ict_on_moons_learns_in_a_few_hundred_steps() {
     device.seed(cfg.seed);
     let untrained = cfg.model().init(&device);
     let data = eval_data(Dataset2d::Moons, 2048, 5, 0);
-    let before =
-        cm_core::metrics::sliced_w2(&consistency_points(&untrained, 2048, 5, &[]).unwrap(), &data, 2, 128, 0);
+    let before = cm_trainer::eval::metrics::sliced_w2(
+        &consistency_points(&untrained, 2048, 5, &[]).unwrap(),
+        &data,
+        2,
+        128,
+        0,
+    );
 
     let summary = cm_trainer::train::train(&cfg, &dir, "test", RunOptions::new(Start::New)).unwrap();
-    let (card, trained) = load_model_dir(summary.model_dir.as_ref().unwrap(), &device).unwrap();
-    let after =
-        cm_core::metrics::sliced_w2(&consistency_points(&trained, 2048, 5, &[]).unwrap(), &data, 2, 128, 0);
+    let cm_core::Model { card, denoiser: trained } =
+        load_model_dir(summary.model_dir.as_ref().unwrap(), &device).unwrap();
+    let after = cm_trainer::eval::metrics::sliced_w2(
+        &consistency_points(&trained, 2048, 5, &[]).unwrap(),
+        &data,
+        2,
+        128,
+        0,
+    );
     eprintln!("sliced W2 one step: untrained {before:.4}, trained {after:.4}");
     assert!(after < 0.3 * before, "one-step sliced W2 went from {before} to only {after}");
     assert!(card.metrics.contains_key("sliced_w2_1step"));

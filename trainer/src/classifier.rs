@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::eval::lenet::{LeNet, LeNetConfig};
 use anyhow::{Context, Result, bail};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -12,7 +13,6 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::activation::softmax;
 use cm_core::card::{load_weights, weights_to_bytes};
-use cm_core::net::{LeNet, LeNetConfig};
 use cm_core::rng::Noise;
 use serde::{Deserialize, Serialize};
 

@@ -230,7 +230,7 @@ fn resize_to_unit(raw: &Raw, r: usize) -> Vec<f32> {
                             v += fy * fx * plane[sy * w + sx] as f32;
                         }
                     }
-                    out.push(v / 127.5 - 1.0);
+                    out.push(cm_core::edit::unit(v));
                 }
             }
         }
@@ -312,16 +312,7 @@ pub fn read_image(path: &Path, channels: usize, r: usize) -> Result<Vec<f32>> {
     let rgb = resize_to_unit(&Raw { shape: [3, s, s], bytes: rgb }, r);
     match channels {
         3 => Ok(rgb),
-        1 => {
-            let plane = r * r;
-            Ok((0..plane)
-                .map(|i| {
-                    let l = cm_core::edit::LUMA;
-                    (l[0] * rgb[i] as f64 + l[1] * rgb[plane + i] as f64 + l[2] * rgb[2 * plane + i] as f64)
-                        as f32
-                })
-                .collect())
-        }
+        1 => Ok(cm_core::edit::luminance(&rgb, r * r)),
         c => bail!("{}: cannot read an image for a {c}-channel model", path.display()),
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::prelude::Device;
 use cm_core::card::weights_to_bytes;
-use cm_core::{Denoiser, ModelCard};
+use cm_core::{Denoiser, Model, ModelCard};
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half a file
 /// and an existing file survives a failed write.
@@ -239,8 +239,8 @@ pub fn save_model_dir(dir: &Path, card: &ModelCard, model: &Denoiser) -> Result<
     Ok(())
 }
 
-/// Reads a model folder and loads its weights on `device`, with errors naming the file.
-pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(ModelCard, Denoiser)> {
+/// Reads a model folder and loads its weights on `device` as core's [`Model`], with errors naming the file.
+pub fn load_model_dir(dir: &Path, device: &Device) -> Result<Model> {
     if !dir.is_dir() {
         bail!("model folder {} does not exist", dir.display());
     }
@@ -251,8 +251,9 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(ModelCard, Denoise
     let weights_path = dir.join(WEIGHTS_FILE);
     let bytes =
         std::fs::read(&weights_path).with_context(|| format!("cannot read {}", weights_path.display()))?;
-    let model = card.load(bytes, device).map_err(|e| anyhow::anyhow!("{}: {e}", weights_path.display()))?;
-    Ok((card, model))
+    let denoiser =
+        card.load(bytes, device).map_err(|e| anyhow::anyhow!("{}: {e}", weights_path.display()))?;
+    Ok(Model::new(card, denoiser))
 }
 
 /// Adds `name` to `<models>/index.json` (the list the web page loads), creating it if needed.

@@ -315,8 +315,8 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     let inference = ema;
     let (metrics, report) = match (&source, shape) {
         (Source::Toy(dataset), _) => {
-            let report =
-                eval::evaluate(&inference, *dataset, cfg.method, 4096, cfg.seed.wrapping_add(1), 35, None)?;
+            let model = cm_core::Model::new(bare_card(cfg), inference.clone());
+            let report = eval::evaluate(&model, *dataset, 4096, cfg.seed.wrapping_add(1), 35, None)?;
             let samples = if cfg.method.is_diffusion() {
                 eval::teacher_points(&inference, 4096, cfg.seed, 35)?
             } else {
@@ -341,18 +341,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     provenance.insert("cpu_threads".into(), threads.into());
     provenance.insert("config".into(), serde_json::to_value(&resolved)?);
-    let card = ModelCard {
-        format: CARD_FORMAT.into(),
-        name: format!("{}-{}", cfg.dataset, cfg.method.name()),
-        dataset: cfg.dataset.clone(),
-        method: cfg.method,
-        model: model_cfg,
-        steps: cfg.steps,
-        seed: cfg.seed,
-        metrics: metrics.clone(),
-        provenance,
-        weights_sha256: None,
-    };
+    let card = ModelCard { metrics: metrics.clone(), provenance, ..bare_card(cfg) };
     let model_dir = out.join("model");
     save_model_dir(&model_dir, &card, &inference)?;
     if let Some(report) = report {
@@ -538,7 +527,7 @@ fn load_fitting(
     cfg: &TrainConfig,
     device: &Device,
 ) -> Result<Denoiser> {
-    let (card, model) =
+    let cm_core::Model { card, denoiser: model } =
         load_model_dir(path, device).with_context(|| format!("field `{field}` = {}", path.display()))?;
     let shown = path.display();
     if teacher && !card.method.is_diffusion() {
@@ -594,4 +583,20 @@ fn cpu_shard_pools(backend: crate::backend::Backend, shards: usize) -> Result<Ve
                 .context("cannot start a thread pool for a CPU shard")
         })
         .collect()
+}
+
+/// The card of the model a recipe trains, before its metrics and provenance are known.
+fn bare_card(cfg: &TrainConfig) -> ModelCard {
+    ModelCard {
+        format: CARD_FORMAT.into(),
+        name: format!("{}-{}", cfg.dataset, cfg.method.name()),
+        dataset: cfg.dataset.clone(),
+        method: cfg.method,
+        model: cfg.model(),
+        steps: cfg.steps,
+        seed: cfg.seed,
+        metrics: BTreeMap::new(),
+        provenance: BTreeMap::new(),
+        weights_sha256: None,
+    }
 }

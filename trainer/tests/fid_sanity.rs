@@ -5,15 +5,15 @@
 use std::path::Path;
 
 use burn::prelude::Device;
-use cm_core::features::{Gaussian, frechet_distance};
 use cm_trainer::classifier::{embed_rows, load_classifier};
 use cm_trainer::data::{ImageDataset, ImageSet, Split, load_images};
+use cm_trainer::eval::features::{Gaussian, frechet_distance};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-fn fid(lenet: &cm_core::net::LeNet, a: &[f32], b: &[f32], dim: usize) -> f64 {
+fn fid(lenet: &cm_trainer::eval::lenet::LeNet, a: &[f32], b: &[f32], dim: usize) -> f64 {
     let (fa, _) = embed_rows(lenet, a, dim).unwrap();
     let (fb, _) = embed_rows(lenet, b, dim).unwrap();
     let d = fa.len() / (a.len() / dim);

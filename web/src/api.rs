@@ -8,7 +8,9 @@ use js_sys::{Float32Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::state::{Loaded, Playground};
+use cm_core::{Model, Plan};
+
+use crate::state::{self, Playground};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -76,9 +78,14 @@ pub fn create_app(prefer: String) -> Promise {
 
 impl App {
     /// A loaded model and the device to run it on.
-    fn loaded(&self, name: &str) -> Result<(Rc<Loaded>, Device), JsValue> {
+    fn loaded(&self, name: &str) -> Result<(Rc<Model>, Device), JsValue> {
         let p = self.inner.borrow();
         Ok((p.get(name).map_err(|e| JsValue::from_str(&e))?, p.device.clone()))
+    }
+
+    /// A loaded model, for synchronous calls.
+    fn model(&self, name: &str) -> Result<Rc<Model>, JsError> {
+        self.inner.borrow().get(name).map_err(|e| JsError::new(&e))
     }
 }
 
@@ -99,86 +106,82 @@ impl App {
         self.inner.borrow_mut().load(card_json, weights).map_err(|e| JsError::new(&e))
     }
 
-    /// The card of a loaded model, as JSON text.
-    pub fn card(&self, name: &str) -> Result<String, JsError> {
-        Ok(self.inner.borrow().get(name).map_err(|e| JsError::new(&e))?.card.to_json())
+    /// What the page needs to know of a loaded model (`state::facts`): `{name, dataset, method,
+    /// consistency, shape, parameters, steps}`.
+    pub fn facts(&self, name: &str) -> Result<JsValue, JsError> {
+        let text = state::facts(&*self.model(name)?).to_string();
+        js_sys::JSON::parse(&text).map_err(|_| JsError::new("facts are JSON"))
     }
 
-    /// Whether a loaded model is a diffusion model (sampled by an ODE solver: EDM or TrigFlow teachers)
-    /// rather than a consistency model: `ModelCard::is_consistency`, the one rule.
-    pub fn is_diffusion(&self, name: &str) -> Result<bool, JsError> {
-        Ok(!self.inner.borrow().get(name).map_err(|e| JsError::new(&e))?.card.is_consistency())
+    /// `n` points of a 2D dataset (flattened `[n, 2]`), noised to `sigma` when `sigma > 0`.
+    pub fn data(&self, dataset: &str, n: usize, seed: u64, sigma: f64) -> Result<Float32Array, JsError> {
+        let points = state::data(dataset, n, seed, sigma).map_err(|e| JsError::new(&e))?;
+        Ok(Float32Array::from(points.as_slice()))
     }
 
-    /// The default tau list for `k` steps.
-    pub fn default_taus(&self, name: &str, k: usize) -> Result<Vec<f64>, JsError> {
-        Ok(self.inner.borrow().get(name).map_err(|e| JsError::new(&e))?.default_taus(k))
-    }
-
-    /// `n` points of a 2D dataset (flattened `[n, 2]`), as `cm data` writes them.
-    pub fn data(&self, dataset: &str, n: usize, seed: u64) -> Result<Float32Array, JsError> {
-        let d = cm_core::data2d::Dataset2d::from_name(dataset)
-            .ok_or_else(|| JsError::new(&format!("unknown dataset {dataset:?}")))?;
-        Ok(Float32Array::from(d.sample(seed, 0, 0, n).as_slice()))
-    }
-
-    /// Consistency samples: resolves to `{points: Float32Array [n*D], ms}`.
-    pub fn sample(&self, name: String, taus: Vec<f64>, n: usize, seed: u64) -> Promise {
+    /// Consistency samples with the default list for `steps` steps, or `taus` when given (null: the
+    /// default): resolves to `{points: Float32Array [n*D], ms, nfe, taus}`.
+    pub fn sample(&self, name: String, steps: usize, taus: Option<Vec<f64>>, n: usize, seed: u64) -> Promise {
         let found = self.loaded(&name);
         future_to_promise(async move {
-            let (loaded, device) = found?;
+            let (m, device) = found?;
             let t0 = now_ms();
-            let x = loaded.sample(&taus, n, seed, &device).map_err(|e| JsValue::from_str(&e))?;
+            let (x, plan) =
+                state::sample(&m, steps, taus, n, seed, &device).map_err(|e| JsValue::from_str(&e))?;
             let pts = read(x).await?;
-            let ms = now_ms() - t0;
-            result(&pts, ms, None)
+            let o = result(&pts, now_ms() - t0, plan.nfe(), None)?;
+            if let Plan::Consistency(t) = &plan {
+                set(&o, "taus", &js_sys::Float64Array::from(t.as_slice()).into())?;
+            }
+            Ok(o.into())
         })
     }
 
     /// The teacher's noise level at every state of a `nfe`-evaluation Heun trajectory.
     pub fn teacher_sigmas(&self, name: &str, nfe: usize) -> Result<Vec<f64>, JsError> {
-        Ok(self.inner.borrow().get(name).map_err(|e| JsError::new(&e))?.teacher_sigmas(nfe))
+        Ok(state::teacher_sigmas(&*self.model(name)?, nfe))
     }
 
     /// The model applied to `points` (flattened `[n, D]`) at noise level `sigma`: resolves to
-    /// `{points, ms}`. For a consistency model this is the one-step jump to the trajectory's origin.
+    /// `{points, ms, nfe: 1}`. For a consistency model this is the one-step jump to the trajectory's origin.
     pub fn denoise(&self, name: String, points: Vec<f32>, sigma: f64) -> Promise {
         let found = self.loaded(&name);
         future_to_promise(async move {
-            let (loaded, device) = found?;
+            let (m, device) = found?;
             let t0 = now_ms();
-            let x = loaded.denoise(&points, sigma, &device).map_err(|e| JsValue::from_str(&e))?;
+            let x = state::denoise(&m, &points, sigma, &device).map_err(|e| JsValue::from_str(&e))?;
             let pts = read(x).await?;
-            result(&pts, now_ms() - t0, None)
+            Ok(result(&pts, now_ms() - t0, 1, None)?.into())
         })
     }
 
-    /// Teacher (Heun) samples: resolves to `{points, ms, path?: Float32Array [(steps+1)*n*D]}`.
+    /// Teacher (Heun) samples: resolves to `{points, ms, nfe, path?: Float32Array [(steps+1)*n*D]}`.
     pub fn teacher(&self, name: String, nfe: usize, n: usize, seed: u64, trajectory: bool) -> Promise {
         let found = self.loaded(&name);
         future_to_promise(async move {
-            let (loaded, device) = found?;
+            let (m, device) = found?;
             let t0 = now_ms();
-            let (x, path) =
-                loaded.teacher(nfe, n, seed, &device, trajectory).map_err(|e| JsValue::from_str(&e))?;
+            let (x, path, plan) =
+                state::teacher(&m, nfe, n, seed, &device, trajectory).map_err(|e| JsValue::from_str(&e))?;
             let pts = read(x).await?;
             let ms = now_ms() - t0;
             let mut flat = Vec::new();
             for p in path {
                 flat.extend(read(p).await?);
             }
-            result(&pts, ms, trajectory.then_some(flat.as_slice()))
+            Ok(result(&pts, ms, plan.nfe(), trajectory.then_some(flat.as_slice()))?.into())
         })
     }
 
-    /// The default tau list of an edit task at `sigma` (see `Loaded::edit_taus`).
-    pub fn edit_taus(&self, name: &str, task: &str, sigma: f64) -> Result<Vec<f64>, JsError> {
-        let inner = self.inner.borrow();
-        let loaded = inner.get(name).map_err(|e| JsError::new(&e))?;
-        loaded.edit_taus(task, sigma).map_err(|e| JsError::new(&e))
+    /// An uploaded image (RGBA8 bytes at the model's resolution) as the model's row (`state::image`).
+    pub fn image(&self, name: &str, rgba: Vec<u8>) -> Result<Float32Array, JsError> {
+        let row = state::image(&*self.model(name)?, &rgba).map_err(|e| JsError::new(&e))?;
+        Ok(Float32Array::from(row.as_slice()))
     }
 
-    /// Zero-shot edit of one image (see `Loaded::edit`): resolves to `{points: Float32Array [n*D], ms}`.
+    /// Zero-shot edit of one clean image (see `state::edit`; `taus` null: the edit's default list):
+    /// resolves to `{points: Float32Array [n*D], input: Float32Array [n*D], ms, nfe, taus}` where `input`
+    /// holds the rows the edit started from (denoising: the noisy copies).
     #[allow(clippy::too_many_arguments)]
     pub fn edit(
         &self,
@@ -186,7 +189,7 @@ impl App {
         task: String,
         image: Vec<f32>,
         mask: Vec<f32>,
-        taus: Vec<f64>,
+        taus: Option<Vec<f64>>,
         sigma: f64,
         factor: usize,
         n: usize,
@@ -194,35 +197,44 @@ impl App {
     ) -> Promise {
         let found = self.loaded(&name);
         future_to_promise(async move {
-            let (loaded, device) = found?;
+            let (m, device) = found?;
             let t0 = now_ms();
-            let x = loaded
-                .edit(&task, &image, &mask, &taus, sigma, factor, n, seed, &device)
+            let (edited, taus) = state::edit(&m, &task, &image, &mask, taus, sigma, factor, n, seed, &device)
                 .map_err(|e| JsValue::from_str(&e))?;
-            let pts = read(x).await?;
-            result(&pts, now_ms() - t0, None)
+            let pts = read(edited.results).await?;
+            let o = result(&pts, now_ms() - t0, taus.nfe(), None)?;
+            set(&o, "input", &Float32Array::from(edited.inputs.as_slice()).into())?;
+            set(&o, "taus", &js_sys::Float64Array::from(taus.as_slice()).into())?;
+            Ok(o.into())
         })
     }
 
-    /// `n` images between the noises of seeds `a` and `b`: resolves to `{points, ms}`.
-    pub fn interpolate(&self, name: String, a: u64, b: u64, n: usize, taus: Vec<f64>) -> Promise {
+    /// `n` images between the noises of seeds `a` and `b` (`taus` null: one step): resolves to `{points, ms,
+    /// nfe}` (`nfe` per image).
+    pub fn interpolate(&self, name: String, a: u64, b: u64, n: usize, taus: Option<Vec<f64>>) -> Promise {
         let found = self.loaded(&name);
         future_to_promise(async move {
-            let (loaded, device) = found?;
+            let (m, device) = found?;
             let t0 = now_ms();
-            let x = loaded.interpolate(a, b, n, &taus, &device).map_err(|e| JsValue::from_str(&e))?;
+            let (x, taus) =
+                state::interpolate(&m, a, b, n, taus, &device).map_err(|e| JsValue::from_str(&e))?;
             let pts = read(x).await?;
-            result(&pts, now_ms() - t0, None)
+            Ok(result(&pts, now_ms() - t0, taus.nfe(), None)?.into())
         })
     }
 }
 
-fn result(points: &[f32], ms: f64, path: Option<&[f32]>) -> Result<JsValue, JsValue> {
+fn set(o: &js_sys::Object, key: &str, value: &JsValue) -> Result<(), JsValue> {
+    js_sys::Reflect::set(o, &key.into(), value).map(|_| ())
+}
+
+fn result(points: &[f32], ms: f64, nfe: usize, path: Option<&[f32]>) -> Result<js_sys::Object, JsValue> {
     let o = js_sys::Object::new();
-    js_sys::Reflect::set(&o, &"points".into(), &Float32Array::from(points).into())?;
-    js_sys::Reflect::set(&o, &"ms".into(), &ms.into())?;
+    set(&o, "points", &Float32Array::from(points).into())?;
+    set(&o, "ms", &ms.into())?;
+    set(&o, "nfe", &(nfe as f64).into())?;
     if let Some(p) = path {
-        js_sys::Reflect::set(&o, &"path".into(), &Float32Array::from(p).into())?;
+        set(&o, "path", &Float32Array::from(p).into())?;
     }
-    Ok(o.into())
+    Ok(o)
 }

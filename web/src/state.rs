@@ -1,25 +1,22 @@
-//! Backend-independent playground state: loaded models and the sampling calls the page makes.
-//! Compiles natively too, so its logic is tested without a browser.
+//! Backend-independent playground state: the loaded models and the page's requests, each turned into a
+//! call of core's [`Model`] (the API `cm` uses too). Compiles natively, so it is tested without a browser.
+//! Nothing here decides model math; it only maps the page's names and values onto core's types.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use burn::prelude::*;
-use cm_core::edit::{Edit, interpolate};
+use cm_core::edit::{Edit, image_row};
+use cm_core::loaded::Edited;
 use cm_core::rng::Noise;
-use cm_core::sample::{OdeSolver, consistency_sample, ode_sample};
-use cm_core::{Denoiser, ModelCard};
-
-/// A model ready to sample.
-pub struct Loaded {
-    pub card: ModelCard,
-    pub model: Denoiser,
-}
+use cm_core::sample::OdeSolver;
+use cm_core::{Model, ModelCard, Plan, TauRequest, Taus};
+use serde_json::json;
 
 /// All loaded models on one device.
 pub struct Playground {
     pub device: Device,
-    pub models: BTreeMap<String, Rc<Loaded>>,
+    pub models: BTreeMap<String, Rc<Model>>,
 }
 
 impl Playground {
@@ -30,129 +27,152 @@ impl Playground {
     /// Validates a card and its weights and keeps the model under the card's name.
     pub fn load(&mut self, card_json: &str, weights: Vec<u8>) -> Result<String, String> {
         let card = ModelCard::from_json(card_json).map_err(|e| format!("config.json: {e}"))?;
-        let model = card
+        let denoiser = card
             .load(weights, &self.device)
             .map_err(|e| format!("model.safetensors for {}: {e}", card.name))?;
         let name = card.name.clone();
-        self.models.insert(name.clone(), Rc::new(Loaded { card, model }));
+        self.models.insert(name.clone(), Rc::new(Model::new(card, denoiser)));
         Ok(name)
     }
 
-    pub fn get(&self, name: &str) -> Result<Rc<Loaded>, String> {
+    pub fn get(&self, name: &str) -> Result<Rc<Model>, String> {
         self.models.get(name).cloned().ok_or_else(|| format!("no model named {name:?} is loaded"))
     }
 }
 
-impl Loaded {
-    /// The `k`-step default taus of this model.
-    pub fn default_taus(&self, k: usize) -> Vec<f64> {
-        self.model.default_taus(k)
-    }
+/// What the page shows and decides by, from core: name, dataset, method, whether it is a consistency
+/// model (the one rule), the image shape (`null` for points) and the parameter count.
+pub fn facts(m: &Model) -> serde_json::Value {
+    json!({
+        "name": m.name(),
+        "dataset": m.card.dataset,
+        "method": m.card.method.name(),
+        "consistency": m.is_consistency(),
+        "shape": m.image_shape(),
+        "parameters": m.card.model.architecture.parameters(),
+        "steps": m.card.steps,
+    })
+}
 
-    /// Consistency samples `[n, D]` (not yet read back), same rows as `cm sample` for the seed.
-    pub fn sample(&self, taus: &[f64], n: usize, seed: u64, device: &Device) -> Result<Tensor<2>, String> {
-        if !self.card.is_consistency() {
-            return Err(format!("{} is a diffusion model: use the teacher sampler", self.card.name));
+/// Consistency samples `[n, D]` (not yet read back), the same rows as `cm sample` for the seed: the
+/// model's default list for `steps` steps, or the user's `taus`. Returns the plan too (its NFE, its taus).
+pub fn sample(
+    m: &Model,
+    steps: usize,
+    taus: Option<Vec<f64>>,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<(Tensor<2>, Plan), String> {
+    let plan = m.consistency_plan(TauRequest::or_default(taus, steps))?;
+    Ok((m.sample(&plan, &Noise::new(seed), 0, n, device)?, plan))
+}
+
+/// Heun PF-ODE samples at `nfe` evaluations; with `trajectory`, every intermediate state too
+/// (`steps + 1` tensors `[n, D]`). Returns the plan too (its NFE).
+pub fn teacher(
+    m: &Model,
+    nfe: usize,
+    n: usize,
+    seed: u64,
+    device: &Device,
+    trajectory: bool,
+) -> Result<(Tensor<2>, Vec<Tensor<2>>, Plan), String> {
+    if m.is_consistency() {
+        return Err(format!("{} is a consistency model, not a diffusion teacher", m.name()));
+    }
+    let plan = m.ode_plan(OdeSolver::Heun, nfe)?;
+    let mut path = Vec::new();
+    let x = m.sample_path(&plan, &Noise::new(seed), 0, n, device, |x| {
+        if trajectory {
+            path.push(x.clone())
         }
-        consistency_sample(&self.model, &Noise::new(seed), 0, n, taus, device)
-    }
+    })?;
+    Ok((x, path, plan))
+}
 
-    /// The teacher's noise levels for `nfe` Heun evaluations: one per state of a trajectory.
-    pub fn teacher_sigmas(&self, nfe: usize) -> Vec<f64> {
-        OdeSolver::Heun.grid(nfe, &self.model.range)
-    }
+/// The teacher's noise levels for `nfe` Heun evaluations: one per state of a trajectory.
+pub fn teacher_sigmas(m: &Model, nfe: usize) -> Vec<f64> {
+    OdeSolver::Heun.grid(nfe, &m.denoiser.range)
+}
 
-    /// The model's output for points `x: [n, D]` at one noise level (a consistency model's jump
-    /// to the trajectory's origin, or a teacher's denoised estimate).
-    pub fn denoise(&self, x: &[f32], sigma: f64, device: &Device) -> Result<Tensor<2>, String> {
-        let d = self.model.dim();
-        if !(x.len().is_multiple_of(d) && sigma > 0.0 && sigma.is_finite()) {
-            return Err(format!(
-                "need [n, {d}] points and sigma > 0, got {} values and sigma {sigma}",
-                x.len()
-            ));
-        }
-        let t = cm_core::host::rows(x, x.len() / d, d, device);
-        Ok(self.model.forward(t, &[sigma]))
+/// The model's output for points `x: [n, D]` at one noise level (a consistency model's jump to the
+/// trajectory's origin, or a teacher's denoised estimate).
+pub fn denoise(m: &Model, x: &[f32], sigma: f64, device: &Device) -> Result<Tensor<2>, String> {
+    let d = m.dim();
+    if !(x.len().is_multiple_of(d) && sigma > 0.0 && sigma.is_finite()) {
+        return Err(format!("need [n, {d}] points and sigma > 0, got {} values and sigma {sigma}", x.len()));
     }
+    let t = cm_core::host::rows(x, x.len() / d, d, device);
+    Ok(m.denoiser.forward(t, &[sigma]))
+}
 
-    /// Heun PF-ODE samples at `nfe` evaluations; with `trajectory`, every intermediate state too
-    /// (stacked `[steps + 1, n, D]`).
-    pub fn teacher(
-        &self,
-        nfe: usize,
-        n: usize,
-        seed: u64,
-        device: &Device,
-        trajectory: bool,
-    ) -> Result<(Tensor<2>, Vec<Tensor<2>>), String> {
-        if self.card.is_consistency() {
-            return Err(format!("{} is a consistency model, not a diffusion teacher", self.card.name));
-        }
-        let mut path = Vec::new();
-        let x = ode_sample(&self.model, &Noise::new(seed), 0..n, OdeSolver::Heun, nfe, device, |x| {
-            if trajectory {
-                path.push(x.clone())
-            }
-        });
-        Ok((x, path))
+/// `n` points of a 2D dataset (flattened `[n, 2]`), as `cm data` writes them; with `sigma > 0`, noised
+/// by the forward process `x + sigma z` (`z` from stream 0 of the seed's [`Noise`]).
+pub fn data(dataset: &str, n: usize, seed: u64, sigma: f64) -> Result<Vec<f32>, String> {
+    let d = cm_core::data2d::Dataset2d::from_name(dataset)
+        .ok_or_else(|| format!("unknown dataset {dataset:?}"))?;
+    let mut points = d.sample(seed, 0, 0, n);
+    if sigma > 0.0 {
+        let z = Noise::new(seed).normals(0, 0, n, 2);
+        points.iter_mut().zip(&z).for_each(|(x, z)| *x += sigma as f32 * z);
     }
+    Ok(points)
+}
 
-    /// The tau list of edit `task` at `sigma` unless the user gives one: `Edit::default_taus` (the
-    /// model's 4-step list below the edit's start level), the list `cm edit` uses too.
-    pub fn edit_taus(&self, task: &str, sigma: f64) -> Result<Vec<f64>, String> {
-        Ok(edit_for(task, &[], 2, sigma)?.default_taus(&self.model))
+/// An uploaded image (RGBA8 at the model's resolution) as the model's row, by core's map (BT.601
+/// luminance for a grey model).
+pub fn image(m: &Model, rgba: &[u8]) -> Result<Vec<f32>, String> {
+    let [c, h, w] = m.image_shape().ok_or_else(|| format!("{} is not an image model", m.name()))?;
+    if rgba.len() != 4 * h * w {
+        return Err(format!(
+            "need {h}x{w} RGBA pixels ({} bytes) for {}, got {}",
+            4 * h * w,
+            m.name(),
+            rgba.len()
+        ));
     }
+    image_row(rgba, c)
+}
 
-    /// Zero-shot edit of the image `y` (`[D]`, values in `[-1, 1]`) by `task` (`inpaint` with `mask` (1 =
-    /// generate), `colourise`, `super-resolution` by `factor`, `denoise` / `stroke` at `sigma`): `n` results
-    /// `[n, D]`, each with its own noise rows of `seed`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn edit(
-        &self,
-        task: &str,
-        y: &[f32],
-        mask: &[f32],
-        taus: &[f64],
-        sigma: f64,
-        factor: usize,
-        n: usize,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Tensor<2>, String> {
-        if !self.card.is_consistency() {
-            return Err(format!(
-                "{} is a diffusion model: editing needs a consistency model",
-                self.card.name
-            ));
-        }
-        let d = self.model.dim();
-        if y.len() != d {
-            return Err(format!("the image has {} values, {} expects {d}", y.len(), self.card.name));
-        }
-        let edit = edit_for(task, mask, factor, sigma)?;
-        edit.validate(&self.model, taus)?;
-        let y = cm_core::host::rows(&y.repeat(n.max(1)), n.max(1), d, device);
-        Ok(edit.run(&self.model, y, taus, &Noise::new(seed), 0))
-    }
+/// The tau list of edit `task` at `sigma`: the user's `taus`, or core's default for the edit (the
+/// model's 4-step list below its start level), the list `cm edit` uses too.
+pub fn edit_taus(m: &Model, task: &str, sigma: f64, taus: Option<Vec<f64>>) -> Result<Taus, String> {
+    m.edit_taus(&edit_for(task, &[], 2, sigma)?, TauRequest::or_default(taus, 4))
+}
 
-    /// `n` images along the spherical path between the noises of seeds `a` and `b` (CM §6), sampled with `taus`.
-    pub fn interpolate(
-        &self,
-        a: u64,
-        b: u64,
-        n: usize,
-        taus: &[f64],
-        device: &Device,
-    ) -> Result<Tensor<2>, String> {
-        if !self.card.is_consistency() {
-            return Err(format!(
-                "{} is a diffusion model: interpolation needs a consistency model",
-                self.card.name
-            ));
-        }
-        Ok(interpolate(&self.model, a, b, n.clamp(2, 256), taus, device))
-    }
+/// Zero-shot edit of the image `y` (`[D]`, values in `[-1, 1]`) by `task` (`inpaint` with `mask` (1 =
+/// generate), `colourise`, `super-resolution` by `factor`, `denoise` / `stroke` at `sigma`): `n` results
+/// `[n, D]` and the rows they started from (denoising: `y` plus the seed's noise, as `cm edit denoise`).
+#[allow(clippy::too_many_arguments)]
+pub fn edit(
+    m: &Model,
+    task: &str,
+    y: &[f32],
+    mask: &[f32],
+    taus: Option<Vec<f64>>,
+    sigma: f64,
+    factor: usize,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<(Edited, Taus), String> {
+    let edit = edit_for(task, mask, factor, sigma)?;
+    let taus = m.edit_taus(&edit, TauRequest::or_default(taus, 4))?;
+    Ok((m.edit(&edit, y, n, &taus, seed, device)?, taus))
+}
+
+/// `n` images along the spherical path between the noises of seeds `a` and `b` (CM §6), one step or `taus`.
+pub fn interpolate(
+    m: &Model,
+    a: u64,
+    b: u64,
+    n: usize,
+    taus: Option<Vec<f64>>,
+    device: &Device,
+) -> Result<(Tensor<2>, Taus), String> {
+    let taus = m.taus(TauRequest::or_default(taus, 1))?;
+    Ok((m.interpolate(a, b, n.clamp(2, 256), &taus, device)?, taus))
 }
 
 /// The edit a page task names (`inpaint` with `mask` (1 = generate), `colourise`, `super-resolution` by

@@ -1,7 +1,7 @@
 //! The playground state natively, on the bundled models: what the page does, without a browser.
 
 use burn::prelude::Device;
-use cm_web::state::Playground;
+use cm_web::state::{self, Playground};
 
 fn bundled(name: &str) -> (String, Vec<u8>) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models").join(name);
@@ -33,10 +33,10 @@ fn every_bundled_model_loads_and_samples() {
         let (card, weights) = bundled(name);
         assert_eq!(p.load(&card, weights).unwrap(), name, "folder name and card name agree");
         let m = p.get(name).unwrap();
-        let x = if m.card.is_consistency() {
-            m.sample(&m.default_taus(2), 64, 0, &device).unwrap()
+        let x = if m.is_consistency() {
+            state::sample(&m, 2, None, 64, 0, &device).unwrap().0
         } else {
-            m.teacher(9, 64, 0, &device, false).unwrap().0
+            state::teacher(&m, 9, 64, 0, &device, false).unwrap().0
         };
         let v = x.into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(v.len(), 64 * m.card.model.architecture.dim(), "{name}: 64 samples of the data dimension");
@@ -60,8 +60,8 @@ fn mismatched_weights_name_the_model_and_file() {
 #[test]
 fn trajectories_have_one_state_per_step() {
     let (p, device) = with_model("moons-edm");
-    let (_, path) = p.get("moons-edm").unwrap().teacher(35, 8, 1, &device, true).unwrap();
-    assert_eq!(path.len(), 18 + 1);
+    let (_, path, plan) = state::teacher(&p.get("moons-edm").unwrap(), 35, 8, 1, &device, true).unwrap();
+    assert_eq!((path.len(), plan.nfe()), (18 + 1, 35));
 }
 
 #[test]
@@ -69,12 +69,13 @@ fn a_consistency_jump_from_sigma_min_is_the_identity() {
     let (mut p, device) = with_model("moons-ict");
     let m = p.get("moons-ict").unwrap();
     let x = vec![0.3f32, -0.2, 1.0, 0.5];
-    let y = m.denoise(&x, m.model.range.sigma_min, &device).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    let y = state::denoise(&m, &x, m.denoiser.range.sigma_min, &device).unwrap();
+    let y = y.into_data().try_to_vec::<f32>().unwrap();
     assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 1e-5), "{y:?}");
-    assert!(m.denoise(&x[..3], 1.0, &device).is_err(), "odd number of values for 2D points");
+    assert!(state::denoise(&m, &x[..3], 1.0, &device).is_err(), "odd number of values for 2D points");
     let (card, weights) = bundled("moons-edm");
     p.load(&card, weights).unwrap();
-    let s = p.get("moons-edm").unwrap().teacher_sigmas(35);
+    let s = state::teacher_sigmas(&p.get("moons-edm").unwrap(), 35);
     assert_eq!((s.len(), *s.last().unwrap()), (19, 0.0));
 }
 
@@ -84,11 +85,14 @@ fn a_consistency_jump_from_sigma_min_is_the_identity() {
 fn editing_keeps_known_pixels_and_explains_bad_requests() {
     let (p, device) = with_model("mnist-ict");
     let m = p.get("mnist-ict").unwrap();
-    let y: Vec<f32> = m.sample(&[], 1, 3, &device).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    let host = |t: burn::Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    let y = host(state::sample(&m, 1, None, 1, 3, &device).unwrap().0);
     let d = y.len();
     let mask: Vec<f32> = (0..d).map(|i| if i % 16 < 8 { 1.0 } else { 0.0 }).collect();
-    let x = m.edit("inpaint", &y, &mask, &[0.821], 0.0, 2, 3, 0, &device).unwrap();
-    let x: Vec<f32> = x.into_data().try_to_vec::<f32>().unwrap();
+    let edit = |task: &str, y: &[f32], mask: &[f32], taus: Option<Vec<f64>>, sigma: f64, n: usize| {
+        state::edit(&m, task, y, mask, taus, sigma, 4, n, 0, &device).map(|(e, _)| host(e.results))
+    };
+    let x = edit("inpaint", &y, &mask, Some(vec![0.821]), 0.0, 3).unwrap();
     assert_eq!(x.len(), 3 * d);
     for (i, v) in x.iter().enumerate() {
         if mask[i % d] == 0.0 {
@@ -97,17 +101,17 @@ fn editing_keeps_known_pixels_and_explains_bad_requests() {
     }
     assert!(x.iter().enumerate().any(|(i, v)| mask[i % d] > 0.0 && (v - y[i % d]).abs() > 0.05));
     for (task, sigma) in [("super-resolution", 0.0), ("denoise", 0.5), ("stroke", 2.0)] {
-        let x = m.edit(task, &y, &[], &[0.2], sigma, 4, 2, 0, &device).unwrap();
-        assert!(x.into_data().try_to_vec::<f32>().unwrap().iter().all(|v| v.is_finite()), "{task}");
+        let x = edit(task, &y, &[], Some(vec![0.2]), sigma, 2).unwrap();
+        assert!(x.iter().all(|v| v.is_finite()), "{task}");
     }
-    let frames = m.interpolate(0, 1, 5, &[], &device).unwrap();
-    assert_eq!(frames.dims(), [5, d]);
-    assert!(m.edit("colourise", &y, &[], &[], 0.0, 2, 1, 0, &device).unwrap_err().contains("3-channel"));
-    assert!(m.edit("sharpen", &y, &[], &[], 0.0, 2, 1, 0, &device).unwrap_err().contains("sharpen"));
-    assert!(
-        m.edit("inpaint", &y[..10], &mask, &[], 0.0, 2, 1, 0, &device).unwrap_err().contains("10 values")
-    );
-    assert!(m.edit("denoise", &y, &[], &[0.9], 0.5, 2, 1, 0, &device).unwrap_err().contains("tau 0.9"));
+    let (frames, taus) = state::interpolate(&m, 0, 1, 5, None, &device).unwrap();
+    assert_eq!((frames.dims(), taus.nfe()), ([5, d], 1));
+    assert!(edit("colourise", &y, &[], None, 0.0, 1).unwrap_err().contains("3-channel"));
+    assert!(edit("sharpen", &y, &[], None, 0.0, 1).unwrap_err().contains("sharpen"));
+    assert!(edit("inpaint", &y[..10], &mask, None, 0.0, 1).unwrap_err().contains("10 values"));
+    assert!(edit("denoise", &y, &[], Some(vec![0.9]), 0.5, 1).unwrap_err().contains("tau 0.9"));
+    let interp = state::interpolate(&m, 0, 1, 5, Some(vec![80.0]), &device).unwrap_err();
+    assert!(interp.contains("tau 80"), "interpolation checks its taus by the one rule: {interp}");
 }
 
 /// An edit's default tau list is core's `Edit::default_taus` (what `cm edit` uses): the model's 4-step
@@ -116,13 +120,46 @@ fn editing_keeps_known_pixels_and_explains_bad_requests() {
 fn edit_taus_are_the_models_four_step_list_below_the_start() {
     let (p, _) = with_model("mnist-ict");
     let m = p.get("mnist-ict").unwrap();
-    let four = m.default_taus(4);
-    assert_eq!(m.edit_taus("inpaint", 0.0).unwrap(), four);
+    let four = m.denoiser.default_taus(4);
+    assert_eq!(state::edit_taus(&m, "inpaint", 0.0, None).unwrap().as_slice(), four);
     for sigma in [0.5, 2.0] {
         let want: Vec<f64> = four.iter().copied().filter(|&t| t < sigma).collect();
-        assert_eq!(m.edit_taus("denoise", sigma).unwrap(), want);
-        assert_eq!(m.edit_taus("stroke", sigma).unwrap(), want);
-        assert_eq!(want, cm_core::edit::Edit::denoise(sigma).default_taus(&m.model));
+        assert_eq!(state::edit_taus(&m, "denoise", sigma, None).unwrap().as_slice(), want);
+        assert_eq!(state::edit_taus(&m, "stroke", sigma, None).unwrap().as_slice(), want);
+        assert_eq!(want, cm_core::edit::Edit::denoise(sigma).default_taus(&m.denoiser));
     }
-    assert!(m.edit_taus("sharpen", 1.0).unwrap_err().contains("unknown edit"));
+    assert!(state::edit_taus(&m, "sharpen", 1.0, None).unwrap_err().contains("unknown edit"));
+}
+
+/// The denoising input is core's (`Edit::inputs`: the reference plus row `i` of the seed's denoising
+/// stream): the page's wasm call and `cm edit denoise` start from the same noisy images for a seed, and
+/// another seed gives other noise.
+#[test]
+fn denoising_inputs_come_from_the_seeds_noise() {
+    let (p, device) = with_model("mnist-ict");
+    let m = p.get("mnist-ict").unwrap();
+    let y = vec![0.25f32; m.dim()];
+    let inputs = |seed| state::edit(&m, "denoise", &y, &[], None, 0.5, 2, 3, seed, &device).unwrap().0.inputs;
+    let eps = cm_core::rng::Noise::new(7).normals(cm_core::edit::DENOISE_STREAM, 0, 3, m.dim());
+    let want: Vec<f32> = eps.iter().map(|e| 0.25 + 0.5 * e).collect();
+    assert_eq!(inputs(7), want);
+    assert_ne!(inputs(7), inputs(8));
+}
+
+/// Page facts come from core: the one consistency rule, the image shape from the architecture.
+#[test]
+fn facts_are_cores() {
+    let (mut p, _) = with_model("mnist-ict");
+    let (card, weights) = bundled("mnist-edm");
+    p.load(&card, weights).unwrap();
+    let ict = state::facts(&p.get("mnist-ict").unwrap());
+    assert_eq!(
+        (ict["consistency"].as_bool(), ict["shape"].clone()),
+        (Some(true), serde_json::json!([1, 16, 16]))
+    );
+    assert_eq!(state::facts(&p.get("mnist-edm").unwrap())["consistency"].as_bool(), Some(false));
+    let rgba: Vec<u8> = (0..16 * 16).flat_map(|_| [255u8, 0, 0, 255]).collect();
+    let grey = state::image(&p.get("mnist-ict").unwrap(), &rgba).unwrap();
+    assert!(grey.iter().all(|v| (v - (0.299 - 0.587 - 0.114) as f32).abs() < 1e-6));
+    assert!(state::image(&p.get("mnist-ict").unwrap(), &rgba[..8]).unwrap_err().contains("16x16"));
 }

@@ -4,7 +4,6 @@
 //! objectives and samplers never know which network they drive.
 
 pub mod embedding;
-pub mod lenet;
 pub mod mlp;
 pub mod unet;
 
@@ -14,7 +13,6 @@ use serde::{Deserialize, Serialize};
 pub use embedding::TimeEmbedding;
 
 use crate::jvp::Dual;
-pub use lenet::{LeNet, LeNetConfig};
 pub use mlp::{DropoutMasks, Mlp, MlpConfig};
 pub use unet::{AdaNorm, UNet, UNetConfig};
 

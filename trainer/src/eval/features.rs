@@ -3,9 +3,9 @@
 //!
 //! Every set of features is row-major `&[f32]`, `n` rows of `d` columns; sums run in f64. A shape that
 //! does not fit (`d == 0`, a length that is not a multiple of `d`, too few rows) gives `f64::NAN`
-//! rather than a panic, as in [`crate::metrics`]. Pure host code: no burn, no IO.
+//! rather than a panic, as in [`super::metrics`]. Pure host code: no burn, no IO.
 
-use crate::rng::SplitMix64;
+use cm_core::rng::SplitMix64;
 
 /// Number of rows of `x` if it holds whole rows of `d > 0` columns.
 fn rows_of(x: &[f32], d: usize) -> Option<usize> {
@@ -407,7 +407,7 @@ pub fn nearest_distances(queries: &[f32], reference: &[f32], d: usize) -> Vec<f6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::Noise;
+    use cm_core::rng::Noise;
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol * (1.0 + b.abs())

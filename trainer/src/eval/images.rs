@@ -4,15 +4,14 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use cm_core::features::{Gaussian, class_stats, frechet_distance, kid, nearest_distances, precision_recall};
-use cm_core::net::LeNet;
-use cm_core::sample::OdeSolver;
-use cm_core::{Denoiser, Method};
+use cm_core::{Model, Plan};
 use serde::Serialize;
 
+use super::features::{Gaussian, class_stats, frechet_distance, kid, nearest_distances, precision_recall};
+use super::lenet::LeNet;
+use super::model_points;
 use crate::classifier::embed_rows;
 use crate::data::ImageSet;
-use crate::eval::{consistency_points, teacher_points};
 
 /// Queries of the nearest-training-image distance (it is `O(queries · train)`).
 const NN_QUERIES: usize = 500;
@@ -133,20 +132,19 @@ impl Reference {
     }
 }
 
-/// Evaluates an image model on `n` samples: 1, 2 and 4 steps (and `extra_taus`) for consistency models,
-/// Heun at `teacher_nfe` for diffusion models. `test` holds at least `n` images; `train` is the training
-/// split (its first `n` images are the reference row).
+/// Evaluates an image model on `n` samples by each of [`super::plans`] (1, 2 and 4 steps and `extra_taus`
+/// for consistency models, Heun at `teacher_nfe` for diffusion models). `test` holds at least `n` images;
+/// `train` is the training split (its first `n` images are the reference row).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_images(
-    model: &Denoiser,
-    method: Method,
+    model: &Model,
     classifier: &LeNet,
     test: &ImageSet,
     train: &ImageSet,
     dataset: &str,
     seed: u64,
     teacher_nfe: usize,
-    extra_taus: Option<&[f64]>,
+    extra_taus: Option<Vec<f64>>,
 ) -> Result<ImageReport> {
     let n = test.len();
     let reference = Reference::new(classifier, test, train)?;
@@ -156,23 +154,16 @@ pub fn evaluate_images(
     ref_entry.nn_train = reference.nn_train(&test.pixels);
     let mut consistency = BTreeMap::new();
     let mut teacher = None;
-    if method.is_diffusion() {
-        let pts = teacher_points(model, n, seed, teacher_nfe)?;
+    for (name, plan) in super::plans(model, teacher_nfe, extra_taus)? {
+        let pts = model_points(model, &plan, n, seed)?;
         let mut e = reference.score(classifier, &pts, seed)?;
-        e.nfe = Some(OdeSolver::Heun.nfe(OdeSolver::Heun.steps_for_nfe(teacher_nfe)));
-        teacher = Some(e);
-    } else {
-        let mut runs: Vec<(String, Vec<f64>)> =
-            [1usize, 2, 4].iter().map(|&k| (k.to_string(), model.default_taus(k))).collect();
-        if let Some(t) = extra_taus {
-            runs.push(("custom".into(), t.to_vec()));
-        }
-        for (name, taus) in runs {
-            let pts = consistency_points(model, n, seed, &taus)?;
-            let mut e = reference.score(classifier, &pts, seed)?;
-            e.nfe = Some(taus.len() + 1);
-            e.taus = Some(taus);
-            consistency.insert(name, e);
+        e.nfe = Some(plan.nfe());
+        match plan {
+            Plan::Consistency(taus) => {
+                e.taus = Some(taus.as_slice().to_vec());
+                consistency.insert(name, e);
+            }
+            Plan::Ode { .. } => teacher = Some(e),
         }
     }
     Ok(ImageReport {

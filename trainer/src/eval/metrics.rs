@@ -1,7 +1,7 @@
 //! Sample-quality distances between two point clouds (rows of `dim` floats): sliced Wasserstein-2,
 //! MMD and energy distance. Pure f64 host code, used by `cm eval`, the tests and the web page.
 
-use crate::rng::Noise;
+use cm_core::rng::Noise;
 
 fn rows(x: &[f32], dim: usize) -> impl Iterator<Item = &[f32]> {
     x.chunks_exact(dim)

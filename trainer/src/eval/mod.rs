@@ -1,15 +1,21 @@
-//! Sampling to host memory and quality evaluation against fresh data (`cm eval`).
+//! Evaluation: sampling to host memory, `cm eval`'s reports against fresh data, and the metrics behind
+//! them. Only the trainer evaluates, so this lives here rather than in core: [`metrics`] (2D distances),
+//! [`features`] (FID-style statistics on classifier features), [`lenet`] (the classifier), [`images`]
+//! (the image report).
+
+pub mod features;
+pub mod images;
+pub mod lenet;
+pub mod metrics;
 
 use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 use burn::prelude::*;
-use cm_core::Parameterisation;
 use cm_core::data2d::Dataset2d;
-use cm_core::metrics::{Distances, sliced_w2};
 use cm_core::rng::Noise;
-use cm_core::sample::{OdeSolver, consistency_sample, ode_sample};
-use cm_core::{Denoiser, Method};
+use cm_core::{Denoiser, Method, Model, Plan, TauRequest, Taus};
+use metrics::{Distances, sliced_w2};
 use serde::Serialize;
 
 /// Reads a tensor back to host floats.
@@ -18,23 +24,53 @@ pub fn host(t: Tensor<2>) -> Result<Vec<f32>> {
 }
 
 /// Rows per batch when sampling: 4096 points, or fewer images so activations stay small.
-fn chunk(model: &Denoiser) -> usize {
-    if model.image_shape().is_some() { 256 } else { 4096 }
+fn chunk(denoiser: &Denoiser) -> usize {
+    if denoiser.image_shape().is_some() { 256 } else { 4096 }
 }
 
-/// `n` consistency samples with seed `seed` and intermediate levels `taus`, `[n, D]` flattened. For a
-/// consistency model: callers decide by the one rule, `Method::is_diffusion` (`ModelCard::is_consistency`).
-pub fn consistency_points(model: &Denoiser, n: usize, seed: u64, taus: &[f64]) -> Result<Vec<f32>> {
-    let device = model.net.devices().into_iter().next().unwrap_or_else(Device::flex);
+/// The device a denoiser's weights live on.
+fn device_of(denoiser: &Denoiser) -> Device {
+    denoiser.net.devices().into_iter().next().unwrap_or_else(Device::flex)
+}
+
+/// `n` samples of a loaded model by `plan` (checked against the model: [`Model::sample`]) with seed
+/// `seed`, `[n, D]` flattened, in chunks so memory stays bounded.
+pub fn model_points(model: &Model, plan: &Plan, n: usize, seed: u64) -> Result<Vec<f32>> {
+    let device = device_of(&model.denoiser);
     let noise = Noise::new(seed);
-    let mut out = Vec::with_capacity(n * model.dim());
-    for first in (0..n).step_by(chunk(model)) {
-        let rows = chunk(model).min(n - first);
-        out.extend(host(
-            consistency_sample(model, &noise, first, rows, taus, &device).map_err(anyhow::Error::msg)?,
-        )?);
+    chunked(&model.denoiser, n, |first, rows| model.sample(plan, &noise, first, rows, &device))
+}
+
+/// `n` samples of a bare denoiser (inside a training run, before its card exists) by `plan`.
+pub fn points(denoiser: &Denoiser, plan: &Plan, n: usize, seed: u64) -> Result<Vec<f32>> {
+    let device = device_of(denoiser);
+    let noise = Noise::new(seed);
+    chunked(denoiser, n, |first, rows| plan.run(denoiser, &noise, first, rows, &device, |_| {}))
+}
+
+/// Rows `0..n` drawn `chunk` at a time by `draw(first, rows)`, read back and checked finite.
+fn chunked(
+    denoiser: &Denoiser,
+    n: usize,
+    mut draw: impl FnMut(usize, usize) -> Result<Tensor<2>, String>,
+) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(n * denoiser.dim());
+    for first in (0..n).step_by(chunk(denoiser)) {
+        out.extend(host(draw(first, chunk(denoiser).min(n - first)).map_err(anyhow::Error::msg)?)?);
     }
     finite_samples(out)
+}
+
+/// `n` consistency samples of a bare denoiser through `taus` (checked by the one rule).
+pub fn consistency_points(denoiser: &Denoiser, n: usize, seed: u64, taus: &[f64]) -> Result<Vec<f32>> {
+    let r = denoiser.range;
+    let plan = Plan::Consistency(Taus::new(taus.to_vec(), &r, r.sigma_max).map_err(anyhow::Error::msg)?);
+    points(denoiser, &plan, n, seed)
+}
+
+/// `n` samples of a bare diffusion denoiser by Heun's method at `nfe` evaluations (EDM Alg. 1).
+pub fn teacher_points(denoiser: &Denoiser, n: usize, seed: u64, nfe: usize) -> Result<Vec<f32>> {
+    points(denoiser, &Plan::heun(nfe), n, seed)
 }
 
 /// Samples with a NaN or infinite value are an error, not an output: the weights or the card
@@ -50,30 +86,25 @@ fn finite_samples(out: Vec<f32>) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// `n` samples of a diffusion model by Heun's method at `nfe` evaluations (EDM Alg. 1, Karras grid).
-pub fn teacher_points(model: &Denoiser, n: usize, seed: u64, nfe: usize) -> Result<Vec<f32>> {
-    solver_points(model, n, seed, nfe, OdeSolver::Heun)
-}
-
-pub fn solver_points(
-    model: &Denoiser,
-    n: usize,
-    seed: u64,
-    nfe: usize,
-    solver: OdeSolver,
-) -> Result<Vec<f32>> {
-    // A TrigFlow network may be either (method `trigflow` or `sct`/`scd`); the card's method decides.
-    if model.parameterisation == Parameterisation::Consistency {
-        bail!("--teacher-nfe needs a diffusion (edm, trigflow) model; this one is a consistency model");
+/// What `cm eval` measures, named as in its report: a diffusion model's Heun sampler at `teacher_nfe`
+/// (`heun`), or a consistency model's default 1-, 2- and 4-step lists (`1`, `2`, `4`) and the user's
+/// `extra_taus` (`custom`).
+pub fn plans(model: &Model, teacher_nfe: usize, extra_taus: Option<Vec<f64>>) -> Result<Vec<(String, Plan)>> {
+    let err = anyhow::Error::msg;
+    if !model.is_consistency() {
+        return Ok(vec![(
+            "heun".into(),
+            model.ode_plan(cm_core::sample::OdeSolver::Heun, teacher_nfe).map_err(err)?,
+        )]);
     }
-    let device = model.net.devices().into_iter().next().unwrap_or_else(Device::flex);
-    let noise = Noise::new(seed);
-    let mut out = Vec::with_capacity(n * model.dim());
-    for first in (0..n).step_by(chunk(model)) {
-        let rows = chunk(model).min(n - first);
-        out.extend(host(ode_sample(model, &noise, first..first + rows, solver, nfe, &device, |_| {}))?);
+    let mut plans = Vec::new();
+    for steps in [1usize, 2, 4] {
+        plans.push((steps.to_string(), model.consistency_plan(TauRequest::Default { steps }).map_err(err)?));
     }
-    finite_samples(out)
+    if let Some(taus) = extra_taus {
+        plans.push(("custom".into(), model.consistency_plan(TauRequest::Given(taus)).map_err(err)?));
+    }
+    Ok(plans)
 }
 
 /// One evaluated sampler.
@@ -127,37 +158,29 @@ pub fn eval_data(dataset: Dataset2d, n: usize, seed: u64, draw: u64) -> Vec<f32>
     dataset.sample(seed, (1 << 48) + draw, 0, n)
 }
 
-/// Evaluates a model on `n` points against fresh data.
-/// Consistency models are measured at 1, 2 and 4 steps (default taus), plus `extra_taus` as
-/// `custom` when given; diffusion models with Heun at `teacher_nfe`.
+/// Evaluates a model on `n` points against fresh data, by each of [`plans`].
 pub fn evaluate(
-    model: &Denoiser,
+    model: &Model,
     dataset: Dataset2d,
-    method: Method,
     n: usize,
     seed: u64,
     teacher_nfe: usize,
-    extra_taus: Option<&[f64]>,
+    extra_taus: Option<Vec<f64>>,
 ) -> Result<Report> {
     let data = eval_data(dataset, n, seed, 0);
     let floor = eval_data(dataset, n, seed, 1);
     let dim = model.dim();
     let mut consistency = BTreeMap::new();
     let mut teacher = None;
-    if method.is_diffusion() {
-        let pts = teacher_points(model, n, seed, teacher_nfe)?;
-        teacher = Some(Entry {
-            nfe: OdeSolver::Heun.nfe(OdeSolver::Heun.steps_for_nfe(teacher_nfe)),
-            taus: None,
-            distances: Distances::between(&pts, &data, dim, seed),
-        });
-    } else {
-        for steps in [1usize, 2, 4] {
-            let taus = model.default_taus(steps);
-            consistency.insert(steps.to_string(), taus_entry(model, &data, seed, &taus)?);
-        }
-        if let Some(taus) = extra_taus {
-            consistency.insert("custom".into(), taus_entry(model, &data, seed, taus)?);
+    for (name, plan) in plans(model, teacher_nfe, extra_taus)? {
+        let pts = model_points(model, &plan, n, seed)?;
+        let distances = Distances::between(&pts, &data, dim, seed);
+        match &plan {
+            Plan::Consistency(taus) => {
+                consistency
+                    .insert(name, Entry { nfe: plan.nfe(), taus: Some(taus.as_slice().to_vec()), distances });
+            }
+            Plan::Ode { .. } => teacher = Some(Entry { nfe: plan.nfe(), taus: None, distances }),
         }
     }
     Ok(Report {
@@ -168,14 +191,6 @@ pub fn evaluate(
         consistency,
         teacher,
     })
-}
-
-/// Consistency sampling with `taus`, as many points as `data` has, against `data`.
-fn taus_entry(model: &Denoiser, data: &[f32], seed: u64, taus: &[f64]) -> Result<Entry> {
-    let dim = model.dim();
-    let pts = consistency_points(model, data.len() / dim, seed, taus)?;
-    let distances = Distances::between(&pts, data, dim, seed);
-    Ok(Entry { nfe: taus.len() + 1, taus: Some(taus.to_vec()), distances })
 }
 
 /// One-step (or 35-NFE teacher) sliced W2 on 1024 points: cheap enough to log during training.

@@ -1,0 +1,284 @@
+//! A loaded model: its card and its denoiser, and everything a caller asks of it. The one place that
+//! says whether a model is sampled by consistency jumps or by the PF-ODE, that turns a user's tau
+//! request into a checked [`Taus`], and that samples ([`Plan`]: one step, `k` steps or a teacher's
+//! ODE), edits and interpolates. `cm sample/eval/edit/bench`, the evaluator and the page's wasm API
+//! all go through [`Model`] (or, inside a training run where no card exists yet, through [`Plan`]).
+
+use burn::prelude::*;
+
+use crate::card::ModelCard;
+use crate::edit::{Edit, interpolate};
+use crate::model::Denoiser;
+use crate::param::{NoiseRange, Parameterisation};
+use crate::rng::Noise;
+use crate::sample::{OdeSolver, check_taus, consistency_sample, ode_sample};
+
+/// A list of intermediate noise levels that passed the one rule ([`check_taus`]) for one noise range
+/// and one start level (`sigma_max` for sampling, an edit's start level for editing).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Taus {
+    list: Vec<f64>,
+    start: f64,
+}
+
+impl Taus {
+    /// Checks `list` against `range` and the level the chain starts from.
+    pub fn new(list: Vec<f64>, range: &NoiseRange, start: f64) -> Result<Self, String> {
+        check_taus(&list, range, start)?;
+        Ok(Self { list, start })
+    }
+
+    /// No intermediate level: one step from `sigma_max`.
+    pub fn one_step(range: &NoiseRange) -> Self {
+        Self { list: Vec::new(), start: range.sigma_max }
+    }
+
+    pub fn as_slice(&self) -> &[f64] {
+        &self.list
+    }
+
+    /// The level the list was checked below.
+    pub fn start(&self) -> f64 {
+        self.start
+    }
+
+    /// Network evaluations of a chain through this list: the first jump and one per `tau`.
+    pub fn nfe(&self) -> usize {
+        self.list.len() + 1
+    }
+}
+
+/// Which tau list a caller wants.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TauRequest {
+    /// The model's default list for this many steps (sampling), or its edit default (editing).
+    Default { steps: usize },
+    /// The caller's own list, checked by the one rule.
+    Given(Vec<f64>),
+}
+
+impl TauRequest {
+    /// `given` when there is one, else the default for `steps` steps.
+    pub fn or_default(given: Option<Vec<f64>>, steps: usize) -> Self {
+        given.map_or(Self::Default { steps }, Self::Given)
+    }
+}
+
+/// How to sample.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    /// Consistency sampling through a checked tau list (CM Algorithm 1).
+    Consistency(Taus),
+    /// The PF-ODE with `solver` on EDM's grid for `nfe` evaluations (EDM Algorithm 1).
+    Ode { solver: OdeSolver, nfe: usize },
+}
+
+impl Plan {
+    /// Heun at `nfe` evaluations: how diffusion teachers are sampled by default.
+    pub fn heun(nfe: usize) -> Self {
+        Plan::Ode { solver: OdeSolver::Heun, nfe }
+    }
+
+    /// Network evaluations per sample (Heun's grid rounds `nfe` to whole steps: 35 -> 35, 36 -> 35).
+    pub fn nfe(&self) -> usize {
+        match self {
+            Plan::Consistency(taus) => taus.nfe(),
+            Plan::Ode { solver, nfe } => solver.nfe(solver.steps_for_nfe(*nfe)),
+        }
+    }
+
+    /// Rows `first..first + n` of seed `noise` drawn from `denoiser` by this plan (the same rows whatever
+    /// the batch); `on_step` sees every state of an ODE path, the start included. Callers that hold a
+    /// card go through [`Model::sample`], which first checks that the plan suits the model.
+    pub fn run(
+        &self,
+        denoiser: &Denoiser,
+        noise: &Noise,
+        first: usize,
+        n: usize,
+        device: &Device,
+        on_step: impl FnMut(&Tensor<2>),
+    ) -> Result<Tensor<2>, String> {
+        match self {
+            Plan::Consistency(taus) => consistency_sample(denoiser, noise, first, n, taus.as_slice(), device),
+            Plan::Ode { solver, nfe } => {
+                if *nfe == 0 {
+                    return Err("an ODE sampler needs at least 1 network evaluation".into());
+                }
+                Ok(ode_sample(denoiser, noise, first..first + n, *solver, *nfe, device, on_step))
+            }
+        }
+    }
+}
+
+/// What an edit returns: the inputs it started from (the noisy references of denoising, else the
+/// reference itself, one row per result) and the results.
+pub struct Edited {
+    pub inputs: Vec<f32>,
+    pub results: Tensor<2>,
+}
+
+/// A model card and the denoiser built from its weights.
+pub struct Model {
+    pub card: ModelCard,
+    pub denoiser: Denoiser,
+}
+
+impl Model {
+    pub fn new(card: ModelCard, denoiser: Denoiser) -> Self {
+        Self { card, denoiser }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.card.name
+    }
+
+    /// The one answer to "consistency model or diffusion model?", by training method
+    /// ([`ModelCard::is_consistency`]): consistency models sample by jumps and edit; diffusion models
+    /// (EDM, TrigFlow teachers) sample by the PF-ODE.
+    pub fn is_consistency(&self) -> bool {
+        self.card.is_consistency()
+    }
+
+    /// Whether the network's output is a denoiser, so its PF-ODE can be solved: every model but a
+    /// CM-parameterised one (an sCT/sCD model is a TrigFlow denoiser too; sCM §3).
+    pub fn has_ode(&self) -> bool {
+        self.denoiser.parameterisation != Parameterisation::Consistency
+    }
+
+    /// Data dimension `D`.
+    pub fn dim(&self) -> usize {
+        self.denoiser.dim()
+    }
+
+    /// `[C, H, W]` for image models, `None` for points.
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        self.denoiser.image_shape()
+    }
+
+    /// The tau list for sampling: the default for `steps` steps (iCT's 0.821 or sCM's `t_mid`
+    /// centre), or a given list checked by the one rule.
+    pub fn taus(&self, request: TauRequest) -> Result<Taus, String> {
+        self.consistency_only("consistency sampling")?;
+        let range = &self.denoiser.range;
+        match request {
+            TauRequest::Default { steps } => {
+                Taus::new(self.denoiser.default_taus(steps), range, range.sigma_max)
+            }
+            TauRequest::Given(list) => Taus::new(list, range, range.sigma_max),
+        }
+    }
+
+    /// A consistency plan from a tau request (see [`taus`](Self::taus)).
+    pub fn consistency_plan(&self, request: TauRequest) -> Result<Plan, String> {
+        Ok(Plan::Consistency(self.taus(request)?))
+    }
+
+    /// An ODE plan, refused for a model that is not a denoiser.
+    pub fn ode_plan(&self, solver: OdeSolver, nfe: usize) -> Result<Plan, String> {
+        if !self.has_ode() {
+            return Err(format!(
+                "{} is a consistency model (CM parameterisation): it has no PF-ODE to solve",
+                self.name()
+            ));
+        }
+        Ok(Plan::Ode { solver, nfe })
+    }
+
+    /// Rows `first..first + n` of seed `noise` by `plan`, after checking the plan suits this model.
+    pub fn sample(
+        &self,
+        plan: &Plan,
+        noise: &Noise,
+        first: usize,
+        n: usize,
+        device: &Device,
+    ) -> Result<Tensor<2>, String> {
+        self.sample_path(plan, noise, first, n, device, |_| {})
+    }
+
+    /// [`sample`](Self::sample), with `on_step` seeing every state of an ODE path (trajectories).
+    pub fn sample_path(
+        &self,
+        plan: &Plan,
+        noise: &Noise,
+        first: usize,
+        n: usize,
+        device: &Device,
+        on_step: impl FnMut(&Tensor<2>),
+    ) -> Result<Tensor<2>, String> {
+        match plan {
+            Plan::Consistency(_) => self.consistency_only("consistency sampling")?,
+            Plan::Ode { solver, nfe } => {
+                self.ode_plan(*solver, *nfe)?;
+            }
+        }
+        plan.run(&self.denoiser, noise, first, n, device, on_step)
+    }
+
+    /// The tau list of `edit`: its default (the model's 4-step list below the start level) or a given
+    /// list, checked below the edit's start level.
+    pub fn edit_taus(&self, edit: &Edit, request: TauRequest) -> Result<Taus, String> {
+        self.consistency_only("editing")?;
+        let range = &self.denoiser.range;
+        let start = edit.start.level(range);
+        let list = match request {
+            TauRequest::Default { .. } => edit.default_taus(&self.denoiser),
+            TauRequest::Given(list) => list,
+        };
+        Taus::new(list, range, start)
+    }
+
+    /// Runs `edit` on the clean reference image `y` (`[D]`): `n` results, each with its own noise rows of
+    /// `seed`. Denoising first adds seeded noise of its level to each row ([`Edit::inputs`]), so the page
+    /// and `cm edit` start from the same noisy images for the same seed.
+    pub fn edit(
+        &self,
+        edit: &Edit,
+        y: &[f32],
+        n: usize,
+        taus: &Taus,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Edited, String> {
+        self.consistency_only("editing")?;
+        let d = self.dim();
+        if y.len() != d {
+            return Err(format!("the image has {} values, {} expects {d}", y.len(), self.name()));
+        }
+        edit.validate(&self.denoiser, taus.as_slice())?;
+        let n = n.max(1);
+        let noise = Noise::new(seed);
+        let inputs = edit.inputs(y, n, &noise);
+        let rows = crate::host::rows(&inputs, n, d, device);
+        let results = edit.run(&self.denoiser, rows, taus.as_slice(), &noise, 0);
+        Ok(Edited { inputs, results })
+    }
+
+    /// `n >= 2` samples along the spherical path between the noises of seeds `a` and `b` (CM §6).
+    pub fn interpolate(
+        &self,
+        a: u64,
+        b: u64,
+        n: usize,
+        taus: &Taus,
+        device: &Device,
+    ) -> Result<Tensor<2>, String> {
+        self.consistency_only("interpolation")?;
+        let range = &self.denoiser.range;
+        check_taus(taus.as_slice(), range, range.sigma_max)?;
+        Ok(interpolate(&self.denoiser, a, b, n, taus.as_slice(), device))
+    }
+
+    /// Refuses a diffusion model for `what`, saying what to use instead.
+    fn consistency_only(&self, what: &str) -> Result<(), String> {
+        if self.is_consistency() {
+            return Ok(());
+        }
+        Err(format!(
+            "{} is a diffusion model ({}): {what} needs a consistency model; sample it with an ODE solver",
+            self.name(),
+            self.card.method.name()
+        ))
+    }
+}

@@ -1,0 +1,226 @@
+//! `cm edit`: zero-shot editing of images with a consistency model (CM Algorithm 4 through core's
+//! [`Model::edit`]), with the metric each task has.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use cm_core::edit::{Constraint, Edit, luminance};
+use cm_core::loaded::Edited;
+use cm_core::{Model, TauRequest, Taus};
+use serde_json::json;
+
+use super::{TauList, at_most, tau_list};
+use crate::backend::Backend;
+use crate::data::read_image;
+use crate::eval::host;
+use crate::io::{grid_png, grid_zoom, load_model_dir, write_atomic, write_samples};
+
+/// The editing tasks of CM §6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Task {
+    /// Fill the mask's white pixels (`--mask`), keep the rest of `--input`.
+    Inpaint,
+    /// Keep `--input`'s luminance, generate its colours (colour models).
+    Colourise,
+    /// Keep the means of `--factor`-sized patches of `--input`, generate the detail.
+    SuperResolution,
+    /// Add noise of level `--sigma` to `--input` (seeded), then remove it in one step (plus `--taus`).
+    Denoise,
+    /// SDEdit-style: noise the painting `--input` to `--sigma`, then map it to the data.
+    Stroke,
+    /// Spherical interpolation between the noises of `--seed` and `--seed + 1`, `--n` images.
+    Interpolate,
+}
+
+impl Task {
+    /// The command-line name (`super-resolution`, ...).
+    pub fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// inpaint, colourise, super-resolution, denoise, stroke or interpolate.
+    #[arg(value_enum)]
+    task: Task,
+    #[arg(long)]
+    model: PathBuf,
+    /// The reference image (PNG/JPEG; resized to the model's resolution).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Inpainting: white pixels are generated, black ones kept.
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// Decreasing tau list after the first step (default: the model's 4-step list below the start level).
+    #[arg(long, value_parser = tau_list, allow_negative_numbers = true)]
+    taus: Option<TauList>,
+    /// Noise level of denoising (added to --input, then removed) and stroke guidance.
+    #[arg(long, allow_negative_numbers = true)]
+    sigma: Option<f64>,
+    /// Super-resolution factor (2 or 4 for 16-32 px models).
+    #[arg(long, value_parser = at_most(64, "pixels per patch side"), allow_negative_numbers = true, default_value = "2")]
+    factor: u64,
+    /// Results to draw (independent noise each), or interpolation frames.
+    #[arg(long, value_parser = at_most(1024, "images"), allow_negative_numbers = true, default_value = "4")]
+    n: u64,
+    #[arg(long, default_value = "0")]
+    seed: u64,
+    /// `.png` (a grid: the degraded input, then the results) or `.npy` (result rows).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the rows each result started from (`.npy` or `.png`): for denoising, the noisy copies
+    /// of --input (the seed's noise, as on the page); for the other tasks, --input itself.
+    #[arg(long)]
+    save_input: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: Backend,
+}
+
+/// Runs the edit, writes its images, and prints the task's metrics.
+pub fn run(a: Args) -> Result<()> {
+    let device = a.backend.device()?;
+    let model = load_model_dir(&a.model, &device)?;
+    if !model.is_consistency() {
+        bail!(
+            "{}: `{}` is a diffusion model; editing needs a consistency model",
+            a.model.display(),
+            model.name()
+        );
+    }
+    let shape = model.image_shape().with_context(|| {
+        format!("{}: editing needs an image model, `{}` is a 2D model", a.model.display(), model.name())
+    })?;
+    let report = if a.task == Task::Interpolate {
+        interpolate(&model, &a, &device)?
+    } else {
+        edit(&model, &a, shape, &device)?
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// `--n` frames between the noises of `--seed` and `--seed + 1`.
+fn interpolate(model: &Model, a: &Args, device: &Device) -> Result<serde_json::Value> {
+    let err = |e: String| anyhow::anyhow!("cm edit interpolate: {e}");
+    let taus = model.taus(TauRequest::or_default(a.taus.clone().map(|t| t.0), 1)).map_err(err)?;
+    let frames = (a.n as usize).max(2);
+    let x = model.interpolate(a.seed, a.seed.wrapping_add(1), frames, &taus, device).map_err(err)?;
+    write_samples(&a.out, &host(x)?, model.dim(), model.image_shape())?;
+    Ok(json!({"task": "interpolate", "images": frames, "taus": taus.as_slice()}))
+}
+
+/// Every task but interpolation: reads `--input` (and `--mask`), runs the edit, writes the grid or rows.
+fn edit(model: &Model, a: &Args, shape: [usize; 3], device: &Device) -> Result<serde_json::Value> {
+    let [c, r, _] = shape;
+    let input =
+        a.input.as_ref().with_context(|| format!("`cm edit {}` needs --input <image>", a.task.name()))?;
+    let y = read_image(input, c, r)?;
+    let edit = task_edit(a, c, r)?;
+    let err = |e: String| anyhow::anyhow!("cm edit {}: {e}", a.task.name());
+    let taus = model.edit_taus(&edit, TauRequest::or_default(a.taus.clone().map(|t| t.0), 4)).map_err(err)?;
+    let n = a.n as usize;
+    let Edited { inputs, results } = model.edit(&edit, &y, n, &taus, a.seed, device).map_err(err)?;
+    let x = host(results)?;
+    let (view, metrics) = view_and_metrics(&edit, &y, &inputs, &x[..y.len()], shape, device)?;
+    if a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+        let mut all = view;
+        all.extend_from_slice(&x);
+        write_atomic(&a.out, &grid_png(&all, shape, n + 1, grid_zoom(shape)))?;
+    } else {
+        write_samples(&a.out, &x, y.len(), Some(shape))?;
+    }
+    if let Some(path) = &a.save_input {
+        write_samples(path, &inputs, y.len(), Some(shape))?;
+    }
+    Ok(json!({"task": a.task.name(), "taus": Taus::as_slice(&taus), "images": n, "metrics": metrics}))
+}
+
+/// The edit `--task` names, with its mask read from `--mask` (inpainting) or its `--sigma`.
+fn task_edit(a: &Args, c: usize, r: usize) -> Result<Edit> {
+    let sigma = |what: &str| -> Result<f64> {
+        a.sigma.with_context(|| format!("`cm edit {what}` needs --sigma (the noise level, e.g. 0.5)"))
+    };
+    Ok(match a.task {
+        Task::Inpaint => {
+            let path = a.mask.as_ref().context("`cm edit inpaint` needs --mask <image> (white = fill)")?;
+            let m: Vec<f32> =
+                read_image(path, 1, r)?.iter().map(|v| if *v > 0.0 { 1.0 } else { 0.0 }).collect();
+            let white = m.iter().filter(|v| **v > 0.0).count();
+            if white == 0 || white == m.len() {
+                bail!(
+                    "{}: the mask must mark some pixels white (to fill) and some black (to keep); it has {white} white of {}",
+                    path.display(),
+                    m.len()
+                );
+            }
+            Edit::inpaint((0..c).flat_map(|_| m.iter().copied()).collect())
+        }
+        Task::Colourise => Edit::colourise(),
+        Task::SuperResolution => Edit::super_resolution(a.factor as usize),
+        Task::Denoise => Edit::denoise(sigma("denoise")?),
+        Task::Stroke => Edit::stroke(sigma("stroke")?),
+        Task::Interpolate => bail!("interpolation has no reference image"),
+    })
+}
+
+/// `10 log10(4 / mse)`: PSNR for values in `[-1, 1]` (peak-to-peak 2).
+fn psnr(mse: f64) -> f64 {
+    10.0 * (4.0 / mse.max(1e-20)).log10()
+}
+
+/// Mean squared difference of `a` and `b` over the indices `keep` selects.
+fn mse_where(a: &[f32], b: &[f32], keep: impl Fn(usize) -> bool) -> f64 {
+    let (mut s, mut n) = (0.0, 0usize);
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        if keep(i) {
+            s += (*x as f64 - *y as f64).powi(2);
+            n += 1;
+        }
+    }
+    s / n.max(1) as f64
+}
+
+/// The degraded view shown first in the grid, and the task's metric on the first result `first`.
+fn view_and_metrics(
+    edit: &Edit,
+    y: &[f32],
+    inputs: &[f32],
+    first: &[f32],
+    shape: [usize; 3],
+    device: &Device,
+) -> Result<(Vec<f32>, serde_json::Value)> {
+    let psnr_input = psnr(mse_where(first, y, |_| true));
+    Ok(match &edit.constraint {
+        Some(Constraint::Inpaint { mask }) => {
+            let view: Vec<f32> = y.iter().zip(mask).map(|(v, k)| if *k > 0.0 { 0.0 } else { *v }).collect();
+            let known = mse_where(first, y, |i| mask[i] == 0.0);
+            let filled = mse_where(first, y, |i| mask[i] > 0.0);
+            (
+                view,
+                json!({"mse_known": known, "psnr_known": psnr(known), "psnr_filled_vs_input": psnr(filled)}),
+            )
+        }
+        Some(Constraint::Colourise) => {
+            let plane = shape[1] * shape[2];
+            let (grey, got) = (luminance(y, plane), luminance(first, plane));
+            let err = grey.iter().zip(&got).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max);
+            (grey.repeat(3), json!({"luminance_max_error": err, "psnr_vs_input": psnr_input}))
+        }
+        Some(c @ Constraint::SuperResolution { .. }) => {
+            // Patch means by core's own projection (`P y` is each patch's mean, spread over the patch).
+            let means = |v: &[f32]| host(c.known_part(cm_core::host::rows(v, 1, v.len(), device), shape));
+            let (low, got) = (means(y)?, means(first)?);
+            let err = got.iter().zip(&low).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max);
+            (low, json!({"downsampling_max_error": err, "psnr_vs_input": psnr_input}))
+        }
+        None if matches!(edit.start, cm_core::edit::Start::Noisy { .. }) => {
+            let noisy = inputs[..y.len()].to_vec();
+            let m = json!({"psnr_noisy": psnr(mse_where(&noisy, y, |_| true)), "psnr_denoised": psnr_input});
+            (noisy, m)
+        }
+        None => (y.to_vec(), json!({"rms_change": mse_where(first, y, |_| true).sqrt()})),
+    })
+}

@@ -1,0 +1,84 @@
+//! `cm eval`: a model's quality against fresh data (2D distances, or the image metrics of the
+//! dataset's classifier), printed as JSON and optionally stored in its card.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use cm_core::Model;
+use cm_core::data2d::Dataset2d;
+
+use super::{TauList, at_most, positive, tau_list};
+use crate::backend::Backend;
+use crate::classifier::{classifier_dir, load_classifier};
+use crate::data::{ImageDataset, Split, load_images};
+use crate::eval::{evaluate, images::evaluate_images};
+use crate::io::{CARD_FILE, load_model_dir, write_atomic};
+
+/// Point counts for `cm eval`, whose MMD and energy distance cost O(n^2).
+const MAX_EVAL_POINTS: u64 = 50_000;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, value_parser = at_most(MAX_EVAL_POINTS, "points (the metrics are quadratic in n)"), allow_negative_numbers = true, default_value = "4096")]
+    n: u64,
+    #[arg(long, default_value = "1")]
+    seed: u64,
+    /// Teacher NFE (diffusion models).
+    #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "35")]
+    teacher_nfe: u64,
+    /// Also evaluate this decreasing tau list (consistency models), reported as `custom`.
+    #[arg(long, value_parser = tau_list, allow_negative_numbers = true)]
+    taus: Option<TauList>,
+    /// Store the 1/2/4-step (or teacher) metrics in the model's card.
+    #[arg(long)]
+    write_card: bool,
+    /// Image models: the LeNet classifier folder (default `classifiers/<dataset>-<resolution>`).
+    #[arg(long)]
+    classifier: Option<PathBuf>,
+    /// Image models: where `cifar10`/`folder` data lives (default: the training recipe's `data_path`).
+    #[arg(long)]
+    data_path: Option<PathBuf>,
+}
+
+/// Evaluates the model, prints the report, and stores its flat metrics in the card when asked.
+pub fn run(a: Args) -> Result<()> {
+    let mut model = load_model_dir(&a.model, &Backend::Cpu.device()?)?;
+    let extra = a.taus.as_ref().map(|t| t.0.clone());
+    let (metrics, json) = if let Some(set) = ImageDataset::from_name(&model.card.dataset) {
+        image_report(&model, set, &a, extra)?
+    } else {
+        let dataset = Dataset2d::from_name(&model.card.dataset).with_context(|| {
+            format!("the card names dataset {:?}, which cm does not know", model.card.dataset)
+        })?;
+        let report = evaluate(&model, dataset, a.n as usize, a.seed, a.teacher_nfe as usize, extra)?;
+        (report.flat_metrics(), serde_json::to_value(&report)?)
+    };
+    if a.write_card {
+        model.card.metrics.extend(metrics);
+        write_atomic(&a.model.join(CARD_FILE), model.card.to_json().as_bytes())?;
+    }
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+/// The image report: the dataset's test and train splits at the model's resolution, and its classifier.
+fn image_report(
+    model: &Model,
+    set: ImageDataset,
+    a: &Args,
+    extra: Option<Vec<f64>>,
+) -> Result<(std::collections::BTreeMap<String, f64>, serde_json::Value)> {
+    let r = model.image_shape().context("an image dataset needs an image model")?[1];
+    let card_path = || model.card.provenance.get("config")?.get("data_path")?.as_str().map(PathBuf::from);
+    let data_path = a.data_path.clone().or_else(card_path);
+    let test = load_images(set, Split::Test, r, data_path.as_deref())?.take(a.n as usize);
+    let train = load_images(set, Split::Train, r, data_path.as_deref())?;
+    let cdir =
+        a.classifier.clone().unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
+    let (_, lenet) = load_classifier(&cdir, &Backend::Cpu.device()?)?;
+    let report =
+        evaluate_images(model, &lenet, &test, &train, set.name(), a.seed, a.teacher_nfe as usize, extra)?;
+    Ok((report.flat_metrics(), serde_json::to_value(&report)?))
+}

@@ -1,0 +1,102 @@
+//! The `cm` command line: one module per subcommand, each holding its arguments (`Args`) and its `run`.
+//! `src/main.rs` only parses and dispatches; the value parsers every subcommand shares live here.
+
+pub mod bench;
+pub mod classifier;
+pub mod data;
+pub mod edit;
+pub mod eval;
+pub mod export;
+pub mod sample;
+pub mod train;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cm", version, about = "Consistency models: train natively, sample anywhere")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train a model from a TOML recipe into a run folder.
+    Train(train::Args),
+    /// Draw samples from a model folder.
+    Sample(sample::Args),
+    /// Write samples of a dataset.
+    Data(data::Args),
+    /// Print JSON quality metrics of a model against fresh data.
+    Eval(eval::Args),
+    /// Train the LeNet classifier behind the image metrics (FID-LeNet, KID, precision/recall).
+    Classifier(classifier::Args),
+    /// Copy a run's model (or a model folder) to a web model folder, validating it on the way.
+    Export(export::Args),
+    /// Zero-shot editing of an image with a consistency model (CM Algorithm 4); prints the task's metric.
+    Edit(edit::Args),
+    /// Measure sampling speed of a model (--model) or training speed of a recipe (--train) on this machine.
+    Bench(bench::Args),
+}
+
+impl Command {
+    /// Runs the subcommand.
+    pub fn run(self) -> Result<()> {
+        match self {
+            Command::Train(a) => train::run(a),
+            Command::Sample(a) => sample::run(a),
+            Command::Data(a) => data::run(a),
+            Command::Eval(a) => eval::run(a),
+            Command::Classifier(a) => classifier::run(a),
+            Command::Export(a) => export::run(a),
+            Command::Edit(a) => edit::run(a),
+            Command::Bench(a) => bench::run(a),
+        }
+    }
+}
+
+/// The command line as typed, for provenance.
+pub fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// A count that must be at least 1.
+pub fn positive(s: &str) -> Result<u64, String> {
+    match s.parse::<i128>() {
+        Ok(v) if v >= 1 && v <= u64::MAX as i128 => Ok(v as u64),
+        Ok(v) => Err(format!("must be a positive integer, got {v}")),
+        Err(_) => Err(format!("must be a positive integer, got {s:?}")),
+    }
+}
+
+/// A count between 1 and `max` (`what` says why there is a bound), as a clap value parser.
+pub fn at_most(max: u64, what: &'static str) -> impl Fn(&str) -> Result<u64, String> + Clone {
+    move |s| {
+        let v = positive(s)?;
+        if v > max {
+            return Err(format!("at most {max} {what}, got {v}"));
+        }
+        Ok(v)
+    }
+}
+
+/// Point counts for sampling: host memory holds every sample.
+pub const MAX_POINTS: u64 = 10_000_000;
+
+/// A comma-separated tau list from the command line. Only the syntax is checked here: the list itself
+/// is checked against the model by core's one rule (`sample::check_taus`), as on the page.
+#[derive(Clone, Debug)]
+pub struct TauList(pub Vec<f64>);
+
+/// Parses a [`TauList`]: finite numbers separated by commas.
+pub fn tau_list(s: &str) -> Result<TauList, String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|t| t.trim().parse::<f64>().map_err(|_| format!("{t:?} is not a number")))
+        .collect::<Result<_, _>>()?;
+    if let Some(t) = v.iter().find(|t| !t.is_finite()) {
+        return Err(format!("every tau must be a finite number, got {t} in {s}"));
+    }
+    Ok(TauList(v))
+}

@@ -1,0 +1,67 @@
+//! `cm sample`: samples of a model folder to `.npy`, `.csv` or `.png`, through core's [`Model`].
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use cm_core::TauRequest;
+use cm_core::sample::OdeSolver;
+
+use super::{MAX_POINTS, TauList, at_most, positive, tau_list};
+use crate::backend::Backend;
+use crate::eval::model_points;
+use crate::io::{load_model_dir, write_samples};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    model: PathBuf,
+    /// Consistency steps (uses the default tau list for that many steps).
+    #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "1")]
+    steps: u64,
+    /// Explicit decreasing tau list (overrides --steps): e.g. 0.821 or 5,0.821.
+    #[arg(long, value_parser = tau_list, allow_negative_numbers = true)]
+    taus: Option<TauList>,
+    /// Sample a diffusion model with this many network evaluations.
+    #[arg(long, value_parser = positive, allow_negative_numbers = true)]
+    teacher_nfe: Option<u64>,
+    /// ODE solver for --teacher-nfe.
+    #[arg(long, value_enum, default_value = "heun")]
+    solver: Solver,
+    #[arg(long, value_parser = at_most(MAX_POINTS, "points at a time"), allow_negative_numbers = true, default_value = "4096")]
+    n: u64,
+    #[arg(long, default_value = "0")]
+    seed: u64,
+    /// Output: .npy, .csv or .png.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: Backend,
+}
+
+/// The PF-ODE solvers `--solver` names.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Solver {
+    Euler,
+    Heun,
+}
+
+/// Samples the model by the plan the flags name and writes them.
+pub fn run(a: Args) -> Result<()> {
+    let model = load_model_dir(&a.model, &a.backend.device()?)?;
+    let plan = match a.teacher_nfe {
+        Some(nfe) => {
+            let solver = match a.solver {
+                Solver::Euler => OdeSolver::Euler,
+                Solver::Heun => OdeSolver::Heun,
+            };
+            model.ode_plan(solver, nfe as usize)
+        }
+        None if !model.is_consistency() => {
+            bail!("{} is a diffusion model: pass --teacher-nfe N (e.g. 35)", model.name())
+        }
+        None => model.consistency_plan(TauRequest::or_default(a.taus.map(|t| t.0), a.steps as usize)),
+    }
+    .map_err(anyhow::Error::msg)?;
+    let pts = model_points(&model, &plan, a.n as usize, a.seed)?;
+    write_samples(&a.out, &pts, model.dim(), model.image_shape())
+}
