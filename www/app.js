@@ -381,7 +381,7 @@ async function runEdit() {
     drawImages($('edit-output'), r.points, m.shape);
     stat.textContent = `${task} · NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
     $('interp').disabled = task !== 'interpolate';
-    window.cmLastEdit = { task, seed, reference: Array.from(editor.reference), input: Array.from(r.input ?? editor.reference), mask: Array.from(editor.mask), points: Array.from(r.points) };
+    window.cmLastEdit = { task, seed, model: m.name, reference: Array.from(editor.reference), input: Array.from(r.input ?? editor.reference), mask: Array.from(editor.mask), points: Array.from(r.points) };
   } catch (e) {
     stat.textContent = `failed: ${e.message ?? e}`;
     window.cmLastEdit = { task, error: String(e.message ?? e) };

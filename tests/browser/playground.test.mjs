@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -266,6 +267,67 @@ for (const backend of ['cpu', 'webgpu']) {
     }
   });
 }
+
+// A grey `size` x `size` PNG (8-bit, no colour chunks, so the browser decodes it unchanged).
+function greyPng(size, pixel) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => { let c = 0xffffffff; for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type), data]);
+    const c = Buffer.alloc(4); c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(size, 0); ihdr.writeUInt32BE(size, 4); ihdr[8] = 8; ihdr[9] = 0;
+  const rows = [];
+  for (let y = 0; y < size; y++) rows.push(Buffer.from([0, ...Array.from({ length: size }, (_, x) => pixel(x, y))]));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+test('denoising: the page and `cm edit denoise` start from the same noisy images for the same seed', async () => {
+  assert.ok(cmBin, 'set CM_BIN to the cm binary');
+  const browser = await launch(false);
+  try {
+    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9&k=2&seed=5');
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cm-denoise-'));
+    const png = path.join(dir, 'ref.png');
+    fs.writeFileSync(png, greyPng(16, (x, y) => (x > 4 && x < 11 && y > 2 && y < 13 ? 230 : 20)));
+    await page.setInputFiles('#upload', png);
+    await page.waitForFunction(() => document.querySelector('#edit-ref').textContent === 'ref.png');
+    await page.selectOption('#task', 'denoise');
+    await page.evaluate(() => { window.cmLastEdit = null; });
+    await page.click('#run-edit');
+    await page.waitForFunction(() => window.cmLastEdit !== null, null, { timeout: 120_000 });
+    const web = await page.evaluate(() => window.cmLastEdit);
+    assert.equal(web.error, undefined, web.error);
+    const sigma = await page.locator('#sigma').inputValue();
+    execFileSync(cmBin, ['edit', 'denoise', '--model', path.join(root, 'www/models', web.model), '--input', png,
+      '--sigma', sigma, '--seed', String(web.seed), '--n', '4', '--save-input', path.join(dir, 'in.npy'),
+      '--out', path.join(dir, 'out.npy')]);
+    const maxDiff = (a, b) => { assert.equal(a.length, b.length); return Math.max(...a.map((v, i) => Math.abs(v - b[i]))); };
+    const inputs = maxDiff(web.input, readNpy(path.join(dir, 'in.npy')));
+    const results = maxDiff(web.points, readNpy(path.join(dir, 'out.npy')));
+    console.log(`[denoise] ${web.model}, seed ${web.seed}, sigma ${sigma}: inputs differ by ${inputs.toExponential(2)}, results by ${results.toExponential(2)}`);
+    assert.ok(inputs < 1e-5, `the page's noisy inputs differ from cm edit's by ${inputs}`);
+    assert.ok(results < 2e-3, `the page's denoised images differ from cm edit's by ${results}`);
+    // Another seed, other noise: the inputs are the seed's, not fixed.
+    const other = fs.readFileSync(path.join(dir, 'in.npy'));
+    execFileSync(cmBin, ['edit', 'denoise', '--model', path.join(root, 'www/models', web.model), '--input', png,
+      '--sigma', sigma, '--seed', String(web.seed + 1), '--n', '4', '--save-input', path.join(dir, 'in.npy'),
+      '--out', path.join(dir, 'out.npy')]);
+    assert.ok(!other.equals(fs.readFileSync(path.join(dir, 'in.npy'))), 'seed + 1 draws other noise');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
 
 test('colourisation on a colour model keeps each pixel\'s luminance (a tiny emoji model trained here)', async () => {
   // A few iCT steps on the committed emoji subset: weights far from converged, which does not matter
