@@ -54,7 +54,7 @@ fi
 
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
   step "installing wasm-bindgen-cli $BINDGEN_VERSION (must equal the wasm-bindgen crate)"
-  # Not --locked: its lockfile names a crate version the registry does not serve (SETUP.md).
+  # Not --locked: its lockfile names a crate version the registry does not serve (measured when this script was written).
   cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --force
 fi
 

@@ -108,8 +108,8 @@ function intInput(id, lo, hi) {
   return clamped;
 }
 
-// In "auto" mode a software WebGPU adapter (SwiftShader and the like) is skipped: measured far
-// slower than the CPU path (SETUP.md). An explicit "WebGPU" choice still uses it.
+// In "auto" mode a software WebGPU adapter (SwiftShader and the like) is skipped: measured ~50x
+// slower than the CPU path for these models (ARCHITECTURE.md, Decisions). An explicit "WebGPU" choice still uses it.
 async function softwareAdapter() {
   try {
     const adapter = await navigator.gpu?.requestAdapter();

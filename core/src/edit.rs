@@ -1,4 +1,4 @@
-//! Zero-shot editing with a consistency model (CM Algorithm 4; MATH.md §6): every task is the one
+//! Zero-shot editing with a consistency model (CM Algorithm 4 and §6): every task is the one
 //! multistep loop ([`crate::sample::multistep_from`]) with a projection onto what is known of the reference.
 //!
 //! With an orthogonal `A` and a mask `Omega` in `A`-space (1 = generate), CM's projection

@@ -3,11 +3,19 @@
 //!
 //! - [`param`]: EDM / consistency / TrigFlow preconditioning and the boundary condition.
 //! - [`schedule`]: Karras grids, CM and iCT curricula, lognormal index sampling, default `tau` lists.
-//! - [`net`], [`model`]: raw networks and the denoiser that wraps them.
-//! - [`objective`]: EDM, CT and iCT losses; [`distance`]: L2 and pseudo-Huber.
-//! - [`sample`]: one multistep consistency loop; Euler/Heun PF-ODE solvers.
-//! - [`data2d`], [`metrics`], [`card`], [`rng`]: toy data, quality distances, model cards, seeded noise.
-//! - [`host`]: host numbers <-> tensors (columns of per-row values, rows of data, reading back).
+//! - [`net`], [`model`]: raw networks and the denoiser that wraps them; [`jvp`]: their forward-mode
+//!   derivative (sCM's tangent).
+//! - [`objective`]: EDM, CT/iCT/CD and TrigFlow/sCT/sCD losses; [`distance`]: L2 and
+//!   pseudo-Huber; [`ema`]: weight averages.
+//! - [`sample`]: the one multistep consistency loop, Euler/Heun PF-ODE solvers, the tau rule.
+//! - [`edit`]: zero-shot editing (CM Algorithm 4) as projections inside that loop.
+//! - [`loaded`]: [`Model`], a card and its denoiser: the one API the CLI, the evaluator and the page
+//!   call to sample, edit and interpolate ([`Plan`], [`Taus`]).
+//! - [`card`]: model cards and weights from bytes; [`data2d`]: toy datasets; [`rng`]: seeded,
+//!   counter-based noise; [`host`]: host numbers <-> tensors.
+//!
+//! Evaluation (metrics, classifier features) is the trainer's (`cm_trainer::eval`): the page never
+//! evaluates.
 
 pub mod card;
 pub mod data2d;

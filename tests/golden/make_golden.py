@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Golden values for cm's schedules and scalings, computed independently of the Rust code.
 
-Written from the papers' formulas (see ../../../shared/MATH.md), in Python's standard library only
-(math.erf, float64). Run `python3 tests/golden/make_golden.py > tests/golden/golden.json` to
+Written from the papers' formulas (EDM's grid and preconditioning, CM's and iCT's curricula and
+level sampling, sCM's TrigFlow parameterisation; each function names its source), in Python's
+standard library only (math.erf, float64). Run `python3 tests/golden/make_golden.py > tests/golden/golden.json` to
 regenerate; the Rust tests in tests/tests/golden.rs compare against this file.
 """
 import json

@@ -195,6 +195,13 @@ impl TrainConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
+        self.validate_data()?;
+        self.validate_numbers()?;
+        self.validate_sections()
+    }
+
+    /// The dataset exists and the network fits it (an MLP on 2D points, a U-Net of its channels).
+    fn validate_data(&self) -> Result<()> {
         match (Dataset2d::from_name(&self.dataset), ImageDataset::from_name(&self.dataset), &self.network) {
             (None, None, _) => {
                 bail!(
@@ -224,6 +231,11 @@ impl TrainConfig {
                 bail!("field `network`: image dataset {:?} needs kind = \"unet\"", self.dataset)
             }
         }
+        Ok(())
+    }
+
+    /// Step count, batch, EMA and optimiser settings in range; the sections' own checks.
+    fn validate_numbers(&self) -> Result<()> {
         if self.steps == 0 {
             bail!("field `steps`: must be at least 1");
         }
@@ -255,6 +267,11 @@ impl TrainConfig {
         self.edm.validate().map_err(anyhow::Error::msg)?;
         self.network.validate().map_err(|e| anyhow::anyhow!("field `network`: {e}"))?;
         self.noise.validate().map_err(|e| anyhow::anyhow!("field `noise`: {e}"))?;
+        Ok(())
+    }
+
+    /// The method's sections (`ct`, `scm`, `teacher`, `init_from`) present exactly when it uses them.
+    fn validate_sections(&self) -> Result<()> {
         let m = self.method.name();
         if !self.method.is_discrete_consistency() && self.ct.is_some() {
             bail!("field `ct`: given for method `{m}`, which does not use it (ct, ict and cd do)");

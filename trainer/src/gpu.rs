@@ -239,7 +239,7 @@ pub mod vulkan {
         let info = setup.adapter.get_info();
         let name = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
         // A software adapter (llvmpipe, lavapipe, SwiftShader) is what a machine without a GPU offers:
-        // far slower than flex (SETUP.md: ~30x on lavapipe), and on GL it fails to compile cubecl's
+        // far slower than flex (measured ~30x on lavapipe), and on GL it fails to compile cubecl's
         // subgroup kernels. Refused unless asked for.
         if info.device_type == wgpu::DeviceType::Cpu && std::env::var_os("CM_ALLOW_SOFTWARE_GPU").is_none() {
             bail!(

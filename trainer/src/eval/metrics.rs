@@ -1,5 +1,5 @@
 //! Sample-quality distances between two point clouds (rows of `dim` floats): sliced Wasserstein-2,
-//! MMD and energy distance. Pure f64 host code, used by `cm eval`, the tests and the web page.
+//! MMD and energy distance. Pure f64 host code, used by `cm eval`, the training loop and the tests.
 
 use cm_core::rng::Noise;
 
