@@ -48,6 +48,21 @@ impl Taus {
     }
 }
 
+/// Which samples: rows `first..first + n` of the streams of seed `noise`. Row `i` is the same whatever
+/// the batch it is drawn in, so a caller may draw in chunks.
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    pub noise: &'a Noise,
+    pub first: usize,
+    pub n: usize,
+}
+
+impl<'a> Rows<'a> {
+    pub fn new(noise: &'a Noise, first: usize, n: usize) -> Self {
+        Self { noise, first, n }
+    }
+}
+
 /// Which tau list a caller wants.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TauRequest {
@@ -87,18 +102,17 @@ impl Plan {
         }
     }
 
-    /// Rows `first..first + n` of seed `noise` drawn from `denoiser` by this plan (the same rows whatever
-    /// the batch); `on_step` sees every state of an ODE path, the start included. Callers that hold a
-    /// card go through [`Model::sample`], which first checks that the plan suits the model.
+    /// `rows` drawn from `denoiser` by this plan; `on_step` sees every state of an ODE path, the start
+    /// included. Callers that hold a card go through [`Model::sample`], which first checks that the
+    /// plan suits the model.
     pub fn run(
         &self,
         denoiser: &Denoiser,
-        noise: &Noise,
-        first: usize,
-        n: usize,
+        rows: Rows,
         device: &Device,
         on_step: impl FnMut(&Tensor<2>),
     ) -> Result<Tensor<2>, String> {
+        let Rows { noise, first, n } = rows;
         match self {
             Plan::Consistency(taus) => consistency_sample(denoiser, noise, first, n, taus.as_slice(), device),
             Plan::Ode { solver, nfe } => {
@@ -185,25 +199,16 @@ impl Model {
         Ok(Plan::Ode { solver, nfe })
     }
 
-    /// Rows `first..first + n` of seed `noise` by `plan`, after checking the plan suits this model.
-    pub fn sample(
-        &self,
-        plan: &Plan,
-        noise: &Noise,
-        first: usize,
-        n: usize,
-        device: &Device,
-    ) -> Result<Tensor<2>, String> {
-        self.sample_path(plan, noise, first, n, device, |_| {})
+    /// `rows` by `plan`, after checking the plan suits this model.
+    pub fn sample(&self, plan: &Plan, rows: Rows, device: &Device) -> Result<Tensor<2>, String> {
+        self.sample_path(plan, rows, device, |_| {})
     }
 
     /// [`sample`](Self::sample), with `on_step` seeing every state of an ODE path (trajectories).
     pub fn sample_path(
         &self,
         plan: &Plan,
-        noise: &Noise,
-        first: usize,
-        n: usize,
+        rows: Rows,
         device: &Device,
         on_step: impl FnMut(&Tensor<2>),
     ) -> Result<Tensor<2>, String> {
@@ -213,7 +218,7 @@ impl Model {
                 self.ode_plan(*solver, *nfe)?;
             }
         }
-        plan.run(&self.denoiser, noise, first, n, device, on_step)
+        plan.run(&self.denoiser, rows, device, on_step)
     }
 
     /// The tau list of `edit`: its default (the model's 4-step list below the start level) or a given

@@ -10,7 +10,7 @@ use cm_core::edit::{Edit, image_row};
 use cm_core::loaded::Edited;
 use cm_core::rng::Noise;
 use cm_core::sample::OdeSolver;
-use cm_core::{Model, ModelCard, Plan, TauRequest, Taus};
+use cm_core::{Model, ModelCard, Plan, Rows, TauRequest, Taus};
 use serde_json::json;
 
 /// All loaded models on one device.
@@ -65,7 +65,7 @@ pub fn sample(
     device: &Device,
 ) -> Result<(Tensor<2>, Plan), String> {
     let plan = m.consistency_plan(TauRequest::or_default(taus, steps))?;
-    Ok((m.sample(&plan, &Noise::new(seed), 0, n, device)?, plan))
+    Ok((m.sample(&plan, Rows::new(&Noise::new(seed), 0, n), device)?, plan))
 }
 
 /// Heun PF-ODE samples at `nfe` evaluations; with `trajectory`, every intermediate state too
@@ -83,7 +83,7 @@ pub fn teacher(
     }
     let plan = m.ode_plan(OdeSolver::Heun, nfe)?;
     let mut path = Vec::new();
-    let x = m.sample_path(&plan, &Noise::new(seed), 0, n, device, |x| {
+    let x = m.sample_path(&plan, Rows::new(&Noise::new(seed), 0, n), device, |x| {
         if trajectory {
             path.push(x.clone())
         }

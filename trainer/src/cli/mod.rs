@@ -84,6 +84,18 @@ pub fn at_most(max: u64, what: &'static str) -> impl Fn(&str) -> Result<u64, Str
 /// Point counts for sampling: host memory holds every sample.
 pub const MAX_POINTS: u64 = 10_000_000;
 
+/// How many samples, of which seed, into which file (`cm sample`, `cm data`).
+#[derive(clap::Args)]
+pub struct Output {
+    #[arg(long, value_parser = at_most(MAX_POINTS, "points at a time"), allow_negative_numbers = true, default_value = "4096")]
+    pub n: u64,
+    #[arg(long, default_value = "0")]
+    pub seed: u64,
+    /// Output: .npy or .csv (rows), or .png (a scatter plot of points, a grid of images).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
 /// A comma-separated tau list from the command line. Only the syntax is checked here: the list itself
 /// is checked against the model by core's one rule (`sample::check_taus`), as on the page.
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use cm_core::TauRequest;
 use cm_core::sample::OdeSolver;
 
-use super::{MAX_POINTS, TauList, at_most, positive, tau_list};
+use super::{Output, TauList, positive, tau_list};
 use crate::backend::Backend;
 use crate::eval::model_points;
 use crate::io::{load_model_dir, write_samples};
@@ -27,13 +27,8 @@ pub struct Args {
     /// ODE solver for --teacher-nfe.
     #[arg(long, value_enum, default_value = "heun")]
     solver: Solver,
-    #[arg(long, value_parser = at_most(MAX_POINTS, "points at a time"), allow_negative_numbers = true, default_value = "4096")]
-    n: u64,
-    #[arg(long, default_value = "0")]
-    seed: u64,
-    /// Output: .npy, .csv or .png.
-    #[arg(long)]
-    out: PathBuf,
+    #[command(flatten)]
+    output: Output,
     #[arg(long, value_enum, default_value = "cpu")]
     backend: Backend,
 }
@@ -62,6 +57,6 @@ pub fn run(a: Args) -> Result<()> {
         None => model.consistency_plan(TauRequest::or_default(a.taus.map(|t| t.0), a.steps as usize)),
     }
     .map_err(anyhow::Error::msg)?;
-    let pts = model_points(&model, &plan, a.n as usize, a.seed)?;
-    write_samples(&a.out, &pts, model.dim(), model.image_shape())
+    let pts = model_points(&model, &plan, a.output.n as usize, a.output.seed)?;
+    write_samples(&a.output.out, &pts, model.dim(), model.image_shape())
 }

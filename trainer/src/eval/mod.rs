@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 use burn::prelude::*;
 use cm_core::data2d::Dataset2d;
 use cm_core::rng::Noise;
-use cm_core::{Denoiser, Method, Model, Plan, TauRequest, Taus};
+use cm_core::{Denoiser, Method, Model, Plan, Rows, TauRequest, Taus};
 use metrics::{Distances, sliced_w2};
 use serde::Serialize;
 
@@ -38,14 +38,14 @@ fn device_of(denoiser: &Denoiser) -> Device {
 pub fn model_points(model: &Model, plan: &Plan, n: usize, seed: u64) -> Result<Vec<f32>> {
     let device = device_of(&model.denoiser);
     let noise = Noise::new(seed);
-    chunked(&model.denoiser, n, |first, rows| model.sample(plan, &noise, first, rows, &device))
+    chunked(&model.denoiser, n, |first, rows| model.sample(plan, Rows::new(&noise, first, rows), &device))
 }
 
 /// `n` samples of a bare denoiser (inside a training run, before its card exists) by `plan`.
 pub fn points(denoiser: &Denoiser, plan: &Plan, n: usize, seed: u64) -> Result<Vec<f32>> {
     let device = device_of(denoiser);
     let noise = Noise::new(seed);
-    chunked(denoiser, n, |first, rows| plan.run(denoiser, &noise, first, rows, &device, |_| {}))
+    chunked(denoiser, n, |first, rows| plan.run(denoiser, Rows::new(&noise, first, rows), &device, |_| {}))
 }
 
 /// Rows `0..n` drawn `chunk` at a time by `draw(first, rows)`, read back and checked finite.
