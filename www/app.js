@@ -6,7 +6,10 @@ const EXTENT = 2.0; // canvases show [-2, 2]^2
 
 let bindings = null; // wasm-bindgen exports (set by trunk's loader)
 let app = null; // wasm App
-let catalogue = []; // wasm's facts of each loaded model: {name, dataset, method, consistency, shape, ...}
+let catalogue = []; // wasm's facts of each known model (from its card): {name, dataset, method, consistency, shape, quality, source}
+let notes = {}; // index.json's one-line notes on bundled models: {name: {failure, text}}
+const problems = new Set(); // load errors shown in the message line
+const loading = new Map(); // name -> Promise of its weights
 // Diffusion teachers (sampled with an ODE solver) as opposed to consistency models (one or a few jumps):
 // wasm answers (`App.facts`, core's one rule `Model::is_consistency`) when a model is loaded.
 const isDiffusion = (m) => !m.consistency;
@@ -50,6 +53,31 @@ function addModel(cardText, weights, source) {
   return loaded;
 }
 
+function problem(text) {
+  problems.add(text);
+  showMessage([...problems].join('\n'));
+}
+
+// The weights of a model whose card is known, fetched on first use (the page starts with the cards
+// only, a few KB each, and loads the weights of what it shows). False (and a message) when they fail.
+async function ensureLoaded(m) {
+  if (app.is_loaded(m.name)) return true;
+  if (!loading.has(m.name)) {
+    loading.set(m.name, (async () => {
+      const res = await cachedFetch(`${m.source}model.safetensors`);
+      if (!res.ok) throw new Error(`${m.source}model.safetensors: HTTP ${res.status}`);
+      app.load_weights(m.name, new Uint8Array(await res.arrayBuffer()));
+    })());
+  }
+  try {
+    await loading.get(m.name);
+    return true;
+  } catch (e) {
+    problem(`Model ${m.name} could not be loaded: ${e.message ?? e}`);
+    return false;
+  }
+}
+
 async function loadOwn() {
   const status = $('own-status');
   try {
@@ -77,7 +105,9 @@ async function loadOwn() {
     select.value = dataset;
     status.textContent = `loaded ${name} (${dataset}) from ${source}`;
     status.dataset.ok = 'true';
-    await render();
+    // Your model shows beside the others, wherever it ranks: opening the comparison renders.
+    if ($('compare').open) await render();
+    else $('compare').open = true;
   } catch (e) {
     status.textContent = `not loaded: ${e.message ?? e}`;
     status.dataset.ok = 'false';
@@ -133,25 +163,33 @@ async function startApp() {
   document.body.dataset.backend = app.backend();
 }
 
-async function loadModels() {
+// Reads index.json and every bundled card (no weights yet): what each model is, how the page lays out
+// each dataset (wasm's lineup), and the notes on known failures.
+async function loadCards() {
   catalogue = [];
-  const problems = [];
+  problems.clear();
+  loading.clear();
   const index = await (await fetch('models/index.json')).json();
-  for (const name of index.models) {
+  notes = index.notes ?? {};
+  const cards = await Promise.all(index.models.map(async (name) => {
     try {
-      const [cardRes, weightsRes] = await Promise.all([
-        cachedFetch(`models/${name}/config.json`),
-        cachedFetch(`models/${name}/model.safetensors`),
-      ]);
-      if (!cardRes.ok) throw new Error(`models/${name}/config.json: HTTP ${cardRes.status}`);
-      if (!weightsRes.ok) throw new Error(`models/${name}/model.safetensors: HTTP ${weightsRes.status}`);
-      addModel(await cardRes.text(), new Uint8Array(await weightsRes.arrayBuffer()), `models/${name}/`);
+      const res = await cachedFetch(`models/${name}/config.json`);
+      if (!res.ok) throw new Error(`models/${name}/config.json: HTTP ${res.status}`);
+      return [name, await res.text()];
     } catch (e) {
-      problems.push(`Model ${name} could not be loaded: ${e.message ?? e}`);
+      problem(`Model ${name} could not be loaded: ${e.message ?? e}`);
+      return null;
+    }
+  }));
+  for (const [name, text] of cards.filter(Boolean)) {
+    try {
+      catalogue.push({ ...app.facts(app.add_card(text)), source: `models/${name}/` });
+    } catch (e) {
+      problem(`Model ${name} could not be loaded: ${e.message ?? e}`);
     }
   }
-  showMessage(problems.join('\n'));
-  const datasets = [...new Set(catalogue.map((m) => m.dataset))];
+  showMessage([...problems].join('\n'));
+  const datasets = app.datasets();
   const select = $('dataset');
   const previous = select.value;
   select.innerHTML = datasets.map((d) => `<option value="${d}">${d}</option>`).join('');
@@ -159,7 +197,7 @@ async function loadModels() {
   else if (datasets.includes('moons')) select.value = 'moons';
 }
 
-function panel(title) {
+function panel(title, parent = $('panels')) {
   const fig = document.createElement('figure');
   const canvas = document.createElement('canvas');
   canvas.width = 360;
@@ -168,7 +206,7 @@ function panel(title) {
   cap.innerHTML = `<span class="title"></span><span class="stat">…</span>`;
   cap.querySelector('.title').textContent = title;
   fig.append(canvas, cap);
-  $('panels').append(fig);
+  parent.append(fig);
   return { fig, canvas, stat: cap.querySelector('.stat') };
 }
 
@@ -251,7 +289,7 @@ async function drawPaths(teacher, student, nfe, seed, id) {
   const from = r.path.slice(start * PATHS * 2, (start + 1) * PATHS * 2);
   const jump = await app.denoise(student.name, from, sigmas[start]);
   if (id !== runId) return;
-  const p = panel(`ODE paths (${teacher.name}) vs jumps (${student.name})`);
+  const p = panel(`ODE paths (${teacher.name}) vs jumps (${student.name})`, $('how'));
   const ctx = p.canvas.getContext('2d');
   const { width: w, height: h } = p.canvas;
   const px = ([x, y]) => [((x + EXTENT) / (2 * EXTENT)) * w, ((EXTENT - y) / (2 * EXTENT)) * h];
@@ -404,60 +442,82 @@ function bindEditor() {
   $('upload').addEventListener('change', (ev) => { if (ev.target.files[0]) uploadReference(ev.target.files[0]); });
 }
 
+// One consistency model's panels (1 and 2 steps, and k steps when k > 2) or a teacher's Heun panel.
+async function modelPanels(m, parent, settings, id) {
+  const { seed, n, k, nfe } = settings;
+  const show = (canvas, pixels, colour) => (m.shape ? drawImages(canvas, pixels, m.shape) : draw(canvas, pixels, colour));
+  if (isDiffusion(m)) {
+    const p = panel(`${m.name} teacher · Heun`, parent);
+    const r = await app.teacher(m.name, nfe, m.shape ? TEACHER_IMAGES : n, BigInt(seed), false);
+    if (id !== runId) return false;
+    show(p.canvas, r.points, '#b4471f');
+    p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
+    return true;
+  }
+  for (const steps of k > 2 ? [1, 2, k] : [1, 2]) {
+    const own = steps === k && k > 2 ? userTaus() : null;
+    // null: the model's default list for `steps` (core's); wasm checks an own list by core's one rule.
+    const p = panel(`${m.name} · ${own ? `τ = ${own.join(', ')}` : `${steps} step${steps > 1 ? 's' : ''}`}`, parent);
+    const r = await app.sample(m.name, steps, own, m.shape ? IMAGES : n, BigInt(seed));
+    if (id !== runId) return false;
+    const taus = Array.from(r.taus);
+    show(p.canvas, r.points, '#1f4fbf');
+    p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
+    p.canvas.title = taus.length ? `τ = ${taus.map((t) => t.toPrecision(3)).join(', ')}` : 'one step from σ_max';
+    if (m.shape && steps === 1 && (!editor.model || editor.model.dataset !== m.dataset || editor.fresh)) {
+      setReference(m, Array.from(r.points.slice(0, m.shape.reduce((a, b) => a * b, 1))), `one-step sample of ${m.name}`);
+    }
+  }
+  return true;
+}
+
+function settings() {
+  return { seed: intInput('seed', 0, 2 ** 31), n: intInput('n', 16, 16384), k: intInput('k', 1, 16), nfe: intInput('nfe', 1, 199) };
+}
+
+// What the visitor sees first: the dataset's best consistency model (by the two-step quality its card
+// records) beside its teacher, with NFE and milliseconds; for 2D data, the data and the teacher's ODE
+// paths against the model's jumps.
 async function render() {
   const id = ++runId;
   document.body.dataset.status = 'sampling';
-  $('panels').innerHTML = '';
+  for (const el of ['panels', 'how', 'compare-panels']) $(el).innerHTML = '';
   const dataset = $('dataset').value;
-  const seed = intInput('seed', 0, 2 ** 31);
-  const n = intInput('n', 16, 16384);
-  const k = intInput('k', 1, 16);
-  const nfe = intInput('nfe', 1, 199);
-  const models = catalogue.filter((m) => m.dataset === dataset);
-  const images = models.some((m) => m.shape);
-  const show = (canvas, m, pixels, colour) => (m.shape ? drawImages(canvas, pixels, m.shape) : draw(canvas, pixels, colour));
+  const set = settings();
+  const byName = (name) => catalogue.find((m) => m.name === name);
+  const lineup = app.lineup(dataset);
+  const [featured, teacher] = [byName(lineup.featured), byName(lineup.teacher)];
+  const others = lineup.others.map(byName);
+  const images = [featured, teacher, ...others].some((m) => m?.shape);
   try {
+    const lead = [featured, teacher].filter(Boolean);
+    const ready = await Promise.all(lead.map(ensureLoaded));
+    const quality = featured?.quality != null ? ` (two-step ${featured.shape ? 'FID-LeNet' : 'sliced W2'} ${featured.quality.toPrecision(3)} recorded in its card)` : '';
+    $('best-title').textContent = featured
+      ? `${dataset}: ${featured.name}${teacher ? ` and its teacher ${teacher.name}` : ''}`
+      : `${dataset}: ${lead.map((m) => m.name).join(', ')}`;
+    $('best-note').textContent = featured
+      ? `The best of ${1 + others.filter((m) => !isDiffusion(m)).length} consistency model(s) here${quality}: one step, two steps${set.k > 2 ? `, ${set.k} steps` : ''}, against the teacher's ODE at ${set.nfe} NFE.`
+      : '';
+    for (const [i, m] of lead.entries()) {
+      if (ready[i] && !(await modelPanels(m, $('panels'), set, id))) return;
+    }
+    $('how').hidden = images;
     if (!images) {
       const sigma = Number($('data-sigma').value);
-      const data = panel(sigma > 0 ? `data: ${dataset} + σ z, σ = ${sigma}` : `data: ${dataset}`);
+      const data = panel(sigma > 0 ? `data: ${dataset} + σ z, σ = ${sigma}` : `data: ${dataset}`, $('how'));
       // With σ > 0, the forward process x + σ z (the noise a consistency model learns to remove), in wasm.
-      const points = app.data(dataset, n, BigInt(seed), sigma);
-      draw(data.canvas, points, '#6b7280');
+      draw(data.canvas, app.data(dataset, set.n, BigInt(set.seed), sigma), '#6b7280');
       data.stat.textContent = sigma > 0 ? 'noised with the slider' : 'fresh draw';
-    }
-    for (const m of models.filter((m) => !isDiffusion(m))) {
-      // 1 and 2 steps, and k steps when k > 2.
-      for (const steps of k > 2 ? [1, 2, k] : [1, 2]) {
-        const own = steps === k && k > 2 ? userTaus() : null;
-        // null: the model's default list for `steps` (core's); wasm checks an own list by core's one rule.
-        const p = panel(`${m.name} · ${own ? `τ = ${own.join(', ')}` : `${steps} step${steps > 1 ? 's' : ''}`}`);
-        const count = m.shape ? IMAGES : n;
-        const r = await app.sample(m.name, steps, own, count, BigInt(seed));
+      if (featured && teacher && ready.every(Boolean)) {
+        await drawPaths(teacher, featured, set.nfe, set.seed, id);
         if (id !== runId) return;
-        const taus = Array.from(r.taus);
-        show(p.canvas, m, r.points, '#1f4fbf');
-        p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
-        if (m.shape && steps === 1 && (!editor.model || editor.model.dataset !== dataset || editor.fresh)) {
-          setReference(m, Array.from(r.points.slice(0, m.shape.reduce((a, b) => a * b, 1))), `one-step sample of ${m.name}`);
-        }
-        p.canvas.title = taus.length ? `τ = ${taus.map((t) => t.toPrecision(3)).join(', ')}` : 'one step from σ_max';
       }
     }
-    for (const m of models.filter(isDiffusion)) {
-      const p = panel(`${m.name} teacher · Heun`);
-      const count = m.shape ? TEACHER_IMAGES : n;
-      const r = await app.teacher(m.name, nfe, count, BigInt(seed), false);
-      if (id !== runId) return;
-      show(p.canvas, m, r.points, '#b4471f');
-      p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
-    }
     $('editor').hidden = !images;
-    const teacher = models.find(isDiffusion);
-    const student = models.find((m) => m.method === 'ict') ?? models.find((m) => !isDiffusion(m));
-    if (teacher && student && !images) {
-      await drawPaths(teacher, student, nfe, seed, id);
-      if (id !== runId) return;
-    }
+    $('compare').hidden = others.length === 0;
+    $('compare-count').textContent = `(${others.length} more model${others.length === 1 ? '' : 's'} of ${dataset})`;
+    if ($('compare').open && !(await renderCompare(others, set, id))) return;
     document.body.dataset.status = 'ready';
   } catch (e) {
     showMessage(`Sampling failed: ${e.message ?? e}`);
@@ -465,22 +525,63 @@ async function render() {
   }
 }
 
+// The method comparison: every other model of the dataset, best recorded quality first, each with the
+// note index.json keeps on it (known failures marked, with why).
+async function renderCompare(others, set, id) {
+  for (const m of others) {
+    const row = document.createElement('div');
+    row.className = 'model-row';
+    const note = notes[m.name];
+    const head = document.createElement('h3');
+    head.textContent = `${m.name} `;
+    const method = document.createElement('small');
+    method.textContent = `${m.method}${m.quality != null ? ` · recorded ${isDiffusion(m) ? 'teacher' : 'two-step'} quality ${m.quality.toPrecision(3)}` : ''}`;
+    head.append(method);
+    if (note?.failure) {
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.textContent = 'known failure';
+      head.append(' ', badge);
+    }
+    row.append(head);
+    if (note) {
+      const p = document.createElement('p');
+      p.className = 'note';
+      p.textContent = note.text;
+      row.append(p);
+    }
+    const panels = document.createElement('div');
+    panels.className = 'panels';
+    row.append(panels);
+    $('compare-panels').append(row);
+    if ((await ensureLoaded(m)) && !(await modelPanels(m, panels, set, id))) return false;
+  }
+  return true;
+}
+
 // Used by the browser test to compare with native `cm sample` (same weights, same noise).
-window.cmParity = async (name, taus, n, seed) => Array.from((await app.sample(name, taus.length + 1, taus, n, BigInt(seed))).points);
+window.cmParity = async (name, taus, n, seed) => {
+  const m = catalogue.find((c) => c.name === name);
+  if (m && !(await ensureLoaded(m))) throw new Error(`${name} could not be loaded`);
+  return Array.from((await app.sample(name, taus.length + 1, taus, n, BigInt(seed))).points);
+};
 window.cmLoad = (cardText, bytes) => app.load_model(cardText, new Uint8Array(bytes));
 
 async function main() {
   bindings = await bindingsReady();
-  // Shareable settings: ?backend=cpu&dataset=moons&seed=3&n=512&k=4&nfe=35
+  // Shareable settings: ?backend=cpu&dataset=moons&seed=3&n=512&k=4&nfe=35&compare=1
   const params = new URLSearchParams(location.search);
   if (params.get('backend')) $('prefer').value = params.get('backend');
   for (const id of ['seed', 'n', 'k', 'nfe', 'taus']) if (params.get(id)) $(id).value = params.get(id);
+  $('compare').open = params.get('compare') === '1';
   await startApp();
-  await loadModels();
+  await loadCards();
   if (params.get('dataset')) $('dataset').value = params.get('dataset');
   for (const id of ['dataset', 'seed', 'n', 'k', 'nfe']) $(id).addEventListener('change', () => { editor.fresh = true; render(); });
   for (const id of ['taus', 'jump-sigma', 'data-sigma']) $(id).addEventListener('change', render);
   $('own-load').addEventListener('click', loadOwn);
+  // Opening the comparison loads and draws the other models (their weights are fetched only then).
+  $('compare').addEventListener('toggle', () => { if ($('compare').open) render(); });
   bindEditor();
   $('resample').addEventListener('click', () => {
     editor.fresh = true;
@@ -490,7 +591,7 @@ async function main() {
   $('prefer').addEventListener('change', async () => {
     document.body.dataset.status = 'loading';
     await startApp();
-    await loadModels();
+    await loadCards();
     await render();
   });
   await render();

@@ -119,10 +119,10 @@ for (const [backend, webgpu, query] of [['webgpu', true, '?backend=webgpu&n=256&
 test('image models draw sample grids, and match native sampling', async () => {
   const browser = await launch(false);
   try {
-    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9');
+    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9&compare=1');
     const message = await page.locator('#message').textContent();
     assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', message);
-    const counts = await page.$$eval('#panels canvas[data-images]', (cs) => cs.map((c) => Number(c.dataset.images)));
+    const counts = await page.$$eval('#panels canvas[data-images], #compare-panels canvas[data-images]', (cs) => cs.map((c) => Number(c.dataset.images)));
     // 1, 2 and 4 steps of every bundled MNIST consistency model (64 images each), one teacher panel (16 images).
     const cards = JSON.parse(fs.readFileSync(path.join(dist, 'models/index.json'), 'utf8')).models
       .map((name) => JSON.parse(fs.readFileSync(path.join(dist, 'models', name, 'config.json'), 'utf8')))
@@ -375,9 +375,9 @@ test('colourisation on a colour model keeps each pixel\'s luminance (a tiny emoj
 test('playground tools: your own model folder, a typed τ list, cached reloads, noise-level view', async () => {
   const browser = await launch(false);
   try {
-    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=moons&n=256&k=4&taus=5,0.821,0.2');
+    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=moons&n=256&k=4&taus=5,0.821,0.2&compare=1');
     assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
-    const titles = async () => page.$$eval('#panels figcaption .title', (ts) => ts.map((t) => t.textContent));
+    const titles = async () => page.$$eval('figcaption .title', (ts) => ts.map((t) => t.textContent));
     assert.ok((await titles()).some((t) => t === 'moons-ict · τ = 5, 0.821, 0.2'), `typed taus: ${await titles()}`);
 
     // Your own model: the bundled moons-ict files under another name.
@@ -429,6 +429,38 @@ test('playground tools: your own model folder, a typed τ list, cached reloads, 
   }
 });
 
+test('a visitor first sees the best model beside its teacher; other weights load when the comparison opens', async () => {
+  const browser = await launch(false);
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    const weights = [];
+    page.on('request', (r) => { if (r.url().endsWith('model.safetensors') && r.method() === 'GET') weights.push(r.url().split('/models/')[1]); });
+    await page.goto(base + '?backend=cpu&dataset=mnist&nfe=9&k=2');
+    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: 240_000 });
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
+    // The lead: the best recorded two-step model (mnist-cd, README) and the teacher, nothing else loaded.
+    assert.match(await page.locator('#best-title').textContent(), /mnist-cd and its teacher mnist-edm/);
+    const lead = await page.$$eval('#panels figcaption .title', (ts) => ts.map((t) => t.textContent));
+    assert.deepEqual(lead, ['mnist-cd · 1 step', 'mnist-cd · 2 steps', 'mnist-edm teacher · Heun']);
+    assert.deepEqual(weights.sort(), ['mnist-cd/model.safetensors', 'mnist-edm/model.safetensors'], `weights fetched at start: ${weights}`);
+    assert.match(await page.locator('#panels').textContent(), /NFE 1 .* ms/);
+    // The comparison: the other MNIST models, known failures marked with their note.
+    await page.click('#compare summary');
+    await page.waitForFunction(() => document.querySelectorAll('#compare-panels canvas[data-images]').length > 0 && document.body.dataset.status === 'ready', null, { timeout: 240_000 });
+    const rows = await page.$$eval('.model-row', (rs) => rs.map((r) => ({ head: r.querySelector('h3').textContent, note: r.querySelector('.note')?.textContent ?? '' })));
+    console.log(`[lineup] ${rows.map((r) => r.head).join(' | ')}`);
+    const failures = rows.filter((r) => /known failure/.test(r.head)).map((r) => r.head.split(' ')[0]).sort();
+    assert.deepEqual(failures, ['mnist-ct', 'mnist-scd', 'mnist-sct']);
+    assert.ok(rows.find((r) => r.head.startsWith('mnist-ct')).note.includes('grey mean image'));
+    assert.ok(weights.includes('mnist-ict/model.safetensors'), 'opening the comparison loaded the others');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('a weights file that does not match shows a message, not a dead page', async () => {
   const browser = await launch(false);
   try {
@@ -437,7 +469,7 @@ test('a weights file that does not match shows a message, not a dead page', asyn
     page.on('pageerror', (e) => errors.push(String(e)));
     const real = fs.readFileSync(path.join(dist, 'models/moons-ict/model.safetensors'));
     await page.route('**/models/moons-ict/model.safetensors', (route) => route.fulfill({ body: real.subarray(0, real.length >> 1) }));
-    await page.goto(base + '?backend=cpu');
+    await page.goto(base + '?backend=cpu&compare=1');
     await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: 240_000 });
     const message = await page.locator('#message').textContent();
     assert.match(message, /moons-ict/);

@@ -256,26 +256,24 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<Model> {
     Ok(Model::new(card, denoiser))
 }
 
-/// Adds `name` to `<models>/index.json` (the list the web page loads), creating it if needed.
+/// Adds `name` to `<models>/index.json` (the list the web page loads), creating it if needed; every
+/// other field of the file (the page's `notes`) is kept as it was.
 pub fn register_in_index(models_dir: &Path, name: &str) -> Result<()> {
     let path = models_dir.join("index.json");
-    let mut names: Vec<String> = match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let v: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-            v["models"]
-                .as_array()
-                .with_context(|| format!("{}: expected {{\"models\": [..]}}", path.display()))?
-                .iter()
-                .filter_map(|m| m.as_str().map(String::from))
-                .collect()
-        }
-        Err(_) => Vec::new(),
+    let mut index = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?,
+        Err(_) => serde_json::json!({ "models": [] }),
     };
+    let models = index
+        .get_mut("models")
+        .and_then(|m| m.as_array_mut())
+        .with_context(|| format!("{}: expected {{\"models\": [..]}}", path.display()))?;
+    let mut names: Vec<String> = models.iter().filter_map(|m| m.as_str().map(String::from)).collect();
     if !names.iter().any(|n| n == name) {
         names.push(name.to_string());
         names.sort();
     }
-    let text = serde_json::to_string_pretty(&serde_json::json!({ "models": names }))?;
+    *models = names.into_iter().map(serde_json::Value::from).collect();
+    let text = serde_json::to_string_pretty(&index)?;
     write_atomic(&path, format!("{text}\n").as_bytes())
 }

@@ -179,6 +179,9 @@ fn bad_sampling_arguments_are_explained() {
 #[test]
 fn export_names_the_model_after_its_folder_and_registers_it() {
     let models = tmp("export-index").join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    // The page's other fields (its notes) survive an export.
+    std::fs::write(models.join("index.json"), r#"{"models": ["other"], "notes": {"other": "kept"}}"#).unwrap();
     let src = copy_model("export-src");
     for _ in 0..2 {
         let out = cm(&[
@@ -195,7 +198,8 @@ fn export_names_the_model_after_its_folder_and_registers_it() {
     assert_eq!(card["name"], "renamed");
     let index: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(models.join("index.json")).unwrap()).unwrap();
-    assert_eq!(index["models"], serde_json::json!(["renamed"]));
+    assert_eq!(index["models"], serde_json::json!(["other", "renamed"]));
+    assert_eq!(index["notes"], serde_json::json!({"other": "kept"}));
 }
 
 #[test]

@@ -106,11 +106,38 @@ impl App {
         self.inner.borrow_mut().load(card_json, weights).map_err(|e| JsError::new(&e))
     }
 
-    /// What the page needs to know of a loaded model (`state::facts`): `{name, dataset, method,
-    /// consistency, shape, parameters, steps}`.
+    /// Reads and validates a model's `config.json` without its weights; returns its name.
+    pub fn add_card(&self, card_json: &str) -> Result<String, JsError> {
+        self.inner.borrow_mut().add_card(card_json).map_err(|e| JsError::new(&e))
+    }
+
+    /// Loads the `model.safetensors` bytes of a card read by `add_card`.
+    pub fn load_weights(&self, name: &str, weights: Vec<u8>) -> Result<String, JsError> {
+        self.inner.borrow_mut().load_weights(name, weights).map_err(|e| JsError::new(&e))
+    }
+
+    /// Whether the weights of `name` are loaded.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.inner.borrow().models.contains_key(name)
+    }
+
+    /// What the page needs to know of a model from its card (`state::facts`): `{name, dataset, method,
+    /// consistency, shape, parameters, steps, quality}`.
     pub fn facts(&self, name: &str) -> Result<JsValue, JsError> {
-        let text = state::facts(&*self.model(name)?).to_string();
+        let text = state::facts(self.inner.borrow().card(name).map_err(|e| JsError::new(&e))?).to_string();
         js_sys::JSON::parse(&text).map_err(|_| JsError::new("facts are JSON"))
+    }
+
+    /// The datasets of the known cards.
+    pub fn datasets(&self) -> Vec<String> {
+        self.inner.borrow().datasets()
+    }
+
+    /// How the page lays out `dataset` (`state::Lineup`): `{featured, teacher, others}`.
+    pub fn lineup(&self, dataset: &str) -> Result<JsValue, JsError> {
+        let text = serde_json::to_string(&self.inner.borrow().lineup(dataset))
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        js_sys::JSON::parse(&text).map_err(|_| JsError::new("the lineup is JSON"))
     }
 
     /// `n` points of a 2D dataset (flattened `[n, 2]`), noised to `sigma` when `sigma > 0`.

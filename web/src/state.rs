@@ -13,44 +13,114 @@ use cm_core::sample::OdeSolver;
 use cm_core::{Model, ModelCard, Plan, Rows, TauRequest, Taus};
 use serde_json::json;
 
-/// All loaded models on one device.
+/// The models the page knows: every card it has read (cheap: a few KB each), and the models whose
+/// weights are loaded, on one device. Cards come first so the page can lay out a dataset and load
+/// only the weights it shows.
 pub struct Playground {
     pub device: Device,
+    pub cards: BTreeMap<String, ModelCard>,
     pub models: BTreeMap<String, Rc<Model>>,
+}
+
+/// How the page shows one dataset's models: the best consistency model and a teacher side by side
+/// first, then the rest for comparison.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Lineup {
+    /// The consistency model with the best two-step quality its card records (lowest FID-LeNet for
+    /// images, sliced W2 for points).
+    pub featured: Option<String>,
+    /// The diffusion teacher (the best recorded 35-NFE quality where there are several).
+    pub teacher: Option<String>,
+    /// Every other model of the dataset: consistency models best first, then other teachers.
+    pub others: Vec<String>,
 }
 
 impl Playground {
     pub fn new(device: Device) -> Self {
-        Self { device, models: BTreeMap::new() }
+        Self { device, cards: BTreeMap::new(), models: BTreeMap::new() }
+    }
+
+    /// Validates a card and keeps it under its name (its weights are loaded later, by [`load_weights`](Self::load_weights)).
+    pub fn add_card(&mut self, card_json: &str) -> Result<String, String> {
+        let card = ModelCard::from_json(card_json).map_err(|e| format!("config.json: {e}"))?;
+        let name = card.name.clone();
+        self.models.remove(&name);
+        self.cards.insert(name.clone(), card);
+        Ok(name)
+    }
+
+    /// Loads the weights of the card kept under `name`, checked against it.
+    pub fn load_weights(&mut self, name: &str, weights: Vec<u8>) -> Result<String, String> {
+        let card = self.card(name)?.clone();
+        let denoiser =
+            card.load(weights, &self.device).map_err(|e| format!("model.safetensors for {name}: {e}"))?;
+        self.models.insert(name.to_string(), Rc::new(Model::new(card, denoiser)));
+        Ok(name.to_string())
     }
 
     /// Validates a card and its weights and keeps the model under the card's name.
     pub fn load(&mut self, card_json: &str, weights: Vec<u8>) -> Result<String, String> {
-        let card = ModelCard::from_json(card_json).map_err(|e| format!("config.json: {e}"))?;
-        let denoiser = card
-            .load(weights, &self.device)
-            .map_err(|e| format!("model.safetensors for {}: {e}", card.name))?;
-        let name = card.name.clone();
-        self.models.insert(name.clone(), Rc::new(Model::new(card, denoiser)));
-        Ok(name)
+        let name = self.add_card(card_json)?;
+        self.load_weights(&name, weights).inspect_err(|_| {
+            self.cards.remove(&name);
+        })
+    }
+
+    pub fn card(&self, name: &str) -> Result<&ModelCard, String> {
+        self.cards.get(name).ok_or_else(|| format!("no model card named {name:?} is known"))
     }
 
     pub fn get(&self, name: &str) -> Result<Rc<Model>, String> {
         self.models.get(name).cloned().ok_or_else(|| format!("no model named {name:?} is loaded"))
     }
+
+    /// The datasets of the known cards, in name order.
+    pub fn datasets(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<_> = self.cards.values().map(|c| c.dataset.clone()).collect();
+        set.into_iter().collect()
+    }
+
+    /// How to show `dataset`'s models (see [`Lineup`]).
+    pub fn lineup(&self, dataset: &str) -> Lineup {
+        let of = |consistency: bool| {
+            let mut v: Vec<&ModelCard> = (self.cards.values())
+                .filter(|c| c.dataset == dataset && c.is_consistency() == consistency)
+                .collect();
+            v.sort_by(|a, b| quality(a).total_cmp(&quality(b)).then(a.name.cmp(&b.name)));
+            v.into_iter().map(|c| c.name.clone()).collect::<Vec<_>>()
+        };
+        let (mut students, mut teachers) = (of(true), of(false));
+        let featured = (!students.is_empty()).then(|| students.remove(0));
+        let teacher = (!teachers.is_empty()).then(|| teachers.remove(0));
+        students.extend(teachers);
+        Lineup { featured, teacher, others: students }
+    }
 }
 
-/// What the page shows and decides by, from core: name, dataset, method, whether it is a consistency
-/// model (the one rule), the image shape (`null` for points) and the parameter count.
-pub fn facts(m: &Model) -> serde_json::Value {
+/// The quality a card records for ranking (lower is better; infinite when it records none): FID-LeNet
+/// or sliced W2 at two steps for consistency models, at 35 Heun NFE for teachers.
+fn quality(card: &ModelCard) -> f64 {
+    let keys: &[&str] = if card.is_consistency() {
+        &["fid_2step", "sliced_w2_2step"]
+    } else {
+        &["fid_heun35", "sliced_w2_heun35"]
+    };
+    keys.iter().find_map(|k| card.metrics.get(*k).copied()).filter(|v| v.is_finite()).unwrap_or(f64::INFINITY)
+}
+
+/// What the page shows and decides by, from a card (before or after its weights load): name, dataset,
+/// method, whether it is a consistency model (the one rule), the image shape (`null` for points), the
+/// parameter count, the training steps, and the recorded quality used for ranking.
+pub fn facts(card: &ModelCard) -> serde_json::Value {
     json!({
-        "name": m.name(),
-        "dataset": m.card.dataset,
-        "method": m.card.method.name(),
-        "consistency": m.is_consistency(),
-        "shape": m.image_shape(),
-        "parameters": m.card.model.architecture.parameters(),
-        "steps": m.card.steps,
+        "name": card.name,
+        "dataset": card.dataset,
+        "method": card.method.name(),
+        "consistency": card.is_consistency(),
+        "shape": card.model.architecture.image_shape(),
+        "parameters": card.model.architecture.parameters(),
+        "steps": card.steps,
+        "quality": Some(quality(card)).filter(|q| q.is_finite()),
     })
 }
 

@@ -146,20 +146,65 @@ fn denoising_inputs_come_from_the_seeds_noise() {
     assert_ne!(inputs(7), inputs(8));
 }
 
-/// Page facts come from core: the one consistency rule, the image shape from the architecture.
+/// Page facts come from core's card: the one consistency rule, the image shape from the architecture;
+/// an upload becomes a row by core's map (BT.601 for a grey model).
 #[test]
 fn facts_are_cores() {
     let (mut p, _) = with_model("mnist-ict");
     let (card, weights) = bundled("mnist-edm");
     p.load(&card, weights).unwrap();
-    let ict = state::facts(&p.get("mnist-ict").unwrap());
+    let ict = state::facts(p.card("mnist-ict").unwrap());
     assert_eq!(
         (ict["consistency"].as_bool(), ict["shape"].clone()),
         (Some(true), serde_json::json!([1, 16, 16]))
     );
-    assert_eq!(state::facts(&p.get("mnist-edm").unwrap())["consistency"].as_bool(), Some(false));
+    assert_eq!(state::facts(p.card("mnist-edm").unwrap())["consistency"].as_bool(), Some(false));
     let rgba: Vec<u8> = (0..16 * 16).flat_map(|_| [255u8, 0, 0, 255]).collect();
     let grey = state::image(&p.get("mnist-ict").unwrap(), &rgba).unwrap();
     assert!(grey.iter().all(|v| (v - (0.299 - 0.587 - 0.114) as f32).abs() < 1e-6));
     assert!(state::image(&p.get("mnist-ict").unwrap(), &rgba[..8]).unwrap_err().contains("16x16"));
+}
+
+/// Every bundled card, no weights: each dataset leads with its consistency model of the best recorded
+/// two-step quality and its teacher; the rest follow best first. Weights load later, by name.
+#[test]
+fn a_dataset_leads_with_its_best_two_step_model_and_its_teacher() {
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../www/models/index.json")).unwrap(),
+    )
+    .unwrap();
+    let mut p = Playground::new(Device::flex());
+    for name in index["models"].as_array().unwrap() {
+        p.add_card(&bundled(name.as_str().unwrap()).0).unwrap();
+    }
+    assert!(p.models.is_empty(), "cards alone load no weights");
+    assert!(p.datasets().contains(&"mnist".to_string()));
+    for dataset in p.datasets() {
+        let l = p.lineup(&dataset);
+        let q = |name: &str| state::facts(p.card(name).unwrap())["quality"].as_f64();
+        let featured = l.featured.clone().unwrap();
+        let rest: Vec<_> = l.others.iter().filter(|n| p.card(n).unwrap().is_consistency()).collect();
+        for other in &rest {
+            assert!(
+                q(&featured) <= q(other),
+                "{dataset}: {featured} ({:?}) ahead of {other} ({:?})",
+                q(&featured),
+                q(other)
+            );
+        }
+        assert!(!p.card(l.teacher.as_ref().unwrap()).unwrap().is_consistency(), "{dataset}: a teacher");
+        assert_eq!(1 + 1 + l.others.len(), p.cards.values().filter(|c| c.dataset == dataset).count());
+    }
+    // Measured on the bundled cards (README): CD leads on moons and MNIST, iCT on Fashion-MNIST.
+    assert_eq!(p.lineup("mnist").featured.as_deref(), Some("mnist-cd"));
+    assert_eq!(p.lineup("moons").featured.as_deref(), Some("moons-cd"));
+    let (card, weights) = bundled("mnist-cd");
+    assert_eq!(p.load_weights("mnist-cd", weights).unwrap(), "mnist-cd");
+    assert!(p.get("mnist-cd").is_ok() && p.get("mnist-ict").is_err());
+    assert!(
+        p.load_weights("mnist-ict", bundled("mnist-edm").1)
+            .unwrap_err()
+            .contains("model.safetensors for mnist-ict")
+    );
+    drop(card);
 }
