@@ -182,15 +182,14 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
         let streams = progress.streams();
         let batch = source.batch(cfg.seed, streams.data(), cfg.batch);
         let lr = cfg.optimizer.lr_at(k, cfg.steps);
-        // (loss, N(k), target EMA mu(k) or, for sCM, the tangent warm-up r)
         let log_now = (k + 1) % cfg.log_every.max(1) == 0 || k + 1 == cfg.steps;
-        let (loss_value, n, mu);
+        let (loss_value, schedule);
         if devices.len() == 1 {
             let x0 = rows(&batch, cfg.batch, dim, &device);
-            let (loss, n1, mu1) =
+            let (loss, s) =
                 step_ctx.loss(&model, weight.as_ref(), target.as_ref(), teacher.as_ref(), x0, progress);
             loss_value = log_now.then(|| loss.clone().into_scalar::<f32>() as f64);
-            (n, mu) = (n1, mu1);
+            schedule = s;
             let mut grads = loss.backward();
             let model_grads = GradientsParams::from_module(&mut grads, &model);
             model = optim.step(lr, model, model_grads);
@@ -214,7 +213,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
                         scope.spawn(move || {
                             let step = || {
                                 let shard = progress.shard(rows.start);
-                                let (loss, n, mu) =
+                                let (loss, schedule) =
                                     ctx.loss(&m, w.as_ref(), t.as_ref(), teach.as_ref(), x0, shard);
                                 // Each shard's mean, weighted by its share of the batch: the sum is the batch mean.
                                 let loss = loss * share;
@@ -222,7 +221,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
                                 let mut grads = loss.backward();
                                 let gm = GradientsParams::from_module(&mut grads, &m);
                                 let gw = w.as_ref().map(|w| GradientsParams::from_module(&mut grads, w));
-                                (gm, gw, value, n, mu)
+                                (gm, gw, value, schedule)
                             };
                             match pool {
                                 Some(pool) => pool.install(step),
@@ -233,7 +232,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
                     .collect();
                 handles.into_iter().map(|h| h.join().expect("a training shard panicked")).collect::<Vec<_>>()
             });
-            (n, mu) = (shards[0].3, shards[0].4);
+            schedule = shards[0].3;
             loss_value = log_now.then(|| shards.iter().map(|s| s.2).sum());
             let mut model_grads = MultiGradientsParams::default();
             let mut weight_grads = MultiGradientsParams::default();
@@ -248,7 +247,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
                 weight = Some(optim.step_multi(lr, w, weight_grads));
             }
         }
-        if cfg.method.is_discrete_consistency() {
+        if let Schedule::Discrete { mu, .. } = schedule {
             target = if mu > 0.0 {
                 Some(ema_update(target.take().unwrap_or_else(|| model.valid()), &model, mu))
             } else {
@@ -273,12 +272,13 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
             let mut line = serde_json::json!(
                 {"step": k + 1, "loss": loss_value, "steps_per_s": rate, "elapsed_s": elapsed, "lr": lr}
             );
-            if cfg.method.is_discrete_consistency() {
-                line["n"] = n.into();
-                line["mu"] = mu.into();
-            }
-            if matches!(cfg.method, Method::Sct | Method::Scd) {
-                line["r"] = mu.into();
+            match schedule {
+                Schedule::Discrete { n, mu } => {
+                    line["n"] = n.into();
+                    line["mu"] = mu.into();
+                }
+                Schedule::Tangent { r } => line["r"] = r.into(),
+                Schedule::None => {}
             }
             if let (Source::Toy(dataset), true) =
                 (&source, cfg.eval_every > 0 && (k + 1) % cfg.eval_every == 0)
@@ -447,6 +447,18 @@ fn metrics_up_to(path: &Path, step: u64) -> String {
         .collect()
 }
 
+/// What a step's loss reports besides the loss: the schedule values that steer the step and are logged.
+#[derive(Clone, Copy, Debug)]
+enum Schedule {
+    /// EDM and TrigFlow diffusion: none.
+    None,
+    /// Discrete consistency (CT, iCT, CD): the discretisation `N(k)` and the target network's EMA rate
+    /// `mu(k)` (`theta^- <- mu theta^- + (1 - mu) theta`; 0: the target is `stopgrad(theta)`).
+    Discrete { n: usize, mu: f64 },
+    /// sCT / sCD: the tangent warm-up factor `r = min(1, k / H)`.
+    Tangent { r: f64 },
+}
+
 /// What every step's loss needs besides the networks.
 struct StepContext<'a> {
     cfg: &'a TrainConfig,
@@ -456,8 +468,7 @@ struct StepContext<'a> {
 }
 
 impl StepContext<'_> {
-    /// The method's loss on `x0` (rows `progress.first_row..` of step `progress.k`), with `N(k)` and the
-    /// target EMA `mu(k)` (discrete methods) or the tangent warm-up `r` (sCT/sCD).
+    /// The method's loss on `x0` (rows `progress.first_row..` of step `progress.k`), with its schedule.
     fn loss(
         &self,
         model: &Denoiser,
@@ -466,11 +477,11 @@ impl StepContext<'_> {
         teacher: Option<&Denoiser>,
         x0: Tensor<2>,
         progress: Progress,
-    ) -> (Tensor<1>, usize, f64) {
+    ) -> (Tensor<1>, Schedule) {
         let (cfg, noise) = (self.cfg, self.noise);
         let w = || weight.expect("TrigFlow methods have w_phi");
         match cfg.method {
-            Method::Edm => (edm_loss(model, x0, &cfg.edm, noise, progress.streams()), 0, 0.0),
+            Method::Edm => (edm_loss(model, x0, &cfg.edm, noise, progress.streams()), Schedule::None),
             Method::Ct | Method::Ict | Method::Cd => {
                 // mu = 0 (iCT): the target is the student itself, without autodiff.
                 let valid;
@@ -484,12 +495,14 @@ impl StepContext<'_> {
                 let solver = cfg.teacher.as_ref().map(|t| t.solver);
                 let teach = teacher.zip(solver).map(|(model, solver)| Teacher { model, solver });
                 let step = ct_loss(model, t, x0, &self.ct, progress, noise, teach);
-                (step.loss, step.n, step.mu)
+                (step.loss, Schedule::Discrete { n: step.n, mu: step.mu })
             }
-            Method::Trigflow => (trigflow_diffusion_loss(model, w(), x0, &self.scm, progress, noise), 0, 0.0),
+            Method::Trigflow => {
+                (trigflow_diffusion_loss(model, w(), x0, &self.scm, progress, noise), Schedule::None)
+            }
             Method::Sct | Method::Scd => {
                 let step = scm_loss(model, &model.valid(), w(), x0, &self.scm, progress, noise, teacher);
-                (step.loss, 0, step.r)
+                (step.loss, Schedule::Tangent { r: step.r })
             }
         }
     }
