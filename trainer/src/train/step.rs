@@ -140,7 +140,7 @@ impl StepContext<'_> {
 pub(super) struct Shards {
     /// The autodiff training device, which the state lives on.
     device: Device,
-    /// The distillation teacher on `device`.
+    /// The distillation teacher (no autodiff), as the one-device step reads it.
     teacher: Option<Denoiser>,
     /// The shards' devices (for one shard, the plain device under `device`, where nothing runs).
     devices: Vec<Device>,
@@ -151,7 +151,7 @@ pub(super) struct Shards {
 }
 
 impl Shards {
-    /// The `n` devices of `cfg`'s backend, with the training device `device` and `teacher` on it.
+    /// The `n` devices of `cfg`'s backend for a run on the training device `device`, each with `teacher`.
     pub(super) fn new(
         cfg: &TrainConfig,
         n: usize,
