@@ -19,6 +19,7 @@ use cm_core::{Denoiser, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::io::write_atomic;
+use crate::train::TrainState;
 
 /// `state.json`.
 #[derive(Serialize, Deserialize)]
@@ -35,25 +36,28 @@ struct State {
     sha256: std::collections::BTreeMap<String, String>,
 }
 
-/// What training needs to go on.
-pub struct Resumed {
-    pub step: u64,
-    pub model: Denoiser,
-    pub ema: Denoiser,
-    pub target: Option<Denoiser>,
-    pub weight: Option<AdaptiveWeight>,
-    pub optimizer: Vec<u8>,
+/// A checkpoint's networks as loaded, before its optimiser state is parsed.
+struct Networks {
+    step: u64,
+    model: Denoiser,
+    ema: Denoiser,
+    target: Option<Denoiser>,
+    weight: Option<AdaptiveWeight>,
 }
 
+/// Collects the parameter ids of a module in visiting order.
 struct Ids(Vec<u64>);
 impl ModuleVisitor for Ids {
+    /// Records `param`'s id.
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         self.0.push(param.id.val());
     }
 }
 
+/// Gives a module's parameters, in visiting order, the ids it yields.
 struct SetIds(std::vec::IntoIter<u64>);
 impl ModuleMapper for SetIds {
+    /// `param` with the next id.
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (_, value, mapper) = param.consume();
         let id = self.0.next().expect("checked: one id per parameter");
@@ -61,20 +65,16 @@ impl ModuleMapper for SetIds {
     }
 }
 
+/// The checkpoint folder of `step` in the run folder `out`.
 fn step_dir(out: &Path, step: u64) -> PathBuf {
     out.join("checkpoints").join(format!("step-{step:07}"))
 }
 
-/// Writes the checkpoint of `step`.
-pub fn save(
-    out: &Path,
-    step: u64,
-    model: &Denoiser,
-    ema: &Denoiser,
-    target: Option<&Denoiser>,
-    weight: Option<&AdaptiveWeight>,
-    optimizer: &[u8],
-) -> Result<()> {
+/// Writes the checkpoint of `state` (of its step `state.step`) into the run folder `out`.
+pub fn save(out: &Path, state: &TrainState) -> Result<()> {
+    let optimizer =
+        state.optim.into_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e:?}"))?;
+    let TrainState { step, ref model, ref ema, ref target, ref weight, .. } = *state;
     let dir = step_dir(out, step);
     let mut files =
         vec![("model.safetensors", weights_to_bytes(model)?), ("ema.safetensors", weights_to_bytes(ema)?)];
@@ -105,7 +105,7 @@ pub fn save(
     }
     let mut ids = Ids(Vec::new());
     model.visit(&mut ids);
-    let weight_ids = weight.map(|w| {
+    let weight_ids = weight.as_ref().map(|w| {
         let mut ids = Ids(Vec::new());
         w.visit(&mut ids);
         ids.0
@@ -135,7 +135,8 @@ pub fn newest_first(out: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// [`load`], and the checkpoint's optimiser state into `optim` (a fresh optimiser of the recipe).
+/// Loads the checkpoint folder `dir` for `config` on `device` (the autodiff training device), with its
+/// optimiser state parsed into `optim` (a fresh optimiser of the recipe).
 ///
 /// The state file is checked against `state.json`'s SHA-256 first; a state file that passes and still
 /// does not parse is an error too: burn's parser panics on some damaged inputs, and that panic is
@@ -145,14 +146,14 @@ pub fn load_with_optimizer(
     config: &ModelConfig,
     device: &Device,
     optim: ModuleOptimizer,
-) -> Result<(Resumed, ModuleOptimizer)> {
-    let mut r = load(dir, config, device)?;
+) -> Result<TrainState> {
+    let (Networks { step, model, ema, target, weight }, optimizer) = load_networks(dir, config, device)?;
     let path = dir.join("optimizer.bpk");
-    let bytes = Bytes::from_bytes_vec(std::mem::take(&mut r.optimizer));
-    let parsed = quietly(move || optim.from_bytes(bytes))
+    let bytes = Bytes::from_bytes_vec(optimizer);
+    let optim = quietly(move || optim.from_bytes(bytes))
         .map_err(|panic| anyhow::anyhow!("{}: not an optimiser state ({panic})", path.display()))?
         .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
-    Ok((r, parsed))
+    Ok(TrainState { step, model, ema, target, weight, optim })
 }
 
 /// Runs `f`, turning a panic into an error message without printing it.
@@ -169,8 +170,9 @@ fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     })
 }
 
-/// Loads a checkpoint folder for `config` on `device` (the autodiff training device).
-pub fn load(dir: &Path, config: &ModelConfig, device: &Device) -> Result<Resumed> {
+/// The networks of the checkpoint folder `dir` for `config` on `device`, and its optimiser state's bytes
+/// (checked against `state.json`, not parsed).
+fn load_networks(dir: &Path, config: &ModelConfig, device: &Device) -> Result<(Networks, Vec<u8>)> {
     let state_path = dir.join("state.json");
     let state: State =
         serde_json::from_slice(&crate::io::read_limited(&state_path, crate::io::MAX_TEXT_FILE)?)
@@ -215,5 +217,5 @@ pub fn load(dir: &Path, config: &ModelConfig, device: &Device) -> Result<Resumed
         }
         None => None,
     };
-    Ok(Resumed { step: state.step, model, ema, target, weight, optimizer: read("optimizer.bpk")? })
+    Ok((Networks { step: state.step, model, ema, target, weight }, read("optimizer.bpk")?))
 }

@@ -181,7 +181,8 @@ fn export_names_the_model_after_its_folder_and_registers_it() {
     let models = tmp("export-index").join("models");
     std::fs::create_dir_all(&models).unwrap();
     // The page's other fields (its notes) survive an export.
-    std::fs::write(models.join("index.json"), r#"{"models": ["other"], "notes": {"other": "kept"}}"#).unwrap();
+    std::fs::write(models.join("index.json"), r#"{"models": ["other"], "notes": {"other": "kept"}}"#)
+        .unwrap();
     let src = copy_model("export-src");
     for _ in 0..2 {
         let out = cm(&[

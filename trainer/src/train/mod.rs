@@ -1,0 +1,350 @@
+//! `cm train`: the training loop shared by every method, with progress, metrics, checkpoints and export.
+//!
+//! [`state`] holds what a run carries from step to step ([`TrainState`], which checkpoints save),
+//! [`step`] one step on one device or split over several.
+
+mod state;
+mod step;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use cm_core::ema::{ema_decay_at, ema_update};
+use cm_core::objective::Progress;
+use cm_core::rng::Noise;
+use cm_core::{Denoiser, Model, ModelCard, Plan, TauRequest, card::CARD_FORMAT};
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub use self::state::TrainState;
+use self::step::{Schedule, Shards, StepContext};
+use crate::checkpoint;
+use crate::config::TrainConfig;
+use crate::data::{Source, Split};
+use crate::eval;
+use crate::io::{grid_png, grid_zoom, save_model_dir, scatter_png, write_atomic};
+
+/// What a run reports: the exported model (none when it stopped early, `--stop-at`) and its metrics.
+pub struct RunSummary {
+    pub model_dir: Option<PathBuf>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// How to run a recipe, besides the recipe itself.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    pub start: Start,
+    /// Devices the batch is split over (`--devices`).
+    pub devices: usize,
+    /// Stop after this step with a checkpoint, as if interrupted there (`--stop-at`): the run so far is
+    /// exactly the full recipe's (the curriculum and learning rate follow the recipe's `steps`), and
+    /// `--resume` continues it.
+    pub stop_at: Option<u64>,
+}
+
+impl RunOptions {
+    /// Options for a run started as `start`, on one device, to its last step.
+    pub fn new(start: Start) -> Self {
+        Self { start, devices: 1, stop_at: None }
+    }
+}
+
+/// How a run treats what its folder already holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// A new run: refused where the folder holds another run's checkpoints or model.
+    New,
+    /// A new run in place of whatever the folder holds (`--force`): the old checkpoints are removed
+    /// first, the old model is replaced when the new one is written.
+    Replace,
+    /// Continue from the newest loadable checkpoint (`--resume`); the recipe must be the run's own
+    /// `config.toml`. A run whose last checkpoint is its final step only writes its model.
+    Resume,
+}
+
+/// Trains `cfg` into the run folder `out` as `opts` say.
+pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let resume = opts.start == Start::Resume;
+    let resolved = cfg.resolved();
+    let checkpoints = prepare_folder(out, opts.start, &resolved)?;
+    let device = cfg.backend.device()?.autodiff();
+    device.seed(cfg.seed);
+    let (mut state, teacher) = state::start(cfg, out, resume, &checkpoints, &device)?;
+    let metrics_path = out.join("metrics.jsonl");
+    let metrics = open_metrics(&metrics_path, resume.then_some(state.step))?;
+    let source = cfg.source(Split::Train)?;
+    let shape = state.model.image_shape();
+    let noise = Noise::new(cfg.seed);
+    let bar = ProgressBar::new(cfg.steps);
+    bar.set_position(state.step);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} {msg}")
+            .expect("static template"),
+    );
+    let window = (Instant::now(), 0u64);
+    let ctx = StepContext { cfg, dim: source.dim(), ct: cfg.ct(), scm: cfg.scm(), noise: &noise };
+    let shards = Shards::new(cfg, opts.devices, &device, teacher)?;
+    let mut run = Run { ctx, out, source, shape, shards, metrics_path, metrics, bar, window, started };
+    let (first_step, end) = (state.step, opts.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps)));
+    for k in first_step..end {
+        state = run.step(state, k)?;
+    }
+    run.bar.finish_and_clear();
+    if first_step < end {
+        checkpoint::save(out, &state)?;
+    }
+    run.metrics.flush()?;
+    write_loss_plot(out, &run.metrics_path)?;
+    if end < cfg.steps {
+        return Ok(RunSummary { model_dir: None, metrics: BTreeMap::new() });
+    }
+    run.export(state.ema, command, &resolved)
+}
+
+/// Makes the run folder `out` ready and returns the checkpoints `--resume` may continue from (none for a
+/// new run): a resumed run's recipe (`resolved`) must be its `config.toml`; a new run writes it.
+fn prepare_folder(out: &Path, start: Start, resolved: &TrainConfig) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
+    let resolved_toml = toml::to_string_pretty(resolved)?;
+    if start != Start::Resume {
+        clear_for_new_run(out, start)?;
+        write_atomic(&out.join("config.toml"), resolved_toml.as_bytes())?;
+        return Ok(Vec::new());
+    }
+    let saved_path = out.join("config.toml");
+    let saved = std::fs::read_to_string(&saved_path)
+        .with_context(|| format!("--resume: cannot read the run's recipe {}", saved_path.display()))?;
+    if let Some((i, (a, b))) = saved.lines().zip(resolved_toml.lines()).enumerate().find(|(_, (a, b))| a != b)
+    {
+        bail!(
+            "--resume: the recipe differs from the run's {} at line {}: `{b}` here, `{a}` in the run",
+            saved_path.display(),
+            i + 1
+        );
+    }
+    if saved.lines().count() != resolved_toml.lines().count() {
+        bail!("--resume: the recipe differs from the run's {}", saved_path.display());
+    }
+    let all = checkpoint::newest_first(out);
+    if all.is_empty() {
+        bail!("--resume: no complete checkpoint in {}", out.join("checkpoints").display());
+    }
+    Ok(all)
+}
+
+/// Opens `metrics.jsonl` for appending: a new run starts it afresh; a run resumed at `resumed_at` keeps only
+/// the lines up to its checkpoint, so steps a killed run logged after its last checkpoint are not repeated.
+fn open_metrics(path: &Path, resumed_at: Option<u64>) -> Result<std::fs::File> {
+    let kept = resumed_at.map_or_else(String::new, |step| metrics_up_to(path, step));
+    write_atomic(path, kept.as_bytes())?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// What the loop reads besides the training state, and where it reports.
+struct Run<'a> {
+    ctx: StepContext<'a>,
+    out: &'a Path,
+    source: Source,
+    /// The image shape of an image network.
+    shape: Option<[usize; 3]>,
+    shards: Shards,
+    metrics_path: PathBuf,
+    metrics: std::fs::File,
+    bar: ProgressBar,
+    /// When the current steps/s window started, and its steps so far.
+    window: (Instant, u64),
+    started: Instant,
+}
+
+impl Run<'_> {
+    /// Step `k` from `state`: the optimiser step, the target and EMA updates, and the metrics line, sample
+    /// grid and checkpoint that are due.
+    fn step(&mut self, state: TrainState, k: u64) -> Result<TrainState> {
+        let cfg = self.ctx.cfg;
+        let progress = Progress::new(k, cfg.steps);
+        let streams = progress.streams();
+        let batch = self.source.batch(cfg.seed, streams.data(), cfg.batch);
+        let lr = cfg.optimizer.lr_at(k, cfg.steps);
+        let log_now = (k + 1).is_multiple_of(cfg.log_every.max(1)) || k + 1 == cfg.steps;
+        let grads = self.shards.grads(&self.ctx, &state, &batch, progress, log_now);
+        let (loss, schedule) = (grads.loss, grads.schedule);
+        let mut state = state.apply(grads, lr);
+        if let Schedule::Discrete { mu, .. } = schedule {
+            state.update_target(mu);
+        }
+        state.ema = ema_update(state.ema, &state.model, ema_decay_at(cfg.ema_decay, cfg.ema_rampup, k));
+        state.step = k + 1;
+        self.window.1 += 1;
+        if let Some(loss) = loss {
+            self.log(k, loss, lr, schedule, &state.ema)?;
+        }
+        self.bar.inc(1);
+        if let (Some(shape), true) =
+            (self.shape, cfg.sample_every > 0 && (k + 1).is_multiple_of(cfg.sample_every))
+        {
+            let png = sample_grid(&state.ema, cfg, shape)?;
+            write_atomic(&self.out.join("samples").join(format!("step-{:07}.png", k + 1)), &png)?;
+        }
+        if cfg.checkpoint_every > 0 && (k + 1).is_multiple_of(cfg.checkpoint_every) && k + 1 < cfg.steps {
+            checkpoint::save(self.out, &state)?;
+            self.metrics.flush()?;
+            write_loss_plot(self.out, &self.metrics_path)?;
+        }
+        Ok(state)
+    }
+
+    /// The metrics line of step `k` (its `loss`, learning rate `lr` and `schedule`, and a quick evaluation
+    /// of the EMA `ema` where due); refused where the loss is not finite.
+    fn log(&mut self, k: u64, loss: f64, lr: f64, schedule: Schedule, ema: &Denoiser) -> Result<()> {
+        let cfg = self.ctx.cfg;
+        if !loss.is_finite() {
+            anyhow::bail!(
+                "the loss became {loss} at step {}; try a lower optimizer.lr or a grad_clip (checkpoints so far are kept in {})",
+                k + 1,
+                self.out.display()
+            );
+        }
+        let secs = self.window.0.elapsed().as_secs_f64();
+        let rate = self.window.1 as f64 / secs.max(1e-9);
+        self.window = (Instant::now(), 0);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let mut line = serde_json::json!(
+            {"step": k + 1, "loss": loss, "steps_per_s": rate, "elapsed_s": elapsed, "lr": lr}
+        );
+        match schedule {
+            Schedule::Discrete { n, mu } => {
+                line["n"] = n.into();
+                line["mu"] = mu.into();
+            }
+            Schedule::Tangent { r } => line["r"] = r.into(),
+            Schedule::None => {}
+        }
+        if let (Source::Toy(dataset), true) =
+            (&self.source, cfg.eval_every > 0 && (k + 1).is_multiple_of(cfg.eval_every))
+        {
+            let inference = ema.clone();
+            line["sliced_w2_1step"] = eval::quick_sliced_w2(&inference, *dataset, cfg.method)?.into();
+        }
+        writeln!(self.metrics, "{line}")?;
+        self.bar.set_message(format!("loss {loss:.4}"));
+        tracing::debug!(step = k + 1, loss, "step");
+        Ok(())
+    }
+
+    /// Exports the evaluation EMA `ema` (on a plain, non-autodiff device) as the run's model, with its
+    /// samples, evaluation and model card (`command` and the recipe `resolved` in its provenance).
+    fn export(self, ema: Denoiser, command: &str, resolved: &TrainConfig) -> Result<RunSummary> {
+        let (cfg, out) = (self.ctx.cfg, self.out);
+        // The run's model as every caller sees one (core's `Model`): evaluated and sampled through it.
+        let mut model = Model::new(bare_card(cfg), ema);
+        let (metrics, report) = match (&self.source, self.shape) {
+            (Source::Toy(dataset), _) => {
+                let report = eval::evaluate(&model, *dataset, 4096, cfg.seed.wrapping_add(1), 35, None)?;
+                let plan = if model.is_consistency() {
+                    model.consistency_plan(TauRequest::Default { steps: 1 }).map_err(anyhow::Error::msg)?
+                } else {
+                    Plan::heun(35)
+                };
+                let samples = eval::model_points(&model, &plan, 4096, cfg.seed)?;
+                write_atomic(&out.join("samples.png"), &scatter_png(&samples, 512, 2.0))?;
+                (report.flat_metrics(), Some(serde_json::to_value(&report)?))
+            }
+            (Source::Images { .. }, Some(shape)) => {
+                write_atomic(&out.join("samples.png"), &sample_grid(&model.denoiser, cfg, shape)?)?;
+                (BTreeMap::new(), None)
+            }
+            (Source::Images { .. }, None) => anyhow::bail!("an image dataset needs an image network"),
+        };
+        let wall = self.started.elapsed().as_secs_f64();
+        let provenance = &mut model.card.provenance;
+        provenance.insert("command".into(), command.into());
+        provenance.insert("wall_time_s".into(), wall.into());
+        provenance.insert("hardware".into(), eval::hardware().into());
+        provenance.insert("backend".into(), cfg.backend.name().into());
+        provenance.insert("devices".into(), self.shards.len().into());
+        let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+        provenance.insert("cpu_threads".into(), threads.into());
+        provenance.insert("config".into(), serde_json::to_value(resolved)?);
+        model.card.metrics = metrics.clone();
+        let model_dir = out.join("model");
+        save_model_dir(&model_dir, &model.card, &model.denoiser)?;
+        if let Some(report) = report {
+            write_atomic(&out.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+        }
+        Ok(RunSummary { model_dir: Some(model_dir), metrics })
+    }
+}
+
+/// Makes the run folder ready for a new run: refused (`Start::New`) where it holds checkpoints or a
+/// model of an earlier run, which a later `--resume` would otherwise continue; `Start::Replace` removes
+/// the old checkpoints.
+fn clear_for_new_run(out: &Path, start: Start) -> Result<()> {
+    let dir = out.join("checkpoints");
+    let has_checkpoints = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+    let has_model = out.join("model").exists();
+    if start == Start::New && (has_checkpoints || has_model) {
+        bail!(
+            "run folder {} already holds {}; pass --resume to continue it, --force to replace it, or choose another --out",
+            out.display(),
+            if has_model { "a trained model" } else { "checkpoints of another run" }
+        );
+    }
+    if has_checkpoints {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove the old {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The lines of `metrics.jsonl` for steps up to `step` (empty when the file is missing).
+fn metrics_up_to(path: &Path, step: u64) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// An 8×8 grid of one-step samples (diffusion models: Heun at 35 NFE), seed fixed across the run so
+/// successive grids show the same noise.
+fn sample_grid(model: &Denoiser, cfg: &TrainConfig, shape: [usize; 3]) -> Result<Vec<u8>> {
+    let n = 64;
+    let pts = if cfg.method.is_diffusion() {
+        eval::teacher_points(model, n, cfg.seed, 35)?
+    } else {
+        eval::consistency_points(model, n, cfg.seed, &[])?
+    };
+    Ok(grid_png(&pts, shape, 8, grid_zoom(shape)))
+}
+
+/// `loss.png` from what `metrics.jsonl` holds so far.
+fn write_loss_plot(out: &Path, metrics_path: &Path) -> Result<()> {
+    let metrics_text = std::fs::read_to_string(metrics_path).unwrap_or_default();
+    write_atomic(&out.join("loss.png"), &crate::plot::loss_png(&metrics_text))
+}
+
+/// The card of the model a recipe trains, before its metrics and provenance are known.
+fn bare_card(cfg: &TrainConfig) -> ModelCard {
+    ModelCard {
+        format: CARD_FORMAT.into(),
+        name: format!("{}-{}", cfg.dataset, cfg.method.name()),
+        dataset: cfg.dataset.clone(),
+        method: cfg.method,
+        model: cfg.model(),
+        steps: cfg.steps,
+        seed: cfg.seed,
+        metrics: BTreeMap::new(),
+        provenance: BTreeMap::new(),
+        weights_sha256: None,
+    }
+}
