@@ -10,7 +10,9 @@ ones); nothing is typed by hand. Before a bundled card is used, its recorded rec
 committed recipe file, so a stale model cannot pass for the current recipe.
 moons: sliced W2 to fresh data on 4096 samples (noise floor = two fresh data draws).
 MNIST, Fashion-MNIST 16 px: FID-LeNet to the test split on 4096 samples (classifiers/<dataset>-16),
-train-vs-test reference. `ict` starts from the EDM teacher's weights (init_from), `ict-scratch` from random ones.
+train-vs-test reference. `ict` starts from the EDM teacher's weights (init_from), `ict-scratch` from random ones;
+`sct` and `scd` from the TrigFlow teacher's (`trigflow`, the same network), `sct-scratch` and `scd-scratch`
+from random ones (`scd-scratch` distils the EDM teacher).
 """
 import json
 import pathlib
@@ -19,7 +21,8 @@ import sys
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-METHODS = ["edm", "ct", "ict-scratch", "ict", "cd", "sct", "scd"]
+METHODS = ["edm", "trigflow", "ct", "ict-scratch", "ict", "cd", "sct-scratch", "sct", "scd-scratch", "scd"]
+TEACHERS = ("edm", "trigflow")
 DATASETS = {
     "moons": ("sliced W2", "sliced_w2"),
     "mnist": ("FID-LeNet", "fid"),
@@ -58,7 +61,7 @@ def model_dir(dataset: str, method: str, train: bool) -> pathlib.Path | None:
         out = ROOT / "runs/table" / name
         cm("train", "--config", str(recipe_path), "--out", str(out), "--force")
         if dataset != "moons":
-            eval_args = ["--teacher-nfe", "35"] if method == "edm" else []
+            eval_args = ["--teacher-nfe", "35"] if method in TEACHERS else []
             cm("eval", "--model", str(out / "model"), "--n", "4096", "--write-card", *eval_args)
         return out / "model"
     bundled = ROOT / "www/models" / name
@@ -92,7 +95,7 @@ def main():
             ref = f(f"{key}_noise_floor") if dataset == "moons" else f(f"{key}_reference")
             wall = c.get("provenance", {}).get("wall_time_s")
             wall = f"{wall / 60:.0f} min" if wall else "–"
-            if method == "edm":
+            if method in TEACHERS:
                 print(f"| {dataset} | {metric} | {method} (teacher) | {c['steps']} | | | {f(key + '_heun35')} | {ref} | {wall} |")
             else:
                 print(f"| {dataset} | {metric} | {method} | {c['steps']} | {f(key + '_1step')} | {f(key + '_2step')} | | {ref} | {wall} |")

@@ -29,7 +29,9 @@ pub struct Lineup {
     /// The consistency model with the best two-step quality its card records (lowest FID-LeNet for
     /// images, sliced W2 for points).
     pub featured: Option<String>,
-    /// The diffusion teacher (the best recorded 35-NFE quality where there are several).
+    /// The featured model's own teacher (the diffusion model it distils, or whose weights it started
+    /// from, by the recipe in its card), else the dataset's diffusion model of the best recorded
+    /// 35-NFE quality.
     pub teacher: Option<String>,
     /// Every other model of the dataset: consistency models best first, then other teachers.
     pub others: Vec<String>,
@@ -91,10 +93,21 @@ impl Playground {
         };
         let (mut students, mut teachers) = (of(true), of(false));
         let featured = (!students.is_empty()).then(|| students.remove(0));
-        let teacher = (!teachers.is_empty()).then(|| teachers.remove(0));
+        let own = featured.as_ref().and_then(|f| self.card(f).ok()).and_then(origin);
+        let at = own.and_then(|o| teachers.iter().position(|t| *t == o)).unwrap_or(0);
+        let teacher = (!teachers.is_empty()).then(|| teachers.remove(at));
         students.extend(teachers);
         Lineup { featured, teacher, others: students }
     }
+}
+
+/// The model folder a card's recipe names as its teacher (`teacher.path`) or starting weights
+/// (`init_from`), as the folder's name: the name the page knows that model by.
+fn origin(card: &ModelCard) -> Option<String> {
+    let config = card.provenance.get("config")?;
+    let path = config.get("teacher").and_then(|t| t.get("path")).or_else(|| config.get("init_from"))?;
+    let path = path.as_str()?.trim_end_matches('/');
+    Some(path.rsplit('/').next()?.to_string())
 }
 
 /// The quality a card records for ranking (lower is better; infinite when it records none): FID-LeNet

@@ -197,6 +197,9 @@ fn a_dataset_leads_with_its_best_two_step_model_and_its_teacher() {
     }
     // Measured on the bundled cards (README): CD leads on moons and MNIST, iCT on Fashion-MNIST.
     assert_eq!(p.lineup("mnist").featured.as_deref(), Some("mnist-cd"));
+    // Beside it, the teacher it distils (mnist-edm), not the better-scoring TrigFlow teacher.
+    assert_eq!(p.lineup("mnist").teacher.as_deref(), Some("mnist-edm"));
+    assert!(p.lineup("mnist").others.contains(&"mnist-trigflow".to_string()));
     assert_eq!(p.lineup("moons").featured.as_deref(), Some("moons-cd"));
     let (card, weights) = bundled("mnist-cd");
     assert_eq!(p.load_weights("mnist-cd", weights).unwrap(), "mnist-cd");
