@@ -73,6 +73,7 @@ async function ensureLoaded(m) {
     await loading.get(m.name);
     return true;
   } catch (e) {
+    loading.delete(m.name); // a later render tries again
     problem(`Model ${m.name} could not be loaded: ${e.message ?? e}`);
     return false;
   }
@@ -105,7 +106,9 @@ async function loadOwn() {
     select.value = dataset;
     status.textContent = `loaded ${name} (${dataset}) from ${source}`;
     status.dataset.ok = 'true';
-    // Your model shows beside the others, wherever it ranks: opening the comparison renders.
+    // Your model shows beside the others, wherever it ranks: opening the comparison renders (the
+    // status says so at once, so nothing reads the page between now and that render).
+    document.body.dataset.status = 'sampling';
     if ($('compare').open) await render();
     else $('compare').open = true;
   } catch (e) {
@@ -492,6 +495,7 @@ async function render() {
   try {
     const lead = [featured, teacher].filter(Boolean);
     const ready = await Promise.all(lead.map(ensureLoaded));
+    if (id !== runId) return; // a newer render owns the page
     const quality = featured?.quality != null ? ` (two-step ${featured.shape ? 'FID-LeNet' : 'sliced W2'} ${featured.quality.toPrecision(3)} recorded in its card)` : '';
     $('best-title').textContent = featured
       ? `${dataset}: ${featured.name}${teacher ? ` and its teacher ${teacher.name}` : ''}`
@@ -520,6 +524,7 @@ async function render() {
     if ($('compare').open && !(await renderCompare(others, set, id))) return;
     document.body.dataset.status = 'ready';
   } catch (e) {
+    if (id !== runId) return;
     showMessage(`Sampling failed: ${e.message ?? e}`);
     document.body.dataset.status = 'error';
   }
@@ -554,7 +559,9 @@ async function renderCompare(others, set, id) {
     panels.className = 'panels';
     row.append(panels);
     $('compare-panels').append(row);
-    if ((await ensureLoaded(m)) && !(await modelPanels(m, panels, set, id))) return false;
+    const loaded = await ensureLoaded(m);
+    if (id !== runId) return false;
+    if (loaded && !(await modelPanels(m, panels, set, id))) return false;
   }
   return true;
 }
@@ -590,9 +597,14 @@ async function main() {
   });
   $('prefer').addEventListener('change', async () => {
     document.body.dataset.status = 'loading';
-    await startApp();
-    await loadCards();
-    await render();
+    try {
+      await startApp();
+      await loadCards();
+      await render();
+    } catch (e) {
+      showMessage(`The playground could not restart: ${e.message ?? e}`);
+      document.body.dataset.status = 'error';
+    }
   });
   await render();
 }

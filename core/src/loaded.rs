@@ -28,11 +28,6 @@ impl Taus {
         Ok(Self { list, start })
     }
 
-    /// No intermediate level: one step from `sigma_max`.
-    pub fn one_step(range: &NoiseRange) -> Self {
-        Self { list: Vec::new(), start: range.sigma_max }
-    }
-
     pub fn as_slice(&self) -> &[f64] {
         &self.list
     }

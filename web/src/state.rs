@@ -60,12 +60,17 @@ impl Playground {
         Ok(name.to_string())
     }
 
-    /// Validates a card and its weights and keeps the model under the card's name.
+    /// Validates a card and its weights and keeps the model under the card's name; a card or weights
+    /// that fail leave what was loaded before as it was.
     pub fn load(&mut self, card_json: &str, weights: Vec<u8>) -> Result<String, String> {
-        let name = self.add_card(card_json)?;
-        self.load_weights(&name, weights).inspect_err(|_| {
-            self.cards.remove(&name);
-        })
+        let card = ModelCard::from_json(card_json).map_err(|e| format!("config.json: {e}"))?;
+        let denoiser = card
+            .load(weights, &self.device)
+            .map_err(|e| format!("model.safetensors for {}: {e}", card.name))?;
+        let name = card.name.clone();
+        self.cards.insert(name.clone(), card.clone());
+        self.models.insert(name.clone(), Rc::new(Model::new(card, denoiser)));
+        Ok(name)
     }
 
     pub fn card(&self, name: &str) -> Result<&ModelCard, String> {
@@ -151,7 +156,8 @@ pub fn sample(
     Ok((m.sample(&plan, Rows::new(&Noise::new(seed), 0, n), device)?, plan))
 }
 
-/// Heun PF-ODE samples at `nfe` evaluations; with `trajectory`, every intermediate state too
+/// Heun PF-ODE samples at `nfe` evaluations (any model with a PF-ODE, `Model::has_ode`, as `cm sample
+/// --teacher-nfe`); with `trajectory`, every intermediate state too
 /// (`steps + 1` tensors `[n, D]`). Returns the plan too (its NFE).
 pub fn teacher(
     m: &Model,
@@ -161,9 +167,6 @@ pub fn teacher(
     device: &Device,
     trajectory: bool,
 ) -> Result<(Tensor<2>, Vec<Tensor<2>>, Plan), String> {
-    if m.is_consistency() {
-        return Err(format!("{} is a consistency model, not a diffusion teacher", m.name()));
-    }
     let plan = m.ode_plan(OdeSolver::Heun, nfe)?;
     let mut path = Vec::new();
     let x = m.sample_path(&plan, Rows::new(&Noise::new(seed), 0, n), device, |x| {

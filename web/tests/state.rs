@@ -55,6 +55,11 @@ fn mismatched_weights_name_the_model_and_file() {
         p.load(&other_card.replace("\"hidden\": 128", "\"hidden\": 64"), bundled("moons-edm").1).unwrap_err();
     assert!(err.contains("shape"), "{err}");
     assert!(p.load("{\"format\": 3}", vec![]).unwrap_err().contains("config.json"));
+    // A failed load under a loaded model's name leaves that model as it was.
+    let (card, weights) = bundled("moons-ict");
+    p.load(&card, weights.clone()).unwrap();
+    assert!(p.load(&card, weights[..weights.len() / 2].to_vec()).is_err());
+    assert!(p.get("moons-ict").is_ok() && p.card("moons-ict").is_ok(), "the loaded model survives");
 }
 
 #[test]

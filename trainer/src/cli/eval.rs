@@ -47,12 +47,13 @@ pub fn run(a: Args) -> Result<()> {
     let mut model = load_model_dir(&a.model, &Backend::Cpu.device()?)?;
     let extra = a.taus.as_ref().map(|t| t.0.clone());
     let (metrics, json) = if let Some(set) = ImageDataset::from_name(&model.card.dataset) {
-        image_report(&model, set, &a, extra)?
+        image_report(&model, set, &a, extra).with_context(|| a.model.display().to_string())?
     } else {
         let dataset = Dataset2d::from_name(&model.card.dataset).with_context(|| {
             format!("the card names dataset {:?}, which cm does not know", model.card.dataset)
         })?;
-        let report = evaluate(&model, dataset, a.n as usize, a.seed, a.teacher_nfe as usize, extra)?;
+        let report = evaluate(&model, dataset, a.n as usize, a.seed, a.teacher_nfe as usize, extra)
+            .with_context(|| a.model.display().to_string())?;
         (report.flat_metrics(), serde_json::to_value(&report)?)
     };
     if a.write_card {

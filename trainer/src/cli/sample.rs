@@ -1,4 +1,4 @@
-//! `cm sample`: samples of a model folder to `.npy`, `.csv` or `.png`, through core's [`Model`].
+//! `cm sample`: samples of a model folder to `.npy`, `.csv` or `.png`, through core's [`cm_core::Model`].
 
 use std::path::PathBuf;
 
@@ -56,7 +56,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         None => model.consistency_plan(TauRequest::or_default(a.taus.map(|t| t.0), a.steps as usize)),
     }
-    .map_err(anyhow::Error::msg)?;
+    .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
     let pts = model_points(&model, &plan, a.output.n as usize, a.output.seed)?;
     write_samples(&a.output.out, &pts, model.dim(), model.image_shape())
 }
