@@ -6,7 +6,7 @@
 
 use burn::prelude::*;
 
-use crate::card::ModelCard;
+use crate::card::{Method, ModelCard};
 use crate::edit::{Edit, interpolate};
 use crate::model::Denoiser;
 use crate::param::{NoiseRange, Parameterisation};
@@ -87,6 +87,16 @@ impl Plan {
     /// Heun at `nfe` evaluations: how diffusion teachers are sampled by default.
     pub fn heun(nfe: usize) -> Self {
         Plan::Ode { solver: OdeSolver::Heun, nfe }
+    }
+
+    /// How a model of `method` is shown when no sampler is asked for (training previews, quick
+    /// metrics): one consistency step, or Heun at 35 NFE for a diffusion model (the one rule).
+    pub fn preview(method: Method, range: &NoiseRange) -> Self {
+        if method.is_diffusion() {
+            Plan::heun(35)
+        } else {
+            Plan::Consistency(Taus { list: Vec::new(), start: range.sigma_max })
+        }
     }
 
     /// Network evaluations per sample (Heun's grid rounds `nfe` to whole steps: 35 -> 35, 36 -> 35).

@@ -68,11 +68,6 @@ pub fn consistency_points(denoiser: &Denoiser, n: usize, seed: u64, taus: &[f64]
     points(denoiser, &plan, n, seed)
 }
 
-/// `n` samples of a bare diffusion denoiser by Heun's method at `nfe` evaluations (EDM Alg. 1).
-pub fn teacher_points(denoiser: &Denoiser, n: usize, seed: u64, nfe: usize) -> Result<Vec<f32>> {
-    points(denoiser, &Plan::heun(nfe), n, seed)
-}
-
 /// Samples with a NaN or infinite value are an error, not an output: the weights or the card
 /// (embedding scale, `sigma_data`) are broken.
 fn finite_samples(out: Vec<f32>) -> Result<Vec<f32>> {
@@ -196,11 +191,7 @@ pub fn evaluate(
 /// One-step (or 35-NFE teacher) sliced W2 on 1024 points: cheap enough to log during training.
 pub fn quick_sliced_w2(model: &Denoiser, dataset: Dataset2d, method: Method) -> Result<f64> {
     let n = 1024;
-    let pts = if method.is_diffusion() {
-        teacher_points(model, n, 9, 35)?
-    } else {
-        consistency_points(model, n, 9, &[])?
-    };
+    let pts = points(model, &Plan::preview(method, &model.range), n, 9)?;
     Ok(sliced_w2(&pts, &eval_data(dataset, n, 9, 0), model.dim(), 64, 0))
 }
 

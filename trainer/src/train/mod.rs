@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use cm_core::ema::{ema_decay_at, ema_update};
 use cm_core::objective::Progress;
 use cm_core::rng::Noise;
-use cm_core::{Denoiser, Model, ModelCard, Plan, TauRequest, card::CARD_FORMAT};
+use cm_core::{Denoiser, Model, ModelCard, Plan, card::CARD_FORMAT};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use self::state::TrainState;
@@ -246,11 +246,7 @@ impl Run<'_> {
         let (metrics, report) = match (&self.source, self.shape) {
             (Source::Toy(dataset), _) => {
                 let report = eval::evaluate(&model, *dataset, 4096, cfg.seed.wrapping_add(1), 35, None)?;
-                let plan = if model.is_consistency() {
-                    model.consistency_plan(TauRequest::Default { steps: 1 }).map_err(anyhow::Error::msg)?
-                } else {
-                    Plan::heun(35)
-                };
+                let plan = Plan::preview(model.card.method, &model.denoiser.range);
                 let samples = eval::model_points(&model, &plan, 4096, cfg.seed)?;
                 write_atomic(&out.join("samples.png"), &scatter_png(&samples, 512, 2.0))?;
                 (report.flat_metrics(), Some(serde_json::to_value(&report)?))
@@ -319,11 +315,7 @@ fn metrics_up_to(path: &Path, step: u64) -> String {
 /// successive grids show the same noise.
 fn sample_grid(model: &Denoiser, cfg: &TrainConfig, shape: [usize; 3]) -> Result<Vec<u8>> {
     let n = 64;
-    let pts = if cfg.method.is_diffusion() {
-        eval::teacher_points(model, n, cfg.seed, 35)?
-    } else {
-        eval::consistency_points(model, n, cfg.seed, &[])?
-    };
+    let pts = eval::points(model, &Plan::preview(cfg.method, &model.range), n, cfg.seed)?;
     Ok(grid_png(&pts, shape, 8, grid_zoom(shape)))
 }
 
