@@ -36,12 +36,22 @@ pub fn image_row(rgba: &[u8], channels: usize) -> Result<Vec<f32>, String> {
     let plane = rgba.len() / 4;
     let mut rgb = vec![0f32; 3 * plane];
     for (i, p) in rgba.chunks_exact(4).enumerate() {
-        let a = p[3] as f32 / 255.0;
-        for ch in 0..3 {
-            let v = (p[ch] as f32 * a + 255.0 * (1.0 - a)).round();
+        for (ch, v) in on_white(p).into_iter().enumerate() {
             rgb[ch * plane + i] = unit(v);
         }
     }
+    channels_of(rgb, plane, channels)
+}
+
+/// One RGBA8 pixel composited on white: its `(R, G, B)` intensities, rounded, in `[0, 255]`.
+pub fn on_white(p: &[u8]) -> [f32; 3] {
+    let a = p[3] as f32 / 255.0;
+    [0, 1, 2].map(|ch| (p[ch] as f32 * a + 255.0 * (1.0 - a)).round())
+}
+
+/// A planar RGB image (`[3 * plane]` model values) as a row of a `channels`-channel model: itself for
+/// colour models, its BT.601 luminance for grey ones.
+pub fn channels_of(rgb: Vec<f32>, plane: usize, channels: usize) -> Result<Vec<f32>, String> {
     match channels {
         3 => Ok(rgb),
         1 => Ok(luminance(&rgb, plane)),

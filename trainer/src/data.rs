@@ -310,11 +310,7 @@ fn read_cifar(dir: &Path, split: Split) -> Result<(Raw, Vec<u8>, usize)> {
 pub fn read_image(path: &Path, channels: usize, r: usize) -> Result<Vec<f32>> {
     let (rgb, s) = rgb_on_white(&decode(path)?);
     let rgb = resize_to_unit(&Raw { shape: [3, s, s], bytes: rgb }, r);
-    match channels {
-        3 => Ok(rgb),
-        1 => Ok(cm_core::edit::luminance(&rgb, r * r)),
-        c => bail!("{}: cannot read an image for a {c}-channel model", path.display()),
-    }
+    cm_core::edit::channels_of(rgb, r * r, channels).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Decodes a PNG/JPEG file to RGBA8.
@@ -351,9 +347,8 @@ fn rgb_on_white(img: &image::RgbaImage) -> (Vec<u8>, usize) {
     for y in 0..s {
         for x in 0..s {
             let p = img.get_pixel((x0 + x) as u32, (y0 + y) as u32).0;
-            let a = p[3] as f32 / 255.0;
-            for c in 0..3 {
-                out[c * s * s + y * s + x] = (p[c] as f32 * a + 255.0 * (1.0 - a)).round() as u8;
+            for (c, v) in cm_core::edit::on_white(&p).into_iter().enumerate() {
+                out[c * s * s + y * s + x] = v as u8;
             }
         }
     }
