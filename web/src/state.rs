@@ -221,12 +221,6 @@ pub fn image(m: &Model, rgba: &[u8]) -> Result<Vec<f32>, String> {
     image_row(rgba, c)
 }
 
-/// The tau list of edit `task` at `sigma`: the user's `taus`, or core's default for the edit (the
-/// model's 4-step list below its start level), the list `cm edit` uses too.
-pub fn edit_taus(m: &Model, task: &str, sigma: f64, taus: Option<Vec<f64>>) -> Result<Taus, String> {
-    m.edit_taus(&edit_for(task, &[], 2, sigma)?, TauRequest::or_default(taus, 4))
-}
-
 /// Zero-shot edit of the image `y` (`[D]`, values in `[-1, 1]`) by `task` (`inpaint` with `mask` (1 =
 /// generate), `colourise`, `super-resolution` by `factor`, `denoise` / `stroke` at `sigma`): `n` results
 /// `[n, D]` and the rows they started from (denoising: `y` plus the seed's noise, as `cm edit denoise`).

@@ -123,17 +123,24 @@ fn editing_keeps_known_pixels_and_explains_bad_requests() {
 /// list below the start level, which is sigma_max for edits from the prior.
 #[test]
 fn edit_taus_are_the_models_four_step_list_below_the_start() {
-    let (p, _) = with_model("mnist-ict");
+    let (p, device) = with_model("mnist-ict");
     let m = p.get("mnist-ict").unwrap();
+    let y = vec![0.0f32; m.dim()];
+    let mask: Vec<f32> = (0..m.dim()).map(|i| (i % 2) as f32).collect();
+    // The list the page's edit call uses when it passes no taus (null), as `cm edit`.
+    let used = |task: &str, mask: &[f32], sigma: f64| {
+        state::edit(&m, task, &y, mask, None, sigma, 2, 1, 0, &device)
+            .map(|(_, taus)| taus.as_slice().to_vec())
+    };
     let four = m.denoiser.default_taus(4);
-    assert_eq!(state::edit_taus(&m, "inpaint", 0.0, None).unwrap().as_slice(), four);
+    assert_eq!(used("inpaint", &mask, 0.0).unwrap(), four);
     for sigma in [0.5, 2.0] {
         let want: Vec<f64> = four.iter().copied().filter(|&t| t < sigma).collect();
-        assert_eq!(state::edit_taus(&m, "denoise", sigma, None).unwrap().as_slice(), want);
-        assert_eq!(state::edit_taus(&m, "stroke", sigma, None).unwrap().as_slice(), want);
+        assert_eq!(used("denoise", &[], sigma).unwrap(), want);
+        assert_eq!(used("stroke", &[], sigma).unwrap(), want);
         assert_eq!(want, cm_core::edit::Edit::denoise(sigma).default_taus(&m.denoiser));
     }
-    assert!(state::edit_taus(&m, "sharpen", 1.0, None).unwrap_err().contains("unknown edit"));
+    assert!(used("sharpen", &[], 1.0).unwrap_err().contains("unknown edit"));
 }
 
 /// The denoising input is core's (`Edit::inputs`: the reference plus row `i` of the seed's denoising
