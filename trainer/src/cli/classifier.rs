@@ -11,7 +11,7 @@ use crate::data::{ImageDataset, Split, load_images};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Image dataset: mnist, fashion-mnist, emoji, cifar10.
+    /// Image dataset: mnist, fashion-mnist, emoji, emoji-open, cifar10.
     #[arg(long)]
     dataset: String,
     #[arg(long, value_parser = at_most(256, "pixels"), allow_negative_numbers = true)]

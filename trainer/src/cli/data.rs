@@ -1,24 +1,56 @@
-//! `cm data`: samples of a 2D dataset to a file.
+//! `cm data`: draws of a 2D dataset, or test images of an image dataset, to a file.
+
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use cm_core::data2d::Dataset2d;
 
-use super::Output;
-use crate::io::write_points;
+use super::{Output, at_most};
+use crate::data::{ImageDataset, Split, dataset_names, load_images};
+use crate::io::{grid_png, write_atomic, write_points};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// A 2D dataset (points) or an image dataset (its test images).
     #[arg(long)]
     name: String,
+    /// Image datasets: the side in pixels the images are area-resized to.
+    #[arg(long, value_parser = at_most(256, "pixels"), allow_negative_numbers = true)]
+    resolution: Option<u64>,
+    /// Image datasets read from a path (cifar10, folder).
+    #[arg(long)]
+    data_path: Option<PathBuf>,
+    /// Images: `n` test images evenly spaced through the split, starting at index `seed`; as `.npy` rows
+    /// in [-1, 1], or `.png` as one row of tiles with a 1-pixel white gutter (the page's editor examples).
     #[command(flatten)]
     output: Output,
 }
 
-/// Writes `n` points of the named dataset.
+/// Writes `n` points of the named 2D dataset, or `n` test images of the named image dataset.
 pub fn run(a: Args) -> Result<()> {
-    let Some(d) = Dataset2d::from_name(&a.name) else {
-        let names: Vec<_> = Dataset2d::ALL.iter().map(|d| d.name()).collect();
-        bail!("unknown dataset {:?}, expected one of {names:?}", a.name);
+    if let Some(d) = Dataset2d::from_name(&a.name) {
+        if a.resolution.is_some() {
+            bail!("--resolution is for image datasets; {} is a 2D dataset", a.name);
+        }
+        return write_points(&a.output.out, &d.sample(a.output.seed, 0, 0, a.output.n as usize), 2);
+    }
+    let Some(set) = ImageDataset::from_name(&a.name) else {
+        bail!("unknown dataset {:?}, expected one of {:?}", a.name, dataset_names());
     };
-    write_points(&a.output.out, &d.sample(a.output.seed, 0, 0, a.output.n as usize), 2)
+    let Some(r) = a.resolution else {
+        bail!("{} is an image dataset: give --resolution (the side in pixels)", a.name);
+    };
+    if a.output.n > 1024 {
+        bail!("--n {}: at most 1024 images at a time", a.output.n);
+    }
+    let images = load_images(set, Split::Test, r as usize, a.data_path.as_deref())?;
+    let (len, n) = (images.len(), (a.output.n as usize).min(images.len()));
+    let picks: Vec<usize> =
+        (0..n).map(|k| (a.output.seed as usize % len + k * len / n.max(1)) % len).collect();
+    let rows: Vec<f32> = picks.iter().flat_map(|&i| images.row(i).iter().copied()).collect();
+    match a.output.out.extension().and_then(|e| e.to_str()) {
+        Some("png") => write_atomic(&a.output.out, &grid_png(&rows, images.shape, n, 1)),
+        Some("npy") => write_points(&a.output.out, &rows, images.dim()),
+        _ => bail!("{}: image datasets write .png or .npy", a.output.out.display()),
+    }
 }

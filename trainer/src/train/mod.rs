@@ -267,6 +267,9 @@ impl Run<'_> {
         let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
         provenance.insert("cpu_threads".into(), threads.into());
         provenance.insert("config".into(), serde_json::to_value(resolved)?);
+        if let Some(set) = cfg.image_dataset() {
+            provenance.insert("data".into(), set.source().into());
+        }
         model.card.metrics = metrics.clone();
         let model_dir = out.join("model");
         save_model_dir(&model_dir, &model.card, &model.denoiser)?;
