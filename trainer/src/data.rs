@@ -436,9 +436,10 @@ fn in_split(i: usize, split: Split) -> bool {
     (i % 10 == 9) == (split == Split::Test)
 }
 
-/// Emoji 64×64 PNGs of `vendors` with their category (from `emoji.json`) as the label. The split is by
-/// emoji (every 10th of the sorted list is test), so a test emoji is drawn by no vendor in training. A
-/// vendor whose folder is missing is an error naming `scripts/data.sh`.
+/// Emoji 64×64 PNGs of `vendors`, skin-tone variants included, with their category (from `emoji.json`)
+/// as the label. The split is by emoji (every 10th of the sorted list is test, with its variants), so a
+/// test emoji is drawn by no vendor in training. A vendor whose folder is missing is an error naming
+/// `scripts/data.sh`.
 fn read_emoji(dir: &Path, vendors: &[EmojiVendor], split: Split) -> Result<(Raw, Vec<u8>, usize)> {
     let meta_path = dir.join("emoji.json");
     let meta: serde_json::Value = serde_json::from_slice(
@@ -464,21 +465,26 @@ fn read_emoji(dir: &Path, vendors: &[EmojiVendor], split: Split) -> Result<(Raw,
         }
     }
     let (mut bytes, mut labels) = (Vec::new(), Vec::new());
-    for (i, (file, cat, entry)) in entries.iter().enumerate() {
+    for (i, (_, cat, entry)) in entries.iter().enumerate() {
         if !in_split(i, split) {
             continue;
         }
-        for v in vendors {
-            let path = dir.join(v.name()).join("64").join(file);
-            if !entry[format!("has_img_{}", v.name())].as_bool().unwrap_or(false) || !path.exists() {
-                continue;
+        // The emoji and its skin-tone variants (`skin_variations`), all in the emoji's split.
+        let variants = entry["skin_variations"].as_object().into_iter().flat_map(|m| m.values());
+        for drawing in std::iter::once(*entry).chain(variants) {
+            let Some(file) = drawing["image"].as_str() else { continue };
+            for v in vendors {
+                let path = dir.join(v.name()).join("64").join(file);
+                if !drawing[format!("has_img_{}", v.name())].as_bool().unwrap_or(false) || !path.exists() {
+                    continue;
+                }
+                let (rgb, s) = rgb_on_white(&decode(&path)?);
+                if s != 64 {
+                    bail!("{}: expected 64×64, got {s}×{s}", path.display());
+                }
+                bytes.extend_from_slice(&rgb);
+                labels.push(categories.iter().position(|c| c == cat).unwrap_or(0) as u8);
             }
-            let (rgb, s) = rgb_on_white(&decode(&path)?);
-            if s != 64 {
-                bail!("{}: expected 64×64, got {s}×{s}", path.display());
-            }
-            bytes.extend_from_slice(&rgb);
-            labels.push(categories.iter().position(|c| c == cat).unwrap_or(0) as u8);
         }
     }
     if labels.is_empty() {
