@@ -27,6 +27,7 @@ DATASETS = {
     "moons": ("sliced W2", "sliced_w2"),
     "mnist": ("FID-LeNet", "fid"),
     "fashion-mnist": ("FID-LeNet", "fid"),
+    "emoji": ("FID-LeNet", "fid"),
 }
 
 
