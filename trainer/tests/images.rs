@@ -242,3 +242,41 @@ fn bad_image_data_is_explained() {
         &["data_batch_1.bin"],
     );
 }
+
+#[test]
+fn data_writes_evenly_spaced_test_images() {
+    let d = tmp("data");
+    let out = d.join("x.npy");
+    ok(&cm_in(
+        &d,
+        &test_data(),
+        &["data", "--name", "mnist", "--resolution", "28", "--n", "4", "--out", "x.npy"],
+    ));
+    // The committed subset has 256 test images: rows 0, 64, 128 and 192, unresized, in [-1, 1].
+    let npy = std::fs::read(&out).unwrap();
+    let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    assert!(String::from_utf8_lossy(&npy[10..10 + header_len]).contains("(4, 784)"));
+    let rows: Vec<f32> =
+        npy[10 + header_len..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let idx = std::fs::read(test_data().join("mnist/t10k-images-idx3-ubyte")).unwrap();
+    for (r, i) in [0usize, 64, 128, 192].into_iter().enumerate() {
+        let want = &idx[16 + i * 784..16 + (i + 1) * 784];
+        for (p, &byte) in want.iter().enumerate() {
+            assert!((rows[r * 784 + p] - (byte as f32 / 127.5 - 1.0)).abs() < 1e-6, "row {r}, pixel {p}");
+        }
+    }
+    // A PNG row of tiles with a 1-pixel gutter: 4 × (28 + 1) + 1 wide, 28 + 2 high.
+    ok(&cm_in(
+        &d,
+        &test_data(),
+        &["data", "--name", "mnist", "--resolution", "28", "--n", "4", "--out", "x.png"],
+    ));
+    let png = std::fs::read(d.join("x.png")).unwrap();
+    let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    assert_eq!((be(16), be(20)), (117, 30));
+    fails_with(&cm_in(&d, &test_data(), &["data", "--name", "mnist", "--out", "x.png"]), &["--resolution"]);
+    fails_with(
+        &cm_in(&d, &test_data(), &["data", "--name", "mnist", "--resolution", "8", "--out", "x.png"]),
+        &["--n 4096", "at most 1024"],
+    );
+}
