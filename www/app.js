@@ -364,6 +364,18 @@ function drawReference() {
   canvas.dataset.masked = String(editor.mask.slice(0, h * w).reduce((a, b) => a + b, 0));
 }
 
+// The stroke colour as one pixel of the model's row, per channel: a plain image of that colour turned
+// into the row by wasm (core's edit::image_row, as uploads: BT.601 for grey models).
+function strokeValues(m) {
+  const [c, h, w] = m.shape;
+  const hex = $('stroke-colour').value;
+  const rgb = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const rgba = new Uint8Array(4 * h * w);
+  for (let p = 0; p < h * w; p++) rgba.set([...rgb, 255], 4 * p);
+  const row = app.image(m.name, rgba);
+  return Array.from({ length: c }, (_, k) => row[k * h * w]);
+}
+
 // Canvas position -> image pixel; paints a 3x3 brush.
 function paintAt(ev) {
   if (!editor.reference) return;
@@ -373,13 +385,13 @@ function paintAt(ev) {
   const scale = Math.min(canvas.width / (w + 2), canvas.height / (h + 2));
   const x = Math.floor(((ev.clientX - rect.left) * canvas.width / rect.width) / scale) - 1;
   const y = Math.floor(((ev.clientY - rect.top) * canvas.height / rect.height) / scale) - 1;
-  const stroke = $('task').value === 'stroke';
+  const stroke = $('task').value === 'stroke' ? strokeValues(editor.model) : null;
   for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
     const px = x + dx, py = y + dy;
     if (px < 0 || py < 0 || px >= w || py >= h) continue;
     for (let k = 0; k < c; k++) {
       const i = k * h * w + py * w + px;
-      if (stroke) editor.reference[i] = 1; else editor.mask[i] = 1;
+      if (stroke) editor.reference[i] = stroke[k]; else editor.mask[i] = 1;
     }
   }
   drawReference();

@@ -184,6 +184,15 @@ test('editing on the page: inpaint keeps unpainted pixels, super-resolution keep
     };
     const d = 256;
     const inpaint = await run('inpaint');
+    // The editor starts from a real test image: tile `seed` (0) of the bundled examples row that
+    // `cm data --name mnist --resolution 16` wrote, pixel for pixel (in [-1, 1]).
+    assert.match(await page.locator('#edit-ref').textContent(), /test image 1\/16: MNIST test split/);
+    const ex = readPng(path.join(dist, 'models/examples/mnist-16.png'));
+    let exErr = 0;
+    for (let y = 0; y < 16; y++) for (let x = 0; x < 16; x++) {
+      exErr = Math.max(exErr, Math.abs(ex.data[(1 + y) * ex.width + 1 + x] / 127.5 - 1 - inpaint.reference[y * 16 + x]));
+    }
+    assert.ok(exErr < 1e-4, `the reference differs from the example tile by ${exErr}`);
     let kept = 0, changed = 0;
     for (let r = 0; r < inpaint.points.length / d; r++) {
       for (let i = 0; i < d; i++) {
@@ -268,6 +277,37 @@ for (const backend of ['cpu', 'webgpu']) {
   });
 }
 
+// An 8-bit grey or RGB, non-interlaced PNG (what `cm` writes) as {width, height, channels, data}.
+function readPng(file) {
+  const buf = fs.readFileSync(file);
+  let at = 8, width = 0, height = 0, channels = 0;
+  const idat = [];
+  while (at < buf.length) {
+    const len = buf.readUInt32BE(at), type = buf.toString('latin1', at + 4, at + 8), body = buf.subarray(at + 8, at + 8 + len);
+    if (type === 'IHDR') {
+      [width, height] = [body.readUInt32BE(0), body.readUInt32BE(4)];
+      assert.equal(body[8], 8, `${file}: bit depth`); assert.equal(body[12], 0, `${file}: interlaced`);
+      channels = { 0: 1, 2: 3 }[body[9]];
+      assert.ok(channels, `${file}: colour type ${body[9]}`);
+    }
+    if (type === 'IDAT') idat.push(body);
+    at += 12 + len;
+  }
+  const raw = zlib.inflateSync(Buffer.concat(idat));
+  const stride = width * channels, data = Buffer.alloc(height * stride);
+  for (let y = 0; y < height; y++) {
+    const f = raw[y * (stride + 1)], line = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    for (let x = 0; x < stride; x++) {
+      const a = x >= channels ? data[y * stride + x - channels] : 0, b = y > 0 ? data[(y - 1) * stride + x] : 0;
+      const c = x >= channels && y > 0 ? data[(y - 1) * stride + x - channels] : 0;
+      const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+      const pred = [0, a, b, (a + b) >> 1, pa <= pb && pa <= pc ? a : pb <= pc ? b : c][f];
+      data[y * stride + x] = (line[x] + pred) & 0xff;
+    }
+  }
+  return { width, height, channels, data };
+}
+
 // A grey `size` x `size` PNG (8-bit, no colour chunks, so the browser decodes it unchanged).
 function greyPng(size, pixel) {
   const crcTable = Array.from({ length: 256 }, (_, n) => {
@@ -329,43 +369,62 @@ test('denoising: the page and `cm edit denoise` start from the same noisy images
   }
 });
 
-test('colourisation on a colour model keeps each pixel\'s luminance (a tiny emoji model trained here)', async () => {
-  // A few iCT steps on the committed emoji subset: weights far from converged, which does not matter
-  // for the property checked (the projection keeps BT.601 luminance whatever the network outputs).
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cm-emoji-'));
-  fs.writeFileSync(path.join(dir, 'r.toml'), [
-    'dataset = "emoji"', 'method = "ict"', 'steps = 4', 'batch = 8', 'ema_decay = 0.5', '[optimizer]', 'lr = 0.001',
-    '[network]', 'kind = "unet"', 'channels = 3', 'resolution = 8', 'base = 8', 'mult = [1, 2]', 'res_blocks = 1',
-    'attention = []', 'groups = 4', 'emb_dim = 8', 'embedding = { kind = "fourier", scale = 20.0, seed = 0 }', ''].join('\n'));
-  execFileSync(cmBin, ['train', '--config', path.join(dir, 'r.toml'), '--out', path.join(dir, 'run')],
-    { env: { ...process.env, CM_DATA: path.join(root, 'tests/data'), CM_LOG: 'off' }, stdio: 'pipe' });
+test('the bundled colour model: emoji panels, and colourisation of a real test emoji keeps its luminance', async () => {
   const browser = await launch(false);
   try {
-    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&k=2&nfe=3');
-    await page.click('.own summary');
-    await page.setInputFiles('#own-files', ['config.json', 'model.safetensors'].map((f) => path.join(dir, 'run/model', f)));
-    await page.click('#own-load');
-    await page.waitForFunction(() => document.querySelector('#own-status').dataset.ok !== undefined && document.body.dataset.status === 'ready');
-    assert.match(await page.locator('#own-status').textContent(), /loaded emoji-ict \(emoji\)/);
+    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=emoji&nfe=9&k=2');
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', await page.locator('#message').textContent());
+    const lead = await page.$$eval('#panels figcaption', (fs) => fs.map((f) => f.textContent));
+    console.log(`[emoji] ${lead.join(' | ')}`);
+    assert.equal(lead.length, 3, 'one step, two steps and the teacher');
+    assert.match(await page.locator('#edit-ref').textContent(), /test image 1\/16: emoji test split/);
     await page.selectOption('#task', 'colourise');
-    await page.evaluate(() => { window.cmLastEdit = null; });
-    await page.click('#run-edit');
-    await page.waitForFunction(() => window.cmLastEdit !== null, null, { timeout: 120_000 });
-    const r = await page.evaluate(() => window.cmLastEdit);
+    const edit = async () => {
+      await page.evaluate(() => { window.cmLastEdit = null; });
+      await page.click('#run-edit');
+      await page.waitForFunction(() => window.cmLastEdit !== null, null, { timeout: 120_000 });
+      return page.evaluate(() => window.cmLastEdit);
+    };
+    await edit(); // warm-up
+    const r = await edit();
     assert.equal(r.error, undefined, r.error);
-    const hw = 64, d = 3 * hw;
+    console.log(`[emoji] colourise: ${await page.locator('#edit-stat').textContent()}`);
+    const hw = 32 * 32, d = 3 * hw;
     const luma = (v, o, p) => 0.299 * v[o + p] + 0.587 * v[o + hw + p] + 0.114 * v[o + 2 * hw + p];
+    // Colour: the spread between channels of a result pixel, largest over the image, averaged over results.
     let lumaErr = 0, chroma = 0;
-    for (let k = 0; k < r.points.length / d; k++) {
+    const results = r.points.length / d;
+    for (let k = 0; k < results; k++) {
+      let most = 0;
       for (let p = 0; p < hw; p++) {
         lumaErr = Math.max(lumaErr, Math.abs(luma(r.points, k * d, p) - luma(r.reference, 0, p)));
-        for (let c = 0; c < 3; c++) chroma = Math.max(chroma, Math.abs(r.points[k * d + c * hw + p] - r.reference[c * hw + p]));
+        const ch = [0, 1, 2].map((c) => r.points[k * d + c * hw + p]);
+        most = Math.max(most, Math.max(...ch) - Math.min(...ch));
       }
+      chroma += most / results;
     }
-    console.log(`[colourise] luminance error ${lumaErr.toExponential(2)}, largest colour change ${chroma.toFixed(3)}`);
+    console.log(`[emoji] colourise: luminance error ${lumaErr.toExponential(2)}, mean largest channel spread ${chroma.toFixed(3)}`);
     assert.ok(lumaErr < 1e-4, `luminance moved by ${lumaErr}`);
-    assert.ok(chroma > 0.01, 'colours were generated');
-    await page.screenshot({ path: path.join(artifacts, 'edit-colourise.png'), fullPage: true });
+    assert.ok(chroma > 0.2, `no colour generated (largest channel spread ${chroma})`);
+    await page.screenshot({ path: path.join(artifacts, 'emoji-colourise.png'), fullPage: true });
+
+    // Strokes in a picked colour (red), then SDEdit-style mapping back to the data: painted pixels hold
+    // red in the model's [-1, 1] channels.
+    await page.selectOption('#task', 'stroke');
+    await page.fill('#stroke-colour', '#ff0000');
+    const canvas = page.locator('#edit-input');
+    await canvas.scrollIntoViewIfNeeded();
+    const box = await canvas.boundingBox();
+    await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.5);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.7, box.y + box.height * 0.5, { steps: 8 });
+    await page.mouse.up();
+    const s = await edit();
+    assert.equal(s.error, undefined, s.error);
+    const red = Array.from({ length: hw }, (_, p) => p).filter((p) => s.reference[p] === 1 && s.reference[hw + p] === -1 && s.reference[2 * hw + p] === -1);
+    assert.ok(red.length >= 20, `red stroke pixels in the reference: ${red.length}`);
+    console.log(`[emoji] stroke: ${await page.locator('#edit-stat').textContent()}`);
+    await page.screenshot({ path: path.join(artifacts, 'emoji-stroke.png'), fullPage: true });
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
