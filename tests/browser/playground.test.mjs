@@ -499,11 +499,11 @@ test('a visitor first sees the best model beside its teacher; other weights load
     await page.goto(base + '?backend=cpu&dataset=mnist&nfe=9&k=2');
     await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: 240_000 });
     assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
-    // The lead: the best recorded two-step model (mnist-cd, README) and the teacher, nothing else loaded.
-    assert.match(await page.locator('#best-title').textContent(), /mnist-cd and its teacher mnist-edm/);
+    // The lead: the best recorded two-step model (mnist-scd, README) and its teacher, nothing else loaded.
+    assert.match(await page.locator('#best-title').textContent(), /mnist-scd and its teacher mnist-trigflow/);
     const lead = await page.$$eval('#panels figcaption .title', (ts) => ts.map((t) => t.textContent));
-    assert.deepEqual(lead, ['mnist-cd · 1 step', 'mnist-cd · 2 steps', 'mnist-edm teacher · Heun']);
-    assert.deepEqual(weights.sort(), ['mnist-cd/model.safetensors', 'mnist-edm/model.safetensors'], `weights fetched at start: ${weights}`);
+    assert.deepEqual(lead, ['mnist-scd · 1 step', 'mnist-scd · 2 steps', 'mnist-trigflow teacher · Heun']);
+    assert.deepEqual(weights.sort(), ['mnist-scd/model.safetensors', 'mnist-trigflow/model.safetensors'], `weights fetched at start: ${weights}`);
     assert.match(await page.locator('#panels').textContent(), /NFE 1 .* ms/);
     // The comparison: the other MNIST models, known failures marked with their note.
     await page.click('#compare summary');
@@ -511,9 +511,9 @@ test('a visitor first sees the best model beside its teacher; other weights load
     const rows = await page.$$eval('.model-row', (rs) => rs.map((r) => ({ head: r.querySelector('h3').textContent, note: r.querySelector('.note')?.textContent ?? '' })));
     console.log(`[lineup] ${rows.map((r) => r.head).join(' | ')}`);
     const failures = rows.filter((r) => /known failure/.test(r.head)).map((r) => r.head.split(' ')[0]).sort();
-    assert.deepEqual(failures, ['mnist-ct', 'mnist-scd', 'mnist-scd-scratch', 'mnist-sct', 'mnist-sct-scratch']);
+    assert.deepEqual(failures, ['mnist-ct', 'mnist-scd-scratch', 'mnist-sct', 'mnist-sct-scratch']);
     assert.ok(rows.find((r) => r.head.startsWith('mnist-ct')).note.includes('grey mean image'));
-    assert.ok(weights.includes('mnist-ict/model.safetensors'), 'opening the comparison loaded the others');
+    assert.ok(weights.includes('mnist-cd/model.safetensors'), 'opening the comparison loaded the others');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
