@@ -185,6 +185,19 @@ impl ImageSet {
         &self.pixels[i * self.dim()..(i + 1) * self.dim()]
     }
 
+    /// `n` images evenly spaced through the set from index `start` (wrapping; all if fewer): a fair subset
+    /// also of a set stored in a meaningful order (emoji and folders are sorted by file name).
+    pub fn spread(&self, n: usize, start: usize) -> ImageSet {
+        let (len, n) = (self.len(), n.min(self.len()));
+        let picks: Vec<usize> = (0..n).map(|k| (start % len.max(1) + k * len / n.max(1)) % len).collect();
+        ImageSet {
+            shape: self.shape,
+            pixels: picks.iter().flat_map(|&i| self.row(i).iter().copied()).collect(),
+            labels: picks.iter().filter_map(|&i| self.labels.get(i).copied()).collect(),
+            classes: self.classes,
+        }
+    }
+
     /// The first `n` images (all if fewer).
     pub fn take(&self, n: usize) -> ImageSet {
         let n = n.min(self.len());

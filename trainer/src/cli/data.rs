@@ -43,14 +43,11 @@ pub fn run(a: Args) -> Result<()> {
     if a.output.n > 1024 {
         bail!("--n {}: at most 1024 images at a time", a.output.n);
     }
-    let images = load_images(set, Split::Test, r as usize, a.data_path.as_deref())?;
-    let (len, n) = (images.len(), (a.output.n as usize).min(images.len()));
-    let picks: Vec<usize> =
-        (0..n).map(|k| (a.output.seed as usize % len + k * len / n.max(1)) % len).collect();
-    let rows: Vec<f32> = picks.iter().flat_map(|&i| images.row(i).iter().copied()).collect();
+    let images = load_images(set, Split::Test, r as usize, a.data_path.as_deref())?
+        .spread(a.output.n as usize, a.output.seed as usize);
     match a.output.out.extension().and_then(|e| e.to_str()) {
-        Some("png") => write_atomic(&a.output.out, &grid_png(&rows, images.shape, n, 1)),
-        Some("npy") => write_points(&a.output.out, &rows, images.dim()),
+        Some("png") => write_atomic(&a.output.out, &grid_png(&images.pixels, images.shape, images.len(), 1)),
+        Some("npy") => write_points(&a.output.out, &images.pixels, images.dim()),
         _ => bail!("{}: image datasets write .png or .npy", a.output.out.display()),
     }
 }
