@@ -542,8 +542,10 @@ async function render() {
     $('best-title').textContent = featured
       ? `${dataset}: ${featured.name}${teacher ? ` and its teacher ${teacher.name}` : ''}`
       : `${dataset}: ${lead.map((m) => m.name).join(', ')}`;
+    // A featured model that is still a known failure says so here too (index.json's note).
+    const caveat = featured && notes[featured.name]?.failure ? ` Known failure: ${notes[featured.name].text}` : '';
     $('best-note').textContent = featured
-      ? `The best of ${1 + others.filter((m) => !isDiffusion(m)).length} consistency model(s) here${quality}: one step, two steps${set.k > 2 ? `, ${set.k} steps` : ''}, against the teacher's ODE at ${set.nfe} NFE.`
+      ? `The best of ${1 + others.filter((m) => !isDiffusion(m)).length} consistency model(s) here${quality}: one step, two steps${set.k > 2 ? `, ${set.k} steps` : ''}, against the teacher's ODE at ${set.nfe} NFE.${caveat}`
       : '';
     for (const [i, m] of lead.entries()) {
       if (ready[i] && !(await modelPanels(m, $('panels'), set, id))) return;

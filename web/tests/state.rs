@@ -214,6 +214,9 @@ fn a_dataset_leads_with_its_best_two_step_model_and_its_teacher() {
     assert_eq!(p.lineup("mnist").teacher.as_deref(), Some("mnist-trigflow"));
     assert!(p.lineup("mnist").others.contains(&"mnist-edm".to_string()));
     assert_eq!(p.lineup("moons").featured.as_deref(), Some("moons-cd"));
+    // The colour set: iCT started from its EDM teacher's weights (init_from), beside that teacher.
+    assert_eq!(p.lineup("emoji").featured.as_deref(), Some("emoji-ict"));
+    assert_eq!(p.lineup("emoji").teacher.as_deref(), Some("emoji-edm"));
     let (card, weights) = bundled("mnist-cd");
     assert_eq!(p.load_weights("mnist-cd", weights).unwrap(), "mnist-cd");
     assert!(p.get("mnist-cd").is_ok() && p.get("mnist-ict").is_err());
