@@ -324,7 +324,7 @@ async function drawPaths(teacher, student, nfe, seed, id) {
 
 // Zero-shot editing (CM Algorithm 4) on a reference image: a one-step sample, or an uploaded image.
 // Painting marks the region to fill (inpaint) or draws white strokes (stroke-guided generation).
-const editor = { model: null, shape: null, reference: null, mask: null, fresh: true, painting: false };
+const editor = { model: null, shape: null, reference: null, mask: null, fresh: true, painting: false, stroke: null };
 const EDIT_RESULTS = 4;
 const INTERP_FRAMES = 9;
 
@@ -385,7 +385,7 @@ function paintAt(ev) {
   const scale = Math.min(canvas.width / (w + 2), canvas.height / (h + 2));
   const x = Math.floor(((ev.clientX - rect.left) * canvas.width / rect.width) / scale) - 1;
   const y = Math.floor(((ev.clientY - rect.top) * canvas.height / rect.height) / scale) - 1;
-  const stroke = $('task').value === 'stroke' ? strokeValues(editor.model) : null;
+  const stroke = editor.stroke;
   for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
     const px = x + dx, py = y + dy;
     if (px < 0 || py < 0 || px >= w || py >= h) continue;
@@ -473,7 +473,14 @@ async function runEdit() {
 
 function bindEditor() {
   const canvas = $('edit-input');
-  canvas.addEventListener('pointerdown', (ev) => { editor.painting = true; canvas.setPointerCapture(ev.pointerId); paintAt(ev); });
+  canvas.addEventListener('pointerdown', (ev) => {
+    if (!editor.model) return;
+    // One stroke, one colour: asked of wasm once per stroke, not per pointer move.
+    editor.stroke = $('task').value === 'stroke' ? strokeValues(editor.model) : null;
+    editor.painting = true;
+    canvas.setPointerCapture(ev.pointerId);
+    paintAt(ev);
+  });
   canvas.addEventListener('pointermove', (ev) => { if (editor.painting) paintAt(ev); });
   canvas.addEventListener('pointerup', () => { editor.painting = false; });
   $('clear-paint').addEventListener('click', () => {
