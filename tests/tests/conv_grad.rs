@@ -1,10 +1,10 @@
-//! The CPU backend's convolution gradients and sigmoid against independent f64 references.
+//! The CPU backend's convolution (output and gradients) and sigmoid against independent f64 references.
 //!
-//! cm builds burn's CPU backend from `vendor/burn-flex` (CM-PATCH.md there): the data gradient of a
-//! stride-1 convolution runs as a forward convolution of the flipped kernel, the weight gradient as a
-//! gemm of the output gradient by the input's im2col, and sigmoid through a vectorised `exp`. Here
-//! autodiff's gradients of `sum(conv2d(x, w, b) * r)` are checked against the definition of the
-//! convolution written as plain loops in f64 (`dx = sum r w`, `dw = sum r x`), for the shapes the U-Net
+//! cm builds burn's CPU backend from `vendor/burn-flex` (CM-PATCH.md there): conv2d, forward and both
+//! gradients, runs as im2col + gemm per sample, and sigmoid through a vectorised `exp`. Here the output
+//! of `conv2d(x, w, b)` and autodiff's gradients of `sum(conv2d(x, w, b) * r)` are checked against the
+//! definition of the convolution written as plain loops in f64 (`y = b + sum w x`, `dx = sum r w`,
+//! `dw = sum r x`), for the shapes the U-Net
 //! uses (3x3 stride 1 and 2, 1x1) and for the rest of the patched code (groups, dilation, asymmetric
 //! padding, a batch that is not a multiple of the weight gradient's chunk of 8 samples). Sigmoid and
 //! SiLU agree with f64 to float rounding down to x = -87, below which both are under 2e-38.
@@ -55,16 +55,18 @@ fn check(case: &Case) {
         .require_grad();
     let weight = Tensor::<4>::from_data(TensorData::new(wv.clone(), [case.c_out, cpg, kh, kw]), &device)
         .require_grad();
-    let bias = Tensor::<1>::from_data(TensorData::new(bv, [case.c_out]), &device).require_grad();
+    let bias = Tensor::<1>::from_data(TensorData::new(bv.clone(), [case.c_out]), &device).require_grad();
     let r = Tensor::<4>::from_data(TensorData::new(rv.clone(), [case.batch, case.c_out, oh, ow]), &device);
     let options = ConvOptions::new_with_padding(case.stride, case.padding, case.dilation, case.groups);
     let y = conv2d(x.clone(), weight.clone(), Some(bias), options);
     assert_eq!(y.dims(), [case.batch, case.c_out, oh, ow], "{}: output shape", case.name);
+    let got_y: Vec<f32> = y.clone().into_data().to_vec().expect("f32");
     let grads = (y * r).sum().backward();
     let got_dx: Vec<f32> = x.grad(&grads).expect("x grad").into_data().to_vec().expect("f32");
     let got_dw: Vec<f32> = weight.grad(&grads).expect("w grad").into_data().to_vec().expect("f32");
 
     // The definition, in f64: y[b, co, oy, ox] = sum_{ci in group, i, j} w[co, ci', i, j] x[b, ci, yy, xx].
+    let mut y = vec![0f64; rv.len()];
     let mut dx = vec![0f64; xv.len()];
     let mut dw = vec![0f64; wv.len()];
     for b in 0..case.batch {
@@ -72,7 +74,9 @@ fn check(case: &Case) {
             let g = co / copg;
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let rr = rv[((b * case.c_out + co) * oh + oy) * ow + ox] as f64;
+                    let yi = ((b * case.c_out + co) * oh + oy) * ow + ox;
+                    let rr = rv[yi] as f64;
+                    y[yi] = bv[co] as f64;
                     for cl in 0..cpg {
                         let ci = g * cpg + cl;
                         for i in 0..kh {
@@ -86,6 +90,7 @@ fn check(case: &Case) {
                                 }
                                 let xi = ((b * case.c_in + ci) * h + yy as usize) * w + xx as usize;
                                 let wi = ((co * cpg + cl) * kh + i) * kw + j;
+                                y[yi] += wv[wi] as f64 * xv[xi] as f64;
                                 dx[xi] += rr * wv[wi] as f64;
                                 dw[wi] += rr * xv[xi] as f64;
                             }
@@ -95,13 +100,15 @@ fn check(case: &Case) {
             }
         }
     }
-    for (what, got, want) in [("x", &got_dx, &dx), ("weight", &got_dw, &dw)] {
-        assert_eq!(got.len(), want.len(), "{}: {what} gradient size", case.name);
+    for (what, got, want) in
+        [("output", &got_y, &y), ("x gradient", &got_dx, &dx), ("weight gradient", &got_dw, &dw)]
+    {
+        assert_eq!(got.len(), want.len(), "{}: {what} size", case.name);
         let scale = want.iter().fold(0f64, |m, v| m.max(v.abs())).max(1.0);
         let worst = got.iter().zip(want.iter()).map(|(g, w)| (*g as f64 - w).abs()).fold(0f64, f64::max);
         assert!(
             worst <= 2e-5 * scale,
-            "{}: {what} gradient differs from the f64 definition by {worst} (scale {scale})",
+            "{}: {what} differs from the f64 definition by {worst} (scale {scale})",
             case.name
         );
     }
