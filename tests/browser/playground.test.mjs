@@ -377,7 +377,8 @@ test('the bundled colour model: emoji panels, and colourisation of a real test e
     const lead = await page.$$eval('#panels figcaption', (fs) => fs.map((f) => f.textContent));
     console.log(`[emoji] ${lead.join(' | ')}`);
     assert.equal(lead.length, 3, 'one step, two steps and the teacher');
-    assert.match(await page.locator('#best-note').textContent(), /Known failure: iCT from the EDM teacher/);
+    assert.match(await page.locator('#best-title').textContent(), /emoji: emoji-cd and its teacher emoji-edm/);
+    assert.doesNotMatch(await page.locator('#best-note').textContent(), /Known failure/);
     assert.match(await page.locator('#edit-ref').textContent(), /test image 1\/16: emoji test split/);
     await page.selectOption('#task', 'colourise');
     const edit = async () => {

@@ -261,20 +261,22 @@ impl Geom {
 /// `col = im2col(x_b)`, `x_b` `[c_in, h, w]`, `col` `[rows, P]`.
 fn im2col<T: ConvScalar>(g: &Geom, xb: &[T], col: &mut [T]) {
     let (p, ow) = (g.p(), g.out_w);
-    for ci in 0..g.c_in {
-        let plane = &xb[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        for i in 0..g.k_h {
-            for j in 0..g.k_w {
+    for i in 0..g.k_h {
+        for j in 0..g.k_w {
+            let (dx, lo, hi) = g.cols(j);
+            let block = g.block(i, dx, lo, hi);
+            let edges = lo > 0 || hi < ow;
+            for ci in 0..g.c_in {
+                let plane = &xb[ci * g.h * g.w..(ci + 1) * g.h * g.w];
                 let row = &mut col[((ci * g.k_h + i) * g.k_w + j) * p..][..p];
-                let (dx, lo, hi) = g.cols(j);
-                if let Some((a, b, shift)) = g.block(i, dx, lo, hi) {
+                if let Some((a, b, shift)) = block {
                     // Same-width rows: the valid part is one contiguous run of the plane; the
                     // columns that fall in the padding are zeroed after the copy.
                     row[..a].fill(T::default());
                     row[b..].fill(T::default());
                     let src = (a as isize + shift) as usize;
                     row[a..b].copy_from_slice(&plane[src..src + (b - a)]);
-                    for oy in a / ow..b.div_ceil(ow) {
+                    for oy in (a / ow..b.div_ceil(ow)).filter(|_| edges) {
                         row[oy * ow..oy * ow + lo].fill(T::default());
                         row[oy * ow + hi..(oy + 1) * ow].fill(T::default());
                     }
@@ -306,16 +308,18 @@ fn im2col<T: ConvScalar>(g: &Geom, xb: &[T], col: &mut [T]) {
 /// `dx_b += col2im(dcol)`: every patch entry added back to the input pixel it was read from.
 fn col2im<T: ConvScalar>(g: &Geom, dcol: &mut [T], dxb: &mut [T]) {
     let (p, ow) = (g.p(), g.out_w);
-    for ci in 0..g.c_in {
-        let plane = &mut dxb[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        for i in 0..g.k_h {
-            for j in 0..g.k_w {
+    for i in 0..g.k_h {
+        for j in 0..g.k_w {
+            let (dx, lo, hi) = g.cols(j);
+            let block = g.block(i, dx, lo, hi);
+            let edges = lo > 0 || hi < ow;
+            for ci in 0..g.c_in {
+                let plane = &mut dxb[ci * g.h * g.w..(ci + 1) * g.h * g.w];
                 let row = &mut dcol[((ci * g.k_h + i) * g.k_w + j) * p..][..p];
-                let (dx, lo, hi) = g.cols(j);
-                if let Some((a, b, shift)) = g.block(i, dx, lo, hi) {
+                if let Some((a, b, shift)) = block {
                     // Same-width rows: zero the entries that came from the padding (dcol is
                     // scratch), then add the valid run to the plane in one pass.
-                    for oy in a / ow..b.div_ceil(ow) {
+                    for oy in (a / ow..b.div_ceil(ow)).filter(|_| edges) {
                         row[oy * ow..oy * ow + lo].fill(T::default());
                         row[oy * ow + hi..(oy + 1) * ow].fill(T::default());
                     }
