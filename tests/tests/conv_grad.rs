@@ -60,23 +60,23 @@ fn check(case: &Case) {
     let options = ConvOptions::new_with_padding(case.stride, case.padding, case.dilation, case.groups);
     let y = conv2d(x.clone(), weight.clone(), Some(bias), options);
     assert_eq!(y.dims(), [case.batch, case.c_out, oh, ow], "{}: output shape", case.name);
-    let got_y: Vec<f32> = y.clone().into_data().to_vec().expect("f32");
+    let got_y: Vec<f32> = y.clone().into_data().try_to_vec::<f32>().expect("f32");
     let grads = (y * r).sum().backward();
-    let got_dx: Vec<f32> = x.grad(&grads).expect("x grad").into_data().to_vec().expect("f32");
-    let got_dw: Vec<f32> = weight.grad(&grads).expect("w grad").into_data().to_vec().expect("f32");
+    let got_dx: Vec<f32> = x.grad(&grads).expect("x grad").into_data().try_to_vec::<f32>().expect("f32");
+    let got_dw: Vec<f32> = weight.grad(&grads).expect("w grad").into_data().try_to_vec::<f32>().expect("f32");
 
     // The definition, in f64: y[b, co, oy, ox] = sum_{ci in group, i, j} w[co, ci', i, j] x[b, ci, yy, xx].
     let mut y = vec![0f64; rv.len()];
     let mut dx = vec![0f64; xv.len()];
     let mut dw = vec![0f64; wv.len()];
     for b in 0..case.batch {
-        for co in 0..case.c_out {
+        for (co, &bias_co) in bv.iter().enumerate() {
             let g = co / copg;
             for oy in 0..oh {
                 for ox in 0..ow {
                     let yi = ((b * case.c_out + co) * oh + oy) * ow + ox;
                     let rr = rv[yi] as f64;
-                    y[yi] = bv[co] as f64;
+                    y[yi] = bias_co as f64;
                     for cl in 0..cpg {
                         let ci = g * cpg + cl;
                         for i in 0..kh {
@@ -153,8 +153,9 @@ fn sigmoid_and_silu_match_f64() {
     let device = Device::flex();
     let xs: Vec<f32> = (0..20_001).map(|i| (i as f32 - 10_000.0) * 0.01).collect();
     let t = Tensor::<1>::from_data(TensorData::new(xs.clone(), [xs.len()]), &device);
-    let sig: Vec<f32> = burn::tensor::activation::sigmoid(t.clone()).into_data().to_vec().expect("f32");
-    let silu: Vec<f32> = burn::tensor::activation::silu(t).into_data().to_vec().expect("f32");
+    let sig: Vec<f32> =
+        burn::tensor::activation::sigmoid(t.clone()).into_data().try_to_vec::<f32>().expect("f32");
+    let silu: Vec<f32> = burn::tensor::activation::silu(t).into_data().try_to_vec::<f32>().expect("f32");
     for ((x, s), u) in xs.iter().zip(&sig).zip(&silu) {
         let want = 1.0 / (1.0 + (-(*x as f64)).exp());
         if *x < -87.0 {
@@ -170,7 +171,8 @@ fn sigmoid_and_silu_match_f64() {
         TensorData::new(vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e4, -1e4], [5]),
         &device,
     );
-    let s: Vec<f32> = burn::tensor::activation::sigmoid(special).into_data().to_vec().expect("f32");
+    let s: Vec<f32> =
+        burn::tensor::activation::sigmoid(special).into_data().try_to_vec::<f32>().expect("f32");
     assert!(s[0].is_nan(), "sigmoid(NaN) must stay NaN, got {}", s[0]);
     assert_eq!(s[1], 1.0);
     assert!((0.0..1e-37).contains(&s[2]), "sigmoid(-inf) = {}", s[2]);
