@@ -207,7 +207,7 @@ fn a_dataset_leads_with_its_best_two_step_model_and_its_teacher() {
         assert!(!p.card(l.teacher.as_ref().unwrap()).unwrap().is_consistency(), "{dataset}: a teacher");
         assert_eq!(1 + 1 + l.others.len(), p.cards.values().filter(|c| c.dataset == dataset).count());
     }
-    // Measured on the bundled cards (README): sCD leads on MNIST (two-step FID-LeNet 18.4 against CD's
+    // Measured on the bundled cards (README): sCD leads on MNIST (two-step FID-LeNet 18.0 against CD's
     // 19.8), CD on moons, iCT on Fashion-MNIST.
     assert_eq!(p.lineup("mnist").featured.as_deref(), Some("mnist-scd"));
     // Beside it, the teacher it distils (mnist-trigflow), not the EDM teacher of the other MNIST models.
