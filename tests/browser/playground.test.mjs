@@ -501,11 +501,11 @@ test('a visitor first sees the best model beside its teacher; other weights load
     await page.goto(base + '?backend=cpu&dataset=mnist&nfe=9&k=2');
     await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: 240_000 });
     assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
-    // The lead: the best recorded two-step model (mnist-scd, README) and its teacher, nothing else loaded.
-    assert.match(await page.locator('#best-title').textContent(), /mnist-scd and its teacher mnist-trigflow/);
+    // The lead: the best recorded two-step model (mnist-sct, README) and its teacher, nothing else loaded.
+    assert.match(await page.locator('#best-title').textContent(), /mnist-sct and its teacher mnist-trigflow/);
     const lead = await page.$$eval('#panels figcaption .title', (ts) => ts.map((t) => t.textContent));
-    assert.deepEqual(lead, ['mnist-scd · 1 step', 'mnist-scd · 2 steps', 'mnist-trigflow teacher · Heun']);
-    assert.deepEqual(weights.sort(), ['mnist-scd/model.safetensors', 'mnist-trigflow/model.safetensors'], `weights fetched at start: ${weights}`);
+    assert.deepEqual(lead, ['mnist-sct · 1 step', 'mnist-sct · 2 steps', 'mnist-trigflow teacher · Heun']);
+    assert.deepEqual(weights.sort(), ['mnist-sct/model.safetensors', 'mnist-trigflow/model.safetensors'], `weights fetched at start: ${weights}`);
     assert.match(await page.locator('#panels').textContent(), /NFE 1 .* ms/);
     // The comparison: the other MNIST models, known failures marked with their note.
     await page.click('#compare summary');
