@@ -220,13 +220,14 @@ impl Geom {
     fn rows(&self) -> usize {
         self.c_in * self.k_h * self.k_w
     }
-    /// For patch row `(i, j)` and output row `oy`: the input row, or `None` in the padding; and the
-    /// output columns `lo..hi` whose input column `ox·s + dx` is inside the image.
+    /// For patch row `i` and output row `oy`: the input row, or `None` in the padding.
     #[inline]
     fn src_row(&self, i: usize, oy: usize) -> Option<usize> {
         let y = (oy * self.stride[0] + i * self.dil[0]) as isize - self.pad[0] as isize;
         (0..self.h as isize).contains(&y).then_some(y as usize)
     }
+    /// For patch column `j`: the offset `dx` and the output columns `lo..hi` whose input column
+    /// `ox·s + dx` is inside the image.
     #[inline]
     fn cols(&self, j: usize) -> (isize, usize, usize) {
         let dx = (j * self.dil[1]) as isize - self.pad[1] as isize;
@@ -386,7 +387,8 @@ unsafe fn gemm_into<T: ConvScalar>(
     }
 }
 
-/// Runs `f(b, out_b, scratch)` for every sample, in parallel when rayon is on; `out` is `[batch, len]`.
+/// Runs `f(i, out_i, scratch)` for every `len`-long block `i` of `out` (a sample, or the weight
+/// gradient's chunk of samples), in parallel when rayon is on, with one scratch buffer per worker.
 fn per_sample<T: ConvScalar>(
     out: &mut [T],
     len: usize,
@@ -568,35 +570,31 @@ pub(crate) fn conv2d_backward(
         [g.batch, g.c_out, g.out_h, g.out_w],
         "conv2d backward: output gradient shape"
     );
-    let run = |x: FlexTensor, weight: FlexTensor, grad: FlexTensor, f64: bool| {
-        let (x, weight, grad) = (x.to_contiguous(), weight.to_contiguous(), grad.to_contiguous());
+    // The data gradient reads the weight, the weight gradient reads x: only that one is made
+    // contiguous (and, for f16/bf16, cast).
+    let run = |input: FlexTensor, grad: FlexTensor, f64: bool| {
+        let (input, grad) = (input.to_contiguous(), grad.to_contiguous());
         match (which, f64) {
-            (ConvGrad::X, false) => x_backward_typed::<f32>(&g, &weight, &grad),
-            (ConvGrad::X, true) => x_backward_typed::<f64>(&g, &weight, &grad),
-            (ConvGrad::Weight, false) => weight_backward_typed::<f32>(&g, &x, &grad),
-            (ConvGrad::Weight, true) => weight_backward_typed::<f64>(&g, &x, &grad),
+            (ConvGrad::X, false) => x_backward_typed::<f32>(&g, &input, &grad),
+            (ConvGrad::X, true) => x_backward_typed::<f64>(&g, &input, &grad),
+            (ConvGrad::Weight, false) => weight_backward_typed::<f32>(&g, &input, &grad),
+            (ConvGrad::Weight, true) => weight_backward_typed::<f64>(&g, &input, &grad),
         }
+    };
+    let input = match which {
+        ConvGrad::X => weight,
+        ConvGrad::Weight => x,
     };
     use crate::ops::module::{cast_from_f32, cast_to_f32};
     match dtype {
-        DType::F32 => run(x, weight, output_grad, false),
-        DType::F64 => run(x, weight, output_grad, true),
+        DType::F32 => run(input, output_grad, false),
+        DType::F64 => run(input, output_grad, true),
         DType::F16 => cast_from_f32(
-            run(
-                cast_to_f32(x, f16::to_f32),
-                cast_to_f32(weight, f16::to_f32),
-                cast_to_f32(output_grad, f16::to_f32),
-                false,
-            ),
+            run(cast_to_f32(input, f16::to_f32), cast_to_f32(output_grad, f16::to_f32), false),
             f16::from_f32,
         ),
         DType::BF16 => cast_from_f32(
-            run(
-                cast_to_f32(x, bf16::to_f32),
-                cast_to_f32(weight, bf16::to_f32),
-                cast_to_f32(output_grad, bf16::to_f32),
-                false,
-            ),
+            run(cast_to_f32(input, bf16::to_f32), cast_to_f32(output_grad, bf16::to_f32), false),
             bf16::from_f32,
         ),
         dtype => panic!("conv2d backward: unsupported dtype {:?}", dtype),
