@@ -163,6 +163,23 @@ pub fn group_norm(layer: &GroupNorm, x: Dual<4>) -> Dual<4> {
     Dual { v: layer.forward(x.v), t }
 }
 
+/// `act(GroupNorm(x) · s + t)` with `st = (s, t)` `[B, C]` per sample and channel (`None`: `s = 1`,
+/// `t = 0`) and `act` SiLU when `silu`, else the identity. Without tangents this is the fused operation
+/// of [`crate::fused`]; with them, the same composition as [`group_norm`], `*`, `+` and [`Dual::silu`].
+pub fn group_norm_act(layer: &GroupNorm, x: Dual<4>, st: Option<(Dual<2>, Dual<2>)>, silu: bool) -> Dual<4> {
+    let primal = x.t.is_none() && st.as_ref().is_none_or(|(s, t)| s.t.is_none() && t.t.is_none());
+    if primal {
+        return Dual::primal(crate::fused::group_norm_act(layer, x.v, st.map(|(s, t)| (s.v, t.v)), silu));
+    }
+    let [b, c, _, _] = x.v.dims();
+    let mut y = group_norm(layer, x);
+    if let Some((s, t)) = st {
+        let to_4d = |t: Tensor<2>| t.reshape([b, c, 1, 1]);
+        y = y * s.linear_map(to_4d) + t.linear_map(to_4d);
+    }
+    if silu { y.silu() } else { y }
+}
+
 /// Pixel norm over the feature axis of `[B, C]` rows: `x / sqrt(mean(x^2) + eps)` (StyleGAN; sCM's
 /// adaptive double normalisation applies it to the time-conditioned scale and shift).
 pub fn pixel_norm(x: Dual<2>, eps: f64) -> Dual<2> {

@@ -23,6 +23,7 @@ pub mod distance;
 pub mod edit;
 pub mod ema;
 pub mod error;
+pub mod fused;
 pub mod host;
 pub mod jvp;
 pub mod loaded;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TimeEmbedding;
 use super::mlp::DropoutMasks;
-use crate::jvp::{Dual, cat, conv2d, embed, group_norm, linear, matmul, pixel_norm};
+use crate::jvp::{Dual, cat, conv2d, embed, group_norm_act, linear, matmul, pixel_norm};
 
 /// Architecture of [`UNet`]; saved in every model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -305,7 +305,7 @@ impl ResBlock {
     fn forward(&self, x: Dual<4>, temb: Dual<2>, mask: Option<Tensor<2>>, ada: AdaNorm) -> Dual<4> {
         let [b, _, h, w] = x.v.dims();
         let c = self.width();
-        let a = conv2d(&self.conv_1, group_norm(&self.norm_1, x.clone()).silu());
+        let a = conv2d(&self.conv_1, group_norm_act(&self.norm_1, x.clone(), None, true));
         let st = linear(&self.time, temb.silu());
         let scale = st.clone().linear_map(|t| t.slice([0..b, 0..c]));
         let shift = st.linear_map(|t| t.slice([0..b, c..2 * c]));
@@ -313,9 +313,7 @@ impl ResBlock {
             AdaNorm::Group => (scale.add_scalar(1.0), shift),
             AdaNorm::Double => (pixel_norm(scale, 1e-8), pixel_norm(shift, 1e-8)),
         };
-        let to_4d = |t: Tensor<2>| t.reshape([b, c, 1, 1]);
-        let a = group_norm(&self.norm_2, a);
-        let mut a = (a * scale.linear_map(to_4d) + shift.linear_map(to_4d)).silu();
+        let mut a = group_norm_act(&self.norm_2, a, Some((scale, shift)), true);
         if let Some(mask) = mask {
             a = a.mul_const(mask.reshape([b, c, h, w]));
         }
@@ -344,8 +342,8 @@ impl Attention {
     /// `x: [B, C, H, W]` -> `[B, C, H, W]`.
     fn forward(&self, x: Dual<4>) -> Dual<4> {
         let [b, c, h, w] = x.v.dims();
-        let qkv =
-            conv2d(&self.qkv, group_norm(&self.norm, x.clone())).linear_map(|t| t.reshape([b, 3 * c, h * w]));
+        let qkv = conv2d(&self.qkv, group_norm_act(&self.norm, x.clone(), None, false))
+            .linear_map(|t| t.reshape([b, 3 * c, h * w]));
         let q = qkv.clone().linear_map(|t| t.slice([0..b, 0..c]).swap_dims(1, 2)); // [B, HW, C]
         let k = qkv.clone().linear_map(|t| t.slice([0..b, c..2 * c])); // [B, C, HW]
         let v = qkv.linear_map(|t| t.slice([0..b, 2 * c..3 * c]).swap_dims(1, 2)); // [B, HW, C]
@@ -494,6 +492,6 @@ impl UNet {
                 Stage::Down(_) => unreachable!("no down stage in the decoder"),
             };
         }
-        conv2d(&self.output, group_norm(&self.out_norm, h).silu()).linear_map(|t| t.reshape([b, d]))
+        conv2d(&self.output, group_norm_act(&self.out_norm, h, None, true)).linear_map(|t| t.reshape([b, d]))
     }
 }

@@ -32,6 +32,9 @@ compile_error!(
 mod backend;
 // cm patch: a vectorised f32 sigmoid and conv2d (forward and gradients) as im2col + gemm (CM-PATCH.md).
 mod cm_fast;
+// cm patch: group norm + per-sample affine + SiLU fused, forward and gradient (CM-PATCH.md); public so
+// cm's backend extension can call it.
+pub mod cm_norm;
 mod layout;
 mod qtensor;
 mod strided_index;
