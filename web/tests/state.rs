@@ -208,7 +208,7 @@ fn a_dataset_leads_with_its_best_two_step_model_and_its_teacher() {
         assert_eq!(1 + 1 + l.others.len(), p.cards.values().filter(|c| c.dataset == dataset).count());
     }
     // Measured on the bundled cards (README): sCT leads on MNIST (two-step FID-LeNet 14.0 against sCD's
-    // 18.0 and CD's 19.8), CD on moons, iCT on Fashion-MNIST.
+    // 15.1 and CD's 19.8), CD on moons, iCT on Fashion-MNIST.
     assert_eq!(p.lineup("mnist").featured.as_deref(), Some("mnist-sct"));
     // Beside it, the teacher it distils (mnist-trigflow), not the EDM teacher of the other MNIST models.
     assert_eq!(p.lineup("mnist").teacher.as_deref(), Some("mnist-trigflow"));
