@@ -13,6 +13,8 @@ MNIST, Fashion-MNIST 16 px: FID-LeNet to the test split on 4096 samples (classif
 train-vs-test reference. `ict` starts from the EDM teacher's weights (init_from), `ict-scratch` from random ones;
 `sct` and `scd` from the TrigFlow teacher's (`trigflow`, the same network), `sct-scratch` and `scd-scratch`
 from random ones (`scd-scratch` distils the EDM teacher).
+MNIST 28 px (`configs/mnist-<method>-28.toml`, rows "mnist 28 px"): the same metric with classifiers/mnist-28, so
+its numbers compare only with each other.
 """
 import json
 import pathlib
@@ -21,7 +23,8 @@ import sys
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-METHODS = ["edm", "trigflow", "ct", "ict-scratch", "ict", "cd", "sct-scratch", "sct", "scd-scratch", "scd"]
+METHODS = ["edm", "trigflow", "ct", "ict-scratch", "ict", "cd", "sct-scratch", "sct", "scd-scratch", "scd",
+           "edm-28", "ict-28", "cd-28"]
 TEACHERS = ("edm", "trigflow")
 DATASETS = {
     "moons": ("sliced W2", "sliced_w2"),
@@ -62,7 +65,7 @@ def model_dir(dataset: str, method: str, train: bool) -> pathlib.Path | None:
         out = ROOT / "runs/table" / name
         cm("train", "--config", str(recipe_path), "--out", str(out), "--force")
         if dataset != "moons":
-            eval_args = ["--teacher-nfe", "35"] if method in TEACHERS else []
+            eval_args = ["--teacher-nfe", "35"] if method.removesuffix("-28") in TEACHERS else []
             cm("eval", "--model", str(out / "model"), "--n", "4096", "--write-card", *eval_args)
         return out / "model"
     bundled = ROOT / "www/models" / name
@@ -87,8 +90,9 @@ def main():
             if not (ROOT / "configs" / f"{dataset}-{method}.toml").exists():
                 continue
             d = model_dir(dataset, method, train)
+            label, method = (f"{dataset} 28 px", method[:-3]) if method.endswith("-28") else (dataset, method)
             if d is None:
-                print(f"| {dataset} | {metric} | {method} | – | not trained | | | | |")
+                print(f"| {label} | {metric} | {method} | – | not trained | | | | |")
                 continue
             c = json.loads((d / "config.json").read_text())
             m = c["metrics"]
@@ -97,9 +101,9 @@ def main():
             wall = c.get("provenance", {}).get("wall_time_s")
             wall = f"{wall / 60:.0f} min" if wall else "–"
             if method in TEACHERS:
-                print(f"| {dataset} | {metric} | {method} (teacher) | {c['steps']} | | | {f(key + '_heun35')} | {ref} | {wall} |")
+                print(f"| {label} | {metric} | {method} (teacher) | {c['steps']} | | | {f(key + '_heun35')} | {ref} | {wall} |")
             else:
-                print(f"| {dataset} | {metric} | {method} | {c['steps']} | {f(key + '_1step')} | {f(key + '_2step')} | | {ref} | {wall} |")
+                print(f"| {label} | {metric} | {method} | {c['steps']} | {f(key + '_1step')} | {f(key + '_2step')} | | {ref} | {wall} |")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ const EXTENT = 2.0; // canvases show [-2, 2]^2
 
 let bindings = null; // wasm-bindgen exports (set by trunk's loader)
 let app = null; // wasm App
-let catalogue = []; // wasm's facts of each known model (from its card): {name, dataset, method, consistency, shape, quality, source}
+let catalogue = []; // wasm's facts of each known model (from its card): {name, dataset, method, consistency, shape, quality, source, view}
 let notes = {}; // index.json's one-line notes on bundled models: {name: {failure, text}}
-let examples = {}; // index.json's editor examples: {dataset: {file, text}}, a PNG row of real test images
+let examples = {}; // index.json's editor examples: {view: {file, text}} (a view: a dataset, or `mnist-28`), a PNG row of real test images
 const problems = new Set(); // load errors shown in the message line
 const loading = new Map(); // name -> Promise of its weights
 // Diffusion teachers (sampled with an ODE solver) as opposed to consistency models (one or a few jumps):
@@ -101,10 +101,9 @@ async function loadOwn() {
       throw new Error('choose the two files of a model folder, or give its URL');
     }
     const name = addModel(cardText, weights, source);
-    const dataset = catalogue.find((m) => m.name === name).dataset;
-    const select = $('dataset');
-    if (![...select.options].some((o) => o.value === dataset)) select.append(new Option(dataset, dataset));
-    select.value = dataset;
+    fillViews();
+    const dataset = catalogue.find((m) => m.name === name).view;
+    $('dataset').value = dataset;
     status.textContent = `loaded ${name} (${dataset}) from ${source}`;
     status.dataset.ok = 'true';
     // Your model shows beside the others, wherever it ranks: opening the comparison renders (the
@@ -194,12 +193,20 @@ async function loadCards() {
     }
   }
   showMessage([...problems].join('\n'));
+  if (!fillViews() && app.datasets().includes('moons')) $('dataset').value = 'moons';
+}
+
+// The dataset menu: one entry per view. A card's view depends on the others (a dataset at a second
+// resolution gets its own view, `mnist-28`, read as "mnist 28 px"), so views are read again whenever a
+// card is added. Returns whether the chosen view is still there.
+function fillViews() {
+  for (const m of catalogue) m.view = app.view(m.name);
   const datasets = app.datasets();
   const select = $('dataset');
   const previous = select.value;
-  select.innerHTML = datasets.map((d) => `<option value="${d}">${d}</option>`).join('');
+  select.innerHTML = datasets.map((d) => `<option value="${d}">${d.replace(/-(\d+)$/, ' $1 px')}</option>`).join('');
   if (datasets.includes(previous)) select.value = previous;
-  else if (datasets.includes('moons')) select.value = 'moons';
+  return datasets.includes(previous);
 }
 
 function panel(title, parent = $('panels')) {
@@ -423,7 +430,7 @@ async function uploadReference(file) {
 // t with a 1-pixel gutter), else the model's own one-step sample.
 const exampleBitmaps = new Map();
 async function exampleReference(m, seed, fallback) {
-  const ex = examples[m.dataset];
+  const ex = examples[m.view] ?? examples[m.dataset];
   try {
     if (!ex) throw new Error('no examples');
     if (!exampleBitmaps.has(ex.file)) {
@@ -437,7 +444,7 @@ async function exampleReference(m, seed, fallback) {
     const k = seed % count;
     setReference(m, bitmapRow(m, bitmap, 1 + k * (t + 1), 1, t), `test image ${k + 1}/${count}: ${ex.text}`);
   } catch (e) {
-    if (ex) problem(`Editor examples for ${m.dataset}: ${e.message ?? e}`);
+    if (ex) problem(`Editor examples for ${m.view}: ${e.message ?? e}`);
     setReference(m, fallback, `one-step sample of ${m.name}`);
   }
 }
@@ -516,7 +523,7 @@ async function modelPanels(m, parent, settings, id) {
     show(p.canvas, r.points, '#1f4fbf');
     p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
     p.canvas.title = taus.length ? `τ = ${taus.map((t) => t.toPrecision(3)).join(', ')}` : 'one step from σ_max';
-    if (m.shape && steps === 1 && (!editor.model || editor.model.dataset !== m.dataset || editor.fresh)) {
+    if (m.shape && steps === 1 && (!editor.model || editor.model.view !== m.view || editor.fresh)) {
       await exampleReference(m, seed, Array.from(r.points.slice(0, m.shape.reduce((a, b) => a * b, 1))));
     }
   }

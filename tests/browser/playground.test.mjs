@@ -126,7 +126,7 @@ test('image models draw sample grids, and match native sampling', async () => {
     // 1, 2 and 4 steps of every bundled MNIST consistency model (64 images each), one teacher panel (16 images).
     const cards = JSON.parse(fs.readFileSync(path.join(dist, 'models/index.json'), 'utf8')).models
       .map((name) => JSON.parse(fs.readFileSync(path.join(dist, 'models', name, 'config.json'), 'utf8')))
-      .filter((c) => c.dataset === 'mnist');
+      .filter((c) => c.dataset === 'mnist' && c.model.architecture.resolution === 16); // 28 px: the mnist-28 view
     const teachers = cards.filter((c) => c.method === 'edm' || c.method === 'trigflow').length;
     const students = cards.length - teachers;
     assert.ok(students >= 1 && teachers >= 1, `bundled MNIST models: ${cards.map((c) => c.name)}`);
@@ -516,6 +516,33 @@ test('a visitor first sees the best model beside its teacher; other weights load
     assert.deepEqual(failures, ['mnist-ct', 'mnist-scd-scratch', 'mnist-sct-scratch']);
     assert.ok(rows.find((r) => r.head.startsWith('mnist-ct')).note.includes('grey mean image'));
     assert.ok(weights.includes('mnist-cd/model.safetensors'), 'opening the comparison loaded the others');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('MNIST at 28 px is its own view: its best model beside its teacher, and a 28 px test digit in the editor', async () => {
+  const browser = await launch(false);
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    const weights = [];
+    page.on('request', (r) => { if (r.url().endsWith('model.safetensors') && r.method() === 'GET') weights.push(r.url().split('/models/')[1]); });
+    await page.goto(base + '?backend=cpu&dataset=mnist-28&nfe=9&k=2');
+    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: 240_000 });
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', await page.locator('#message').textContent());
+    const views = await page.$$eval('#dataset option', (os) => os.map((o) => o.value));
+    assert.ok(views.includes('mnist') && views.includes('mnist-28'), `views: ${views}`);
+    assert.match(await page.locator('#best-title').textContent(), /mnist-cd-28 and its teacher mnist-edm-28/);
+    const lead = await page.$$eval('#panels figcaption .title', (ts) => ts.map((t) => t.textContent));
+    assert.deepEqual(lead, ['mnist-cd-28 · 1 step', 'mnist-cd-28 · 2 steps', 'mnist-edm-28 teacher · Heun']);
+    assert.deepEqual(weights.sort(), ['mnist-cd-28/model.safetensors', 'mnist-edm-28/model.safetensors'], `weights fetched: ${weights}`);
+    console.log(`[mnist-28] ${(await page.$$eval('#panels figcaption', (cs) => cs.map((c) => c.textContent))).join(' | ')}`);
+    // The editor starts from a real 28 px test digit (index.json's mnist-28 example), not an upscaled 16 px one.
+    assert.match(await page.locator('#edit-ref').textContent(), /MNIST test split at 28 px/);
+    await page.screenshot({ path: path.join(artifacts, 'playground-mnist-28.png'), fullPage: true });
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

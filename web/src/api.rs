@@ -128,7 +128,14 @@ impl App {
         js_sys::JSON::parse(&text).map_err(|_| JsError::new("facts are JSON"))
     }
 
-    /// The datasets of the known cards.
+    /// The view `name` is shown and ranked in (`state::Playground::view`): its dataset, or its dataset
+    /// and side where the dataset has models at a smaller resolution too (`mnist-28`).
+    pub fn view(&self, name: &str) -> Result<String, JsError> {
+        let inner = self.inner.borrow();
+        Ok(inner.view(inner.card(name).map_err(|e| JsError::new(&e))?))
+    }
+
+    /// The views of the known cards (datasets, and datasets at further resolutions).
     pub fn datasets(&self) -> Vec<String> {
         self.inner.borrow().datasets()
     }

@@ -81,17 +81,32 @@ impl Playground {
         self.models.get(name).cloned().ok_or_else(|| format!("no model named {name:?} is loaded"))
     }
 
-    /// The datasets of the known cards, in name order.
+    /// The page's views of the known cards, in name order: one per dataset, and one more per further
+    /// image resolution of a dataset (see [`view`](Self::view)).
     pub fn datasets(&self) -> Vec<String> {
-        let set: std::collections::BTreeSet<_> = self.cards.values().map(|c| c.dataset.clone()).collect();
+        let set: std::collections::BTreeSet<_> = self.cards.values().map(|c| self.view(c)).collect();
         set.into_iter().collect()
     }
 
-    /// How to show `dataset`'s models (see [`Lineup`]).
-    pub fn lineup(&self, dataset: &str) -> Lineup {
+    /// The view a card is shown and ranked in: its dataset (`mnist`), or for an image model whose
+    /// dataset also has models at a smaller resolution, the dataset and its side (`mnist-28`). FID-LeNet
+    /// at each resolution is measured with that resolution's classifier, so models are ranked only
+    /// against models of their own resolution.
+    pub fn view(&self, card: &ModelCard) -> String {
+        let side = |c: &ModelCard| c.model.architecture.image_shape().map(|s| s[2]);
+        let smallest = (self.cards.values()).filter(|c| c.dataset == card.dataset).filter_map(side).min();
+        match (side(card), smallest) {
+            (Some(s), Some(m)) if s > m => format!("{}-{s}", card.dataset),
+            _ => card.dataset.clone(),
+        }
+    }
+
+    /// How to show the models of a view (a dataset, or a dataset at a further resolution: see
+    /// [`view`](Self::view); [`Lineup`]).
+    pub fn lineup(&self, view: &str) -> Lineup {
         let of = |consistency: bool| {
             let mut v: Vec<&ModelCard> = (self.cards.values())
-                .filter(|c| c.dataset == dataset && c.is_consistency() == consistency)
+                .filter(|c| self.view(c) == view && c.is_consistency() == consistency)
                 .collect();
             v.sort_by(|a, b| quality(a).total_cmp(&quality(b)).then(a.name.cmp(&b.name)));
             v.into_iter().map(|c| c.name.clone()).collect::<Vec<_>>()

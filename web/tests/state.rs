@@ -205,8 +205,16 @@ fn a_dataset_leads_with_its_best_two_step_model_and_its_teacher() {
             );
         }
         assert!(!p.card(l.teacher.as_ref().unwrap()).unwrap().is_consistency(), "{dataset}: a teacher");
-        assert_eq!(1 + 1 + l.others.len(), p.cards.values().filter(|c| c.dataset == dataset).count());
+        assert_eq!(1 + 1 + l.others.len(), p.cards.values().filter(|c| p.view(c) == dataset).count());
     }
+    // MNIST at 28 px is its own view: its FID-LeNet comes from the 28 px classifier, so its models are
+    // ranked only against each other, and the 16 px view keeps its own lead.
+    assert!(p.datasets().contains(&"mnist-28".to_string()), "views: {:?}", p.datasets());
+    assert_eq!(p.view(p.card("mnist-edm-28").unwrap()), "mnist-28");
+    assert_eq!(p.view(p.card("mnist-edm").unwrap()), "mnist");
+    assert_eq!(p.lineup("mnist-28").featured.as_deref(), Some("mnist-cd-28"));
+    assert_eq!(p.lineup("mnist-28").teacher.as_deref(), Some("mnist-edm-28"));
+    assert!(!p.lineup("mnist").others.iter().any(|n| n.ends_with("-28")));
     // Measured on the bundled cards (README): sCT leads on MNIST (two-step FID-LeNet 14.0 against sCD's
     // 15.1 and CD's 19.8), CD on moons, iCT on Fashion-MNIST.
     assert_eq!(p.lineup("mnist").featured.as_deref(), Some("mnist-sct"));
