@@ -53,9 +53,12 @@ async function openPage(browser, query) {
   const errors = [];
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.on('pageerror', (e) => errors.push(String(e)));
+  // The weight files the page fetched, as `<model>/model.safetensors`, in request order.
+  const weights = [];
+  page.on('request', (r) => { if (r.url().endsWith('model.safetensors') && r.method() === 'GET') weights.push(r.url().split('/models/')[1]); });
   await page.goto(base + query);
   await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: 240_000 });
-  return { page, errors };
+  return { page, errors, weights };
 }
 
 function readNpy(file) {
@@ -493,13 +496,7 @@ test('playground tools: your own model folder, a typed τ list, cached reloads, 
 test('a visitor first sees the best model beside its teacher; other weights load when the comparison opens', async () => {
   const browser = await launch(false);
   try {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(String(e)));
-    const weights = [];
-    page.on('request', (r) => { if (r.url().endsWith('model.safetensors') && r.method() === 'GET') weights.push(r.url().split('/models/')[1]); });
-    await page.goto(base + '?backend=cpu&dataset=mnist&nfe=9&k=2');
-    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: 240_000 });
+    const { page, errors, weights } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9&k=2');
     assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
     // The lead: the best recorded two-step model (mnist-sct, README) and its teacher, nothing else loaded.
     assert.match(await page.locator('#best-title').textContent(), /mnist-sct and its teacher mnist-trigflow/);
@@ -525,13 +522,7 @@ test('a visitor first sees the best model beside its teacher; other weights load
 test('MNIST at 28 px is its own view: its best model beside its teacher, and a 28 px test digit in the editor', async () => {
   const browser = await launch(false);
   try {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(String(e)));
-    const weights = [];
-    page.on('request', (r) => { if (r.url().endsWith('model.safetensors') && r.method() === 'GET') weights.push(r.url().split('/models/')[1]); });
-    await page.goto(base + '?backend=cpu&dataset=mnist-28&nfe=9&k=2');
-    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: 240_000 });
+    const { page, errors, weights } = await openPage(browser, '?backend=cpu&dataset=mnist-28&nfe=9&k=2');
     assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', await page.locator('#message').textContent());
     const views = await page.$$eval('#dataset option', (os) => os.map((o) => o.value));
     assert.ok(views.includes('mnist') && views.includes('mnist-28'), `views: ${views}`);
