@@ -15,7 +15,10 @@ points, images = [], []
 for card_path in sorted(root.glob("*/config.json")):
     c = json.loads(card_path.read_text())
     m, p = c["metrics"], c.get("provenance", {})
-    fmt = lambda k, d=4: f"{m[k]:.{d}f}" if k in m else "–"
+    tuned = c.get("taus", {})
+    # A step count with a tuned tau list (`cm tune`) is measured through it: the value says so.
+    fmt = lambda k, d=4: (f"{m[k]:.{d}f}" + next((" (tau " + ", ".join(f"{t:.3g}" for t in tuned[s]) + ")" for s in tuned if k.endswith(f"_{s}step")), "")
+                          if k in m else "–")
     wall = f"{p.get('wall_time_s', 0):.0f} s"
     if c["model"]["architecture"].get("kind") == "unet":
         images.append([c["name"], c["method"], str(c["steps"]),

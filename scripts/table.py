@@ -15,6 +15,8 @@ train-vs-test reference. `ict` starts from the EDM teacher's weights (init_from)
 from random ones (`scd-scratch` distils the EDM teacher).
 MNIST 28 px (`configs/mnist-<method>-28.toml`, rows "mnist 28 px"): the same metric with classifiers/mnist-28, so
 its numbers compare only with each other.
+Two steps use the card's tuned tau where it has one (`cm tune`, named in the row), else iCT's 0.821 (sCM's
+t_mid = 1.1 for sct/scd).
 """
 import json
 import pathlib
@@ -103,7 +105,9 @@ def main():
             if method in TEACHERS:
                 print(f"| {label} | {metric} | {method} (teacher) | {c['steps']} | | | {f(key + '_heun35')} | {ref} | {wall} |")
             else:
-                print(f"| {label} | {metric} | {method} | {c['steps']} | {f(key + '_1step')} | {f(key + '_2step')} | | {ref} | {wall} |")
+                tuned = c.get("taus", {}).get("2")
+                two = f(key + "_2step") + (f" (tau {tuned[0]:.3g}, `cm tune`)" if tuned else "")
+                print(f"| {label} | {metric} | {method} | {c['steps']} | {f(key + '_1step')} | {two} | | {ref} | {wall} |")
 
 
 if __name__ == "__main__":

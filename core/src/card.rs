@@ -13,6 +13,9 @@ use crate::model::{Denoiser, ModelConfig};
 /// Format tag of the card; bumped when a field changes meaning.
 pub const CARD_FORMAT: &str = "cm-model/1";
 
+/// The most steps a card may carry a tuned tau list for.
+pub const MAX_TUNED_STEPS: usize = 64;
+
 /// The training method that produced a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -101,6 +104,11 @@ pub struct ModelCard {
     /// How the model was made: command, wall time, hardware, resolved training config.
     #[serde(default)]
     pub provenance: BTreeMap<String, serde_json::Value>,
+    /// Tuned tau lists by step count (`{"2": [tau]}`), found by `cm tune` (CM §6 chooses the two-step
+    /// time by a search on FID): where present, the model's default `k`-step list, on the page too.
+    /// Checked when the card is read ([`ModelCard::tuned_taus`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub taus: BTreeMap<String, Vec<f64>>,
     /// SHA-256 of `model.safetensors` (lower-case hex), checked by [`ModelCard::load`]; cards written
     /// before it existed have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,7 +126,39 @@ impl ModelCard {
             )));
         }
         card.model.validate().map_err(|e| CoreError::Card(format!("field `model`: {e}")))?;
+        card.check_taus().map_err(|e| CoreError::Card(format!("field `taus`: {e}")))?;
         Ok(card)
+    }
+
+    /// The card's tuned tau list for `steps` steps, if it has one.
+    pub fn tuned_taus(&self, steps: usize) -> Option<&[f64]> {
+        self.taus.get(&steps.to_string()).map(Vec::as_slice)
+    }
+
+    /// Every tuned list belongs to a consistency model, is keyed by a step count `k` in
+    /// `2..=MAX_TUNED_STEPS` written plainly, holds `k - 1` levels, and passes the one rule below
+    /// `sigma_max`.
+    fn check_taus(&self) -> Result<(), String> {
+        if !self.taus.is_empty() && !self.is_consistency() {
+            return Err(format!(
+                "a {} model samples by its ODE, so it has no tau lists; found steps {:?}",
+                self.method.name(),
+                self.taus.keys().collect::<Vec<_>>()
+            ));
+        }
+        for (key, list) in &self.taus {
+            let k = key
+                .parse::<usize>()
+                .ok()
+                .filter(|k| (2..=MAX_TUNED_STEPS).contains(k) && k.to_string() == *key)
+                .ok_or_else(|| format!("key {key:?} must be a step count from 2 to {MAX_TUNED_STEPS}"))?;
+            if list.len() != k - 1 {
+                return Err(format!("{k} steps need {} taus, found {} ({list:?})", k - 1, list.len()));
+            }
+            let range = &self.model.range;
+            crate::sample::check_taus(list, range, range.sigma_max).map_err(|e| format!("{k} steps: {e}"))?;
+        }
+        Ok(())
     }
 
     pub fn to_json(&self) -> String {

@@ -175,14 +175,18 @@ impl Model {
         self.denoiser.image_shape()
     }
 
-    /// The tau list for sampling: the default for `steps` steps (iCT's 0.821 or sCM's `t_mid`
-    /// centre), or a given list checked by the one rule.
+    /// The tau list for sampling: the default for `steps` steps (the card's tuned list where it has
+    /// one, else around iCT's 0.821 or sCM's `t_mid`), or a given list checked by the one rule.
     pub fn taus(&self, request: TauRequest) -> Result<Taus, String> {
         self.consistency_only("consistency sampling")?;
         let range = &self.denoiser.range;
         match request {
             TauRequest::Default { steps } => {
-                Taus::new(self.denoiser.default_taus(steps), range, range.sigma_max)
+                let list = match self.card.tuned_taus(steps) {
+                    Some(tuned) => tuned.to_vec(),
+                    None => self.denoiser.default_taus(steps),
+                };
+                Taus::new(list, range, range.sigma_max)
             }
             TauRequest::Given(list) => Taus::new(list, range, range.sigma_max),
         }

@@ -227,3 +227,66 @@ fn eval_reports_steps_noise_floor_and_custom_taus() {
     assert_eq!(report["consistency"]["custom"]["nfe"], 3);
     assert!(report["noise_floor"]["mmd2"].is_number());
 }
+
+/// `cm tune` searches the two-step tau, reports every probe, and with `--write-card` makes the best
+/// list the model's default (used by `cm eval` and `cm sample`), dropping the two-step metrics it
+/// invalidates; a second tune starts from that list.
+#[test]
+fn tune_finds_a_two_step_tau_and_the_card_makes_it_the_default() {
+    let d = copy_model("tune");
+    let m = d.to_str().unwrap();
+    // A card with a recorded two-step metric, which the tuned list makes stale.
+    let eval = cm(&["eval", "--model", m, "--n", "256", "--write-card"]);
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let out = cm(&["tune", "--model", m, "--n", "256", "--probes", "7", "--grid", "5", "--write-card"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["metric"], "sliced_w2");
+    assert_eq!(report["probes"].as_array().unwrap().len(), 7);
+    let best = report["best"]["value"].as_f64().unwrap();
+    let probes: Vec<f64> =
+        report["probes"].as_array().unwrap().iter().map(|p| p["value"].as_f64().unwrap()).collect();
+    assert_eq!(best, probes.iter().cloned().fold(f64::INFINITY, f64::min));
+    // The built-in default (iCT's 0.821) was the list before tuning.
+    assert_eq!(report["current"]["taus"], serde_json::json!([0.821]));
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
+    let improves = best < report["current"]["value"].as_f64().unwrap();
+    if improves {
+        assert_eq!(card["taus"]["2"], report["best"]["taus"]);
+        assert!(card["metrics"].get("sliced_w2_2step").is_none(), "stale two-step metric kept");
+        assert!(card["metrics"]["sliced_w2_1step"].is_number(), "one-step metric lost");
+        assert_eq!(card["provenance"]["tune"]["2"]["metric"], "sliced_w2");
+        // `cm eval` now samples two steps through the tuned list.
+        let again = cm(&["eval", "--model", m, "--n", "256"]);
+        let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+        assert_eq!(again["consistency"]["2"]["taus"], report["best"]["taus"]);
+        // A second tune starts from the card's list.
+        let second = cm(&["tune", "--model", m, "--n", "256", "--probes", "3", "--grid", "3"]);
+        let second: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+        assert_eq!(second["current"]["taus"], report["best"]["taus"]);
+    } else {
+        assert!(card.get("taus").is_none(), "a list no better than the default was stored");
+    }
+}
+
+#[test]
+fn bad_tune_requests_and_bad_card_taus_are_explained() {
+    let m = model_dir().to_str().unwrap();
+    fails_with(&cm(&["tune", "--model", m, "--steps", "1"]), &["--steps", "at least 2"]);
+    fails_with(&cm(&["tune", "--model", m, "--steps", "65"]), &["--steps", "at most 64"]);
+    fails_with(&cm(&["tune", "--model", m, "--grid", "9", "--probes", "5"]), &["--probes", "--grid"]);
+    fails_with(&cm(&["tune", "--model", m, "--n", "100000"]), &["--n", "at most"]);
+    let d = copy_model("bad-card-taus");
+    let card = std::fs::read_to_string(d.join("config.json")).unwrap();
+    for (taus, needles) in [
+        (r#"{"2": [0.5, 0.2]}"#, &["config.json", "taus", "2 steps need 1"][..]),
+        (r#"{"two": [0.5]}"#, &["config.json", "taus", "\"two\""][..]),
+        (r#"{"3": [0.2, 0.5]}"#, &["config.json", "taus", "decreasing"][..]),
+        (r#"{"2": [500.0]}"#, &["config.json", "taus", "sigma_max"][..]),
+    ] {
+        let bad = card.replacen("\"metrics\"", &format!("\"taus\": {taus},\n  \"metrics\""), 1);
+        std::fs::write(d.join("config.json"), bad).unwrap();
+        fails_with(&cm(&["sample", "--model", d.to_str().unwrap(), "--out", "/tmp/x.npy"]), needles);
+    }
+}

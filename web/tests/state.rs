@@ -237,3 +237,24 @@ fn a_dataset_leads_with_its_best_two_step_model_and_its_teacher() {
     );
     drop(card);
 }
+
+/// A card's tuned list (`cm tune`) is the page's default two-step list; other step counts keep the
+/// built-in default, and a list the card does not hold is refused when the card is read.
+#[test]
+fn a_cards_tuned_taus_are_the_pages_default() {
+    let device = Device::flex();
+    let mut p = Playground::new(device.clone());
+    let (card, weights) = bundled("moons-ict");
+    let mut json: serde_json::Value = serde_json::from_str(&card).unwrap();
+    json["taus"] = serde_json::json!({"2": [1.7]});
+    p.load(&json.to_string(), weights.clone()).unwrap();
+    let m = p.get("moons-ict").unwrap();
+    let (_, plan) = state::sample(&m, 2, None, 8, 0, &device).unwrap();
+    assert_eq!(plan, m.consistency_plan(cm_core::TauRequest::Given(vec![1.7])).unwrap());
+    let (_, four) = state::sample(&m, 4, None, 8, 0, &device).unwrap();
+    let built_in = m.denoiser.default_taus(4);
+    assert_eq!(four, m.consistency_plan(cm_core::TauRequest::Given(built_in)).unwrap());
+    json["taus"] = serde_json::json!({"2": [0.5, 0.2]});
+    let err = p.load(&json.to_string(), weights).unwrap_err();
+    assert!(err.contains("config.json") && err.contains("taus") && err.contains("2 steps need 1"), "{err}");
+}

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod export;
 pub mod sample;
 pub mod train;
+pub mod tune;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ pub enum Command {
     Data(data::Args),
     /// Print JSON quality metrics of a model against fresh data.
     Eval(eval::Args),
+    /// Search a consistency model's k-step tau list on its quality metric (FID-LeNet or sliced W2).
+    Tune(tune::Args),
     /// Train the LeNet classifier behind the image metrics (FID-LeNet, KID, precision/recall).
     Classifier(classifier::Args),
     /// Copy a run's model (or a model folder) to a web model folder, validating it on the way.
@@ -48,6 +51,7 @@ impl Command {
             Command::Sample(a) => sample::run(a),
             Command::Data(a) => data::run(a),
             Command::Eval(a) => eval::run(a),
+            Command::Tune(a) => tune::run(a),
             Command::Classifier(a) => classifier::run(a),
             Command::Export(a) => export::run(a),
             Command::Edit(a) => edit::run(a),

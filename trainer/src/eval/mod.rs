@@ -1,12 +1,13 @@
 //! Evaluation: sampling to host memory, `cm eval`'s reports against fresh data, and the metrics behind
 //! them. Only the trainer evaluates, so this lives here rather than in core: [`metrics`] (2D distances),
 //! [`features`] (FID-style statistics on classifier features), [`lenet`] (the classifier), [`images`]
-//! (the image report).
+//! (the image report), [`tune`] (`cm tune`'s search of tau lists).
 
 pub mod features;
 pub mod images;
 pub mod lenet;
 pub mod metrics;
+pub mod tune;
 
 use std::collections::BTreeMap;
 

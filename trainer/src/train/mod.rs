@@ -340,6 +340,7 @@ fn bare_card(cfg: &TrainConfig) -> ModelCard {
         seed: cfg.seed,
         metrics: BTreeMap::new(),
         provenance: BTreeMap::new(),
+        taus: BTreeMap::new(),
         weights_sha256: None,
     }
 }

@@ -1,0 +1,142 @@
+//! `cm tune`: search a consistency model's `k`-step tau list on its quality metric, print what every
+//! probe scored, and (with `--write-card`) make the best list the model's default `k`-step sampler.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cm_core::card::MAX_TUNED_STEPS;
+use cm_core::data2d::Dataset2d;
+
+use super::{at_most, command_line};
+use crate::backend::Backend;
+use crate::classifier::{classifier_dir, load_classifier};
+use crate::data::{ImageDataset, Split, load_images};
+use crate::eval::tune::{Target, Tuned, tune};
+use crate::io::{CARD_FILE, load_model_dir, write_atomic};
+
+/// Samples per probe: every probe holds them (and their features) in memory at once.
+const MAX_TUNE_SAMPLES: u64 = 50_000;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    model: PathBuf,
+    /// The step count whose list is tuned (2 tunes the one intermediate level).
+    #[arg(long, value_parser = at_most(MAX_TUNED_STEPS as u64, "steps"), allow_negative_numbers = true, default_value = "2")]
+    steps: u64,
+    /// Samples per probe.
+    #[arg(long, value_parser = at_most(MAX_TUNE_SAMPLES, "samples per probe"), allow_negative_numbers = true, default_value = "1024")]
+    n: u64,
+    /// Sampling seed of every probe. Keep it apart from the seeds you report `cm eval` at (1, 2, 3).
+    #[arg(long, default_value = "1000")]
+    seed: u64,
+    /// Probes in all, the grid included.
+    #[arg(long, value_parser = at_most(200, "probes"), allow_negative_numbers = true, default_value = "15")]
+    probes: u64,
+    /// Points of the first, evenly spaced grid over log tau (at least 3).
+    #[arg(long, value_parser = at_most(200, "grid points"), allow_negative_numbers = true, default_value = "9")]
+    grid: u64,
+    /// Store the best list in the card (only when it beats the model's current list); the card's
+    /// `<metric>_<k>step` metrics no longer describe the sampler and are removed.
+    #[arg(long)]
+    write_card: bool,
+    /// Image models: the LeNet classifier folder (default `classifiers/<dataset>-<resolution>`).
+    #[arg(long)]
+    classifier: Option<PathBuf>,
+    /// Image models: where `cifar10`/`folder` data lives (default: the training recipe's `data_path`).
+    #[arg(long)]
+    data_path: Option<PathBuf>,
+}
+
+/// Tunes, prints the JSON report, and stores the result in the card when asked.
+pub fn run(a: Args) -> Result<()> {
+    if a.steps < 2 {
+        bail!("--steps must be at least 2: one step has no intermediate level to tune, got {}", a.steps);
+    }
+    if a.grid < 3 || a.probes < a.grid {
+        bail!(
+            "--grid must be at least 3 and --probes at least --grid, got --grid {} --probes {}",
+            a.grid,
+            a.probes
+        );
+    }
+    let device = Backend::Cpu.device()?;
+    let mut model = load_model_dir(&a.model, &device)?;
+    if !model.is_consistency() {
+        bail!(
+            "{}: a {} model samples by its ODE; only consistency models have tau lists to tune",
+            a.model.display(),
+            model.card.method.name()
+        );
+    }
+    let (steps, n) = (a.steps as usize, a.n as usize);
+    let (grid, probes) = (a.grid as usize, a.probes as usize);
+    let tuned = if let Some(set) = ImageDataset::from_name(&model.card.dataset) {
+        let r = model.image_shape().context("an image dataset needs an image model")?[1];
+        let card_path = || model.card.provenance.get("config")?.get("data_path")?.as_str().map(PathBuf::from);
+        let data_path = a.data_path.clone().or_else(card_path);
+        let train = load_images(set, Split::Train, r, data_path.as_deref())?;
+        if train.len() < n {
+            bail!("--n {n}: the {} training split holds only {} images", set.name(), train.len());
+        }
+        let reference = train.spread(n, 0);
+        let cdir =
+            a.classifier.clone().unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
+        let (_, lenet) = load_classifier(&cdir, &device)?;
+        tune(
+            &model,
+            &Target::Images { classifier: &lenet, reference: &reference },
+            steps,
+            n,
+            a.seed,
+            grid,
+            probes,
+        )
+    } else {
+        let dataset = Dataset2d::from_name(&model.card.dataset).with_context(|| {
+            format!("the card names dataset {:?}, which cm does not know", model.card.dataset)
+        })?;
+        tune(&model, &Target::Points(dataset), steps, n, a.seed, grid, probes)
+    }
+    .with_context(|| a.model.display().to_string())?;
+    if a.write_card {
+        if tuned.improves() {
+            store(&mut model.card, &tuned);
+            write_atomic(&a.model.join(CARD_FILE), model.card.to_json().as_bytes())?;
+            eprintln!(
+                "tune: {} now samples {steps} steps through {:?}; run `cm eval --model {} --write-card` to measure it",
+                a.model.display(),
+                tuned.best.taus,
+                a.model.display()
+            );
+        } else {
+            eprintln!("tune: no probe beat the current list {:?}; the card is unchanged", tuned.current.taus);
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&tuned)?);
+    Ok(())
+}
+
+/// Makes `tuned.best` the card's `k`-step list, records how it was found, and drops the `_<k>step`
+/// metrics measured with the list it replaces.
+fn store(card: &mut cm_core::ModelCard, tuned: &Tuned) {
+    let k = tuned.steps.to_string();
+    card.taus.insert(k.clone(), tuned.best.taus.clone());
+    let suffix = format!("_{k}step");
+    card.metrics.retain(|name, _| !name.ends_with(&suffix));
+    let record = serde_json::json!({
+        "command": command_line(),
+        "metric": tuned.metric,
+        "n": tuned.n,
+        "seed": tuned.seed,
+        "target": if tuned.metric == "fid" { "training images, evenly spaced" } else { "a fresh stream of the dataset" },
+        "replaced": {"taus": tuned.current.taus, "value": tuned.current.value},
+        "value": tuned.best.value,
+        "probes": tuned.probes.len(),
+    });
+    let entry = card.provenance.entry("tune".into()).or_insert_with(|| serde_json::json!({}));
+    if !entry.is_object() {
+        *entry = serde_json::json!({});
+    }
+    entry[k] = record;
+}

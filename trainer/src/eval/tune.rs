@@ -1,0 +1,226 @@
+//! `cm tune`: the intermediate noise levels of `k`-step consistency sampling, chosen by a search on the
+//! model's own quality metric (CM §6 finds the two-step time by a search on FID). The search varies one
+//! number, the centre `c` of the `k`-step list (`schedule::taus_around`: `c` itself for two steps, a
+//! geometric spread around it for more), over `log c`: a grid first, then golden-section steps inside the
+//! best grid point's neighbours. Every probe draws from the same seed (common random numbers), so the
+//! objective changes only with the list. The target is data the final evaluation does not use: the
+//! training split for images, a separate stream for 2D datasets.
+
+use anyhow::{Result, bail};
+use cm_core::data2d::Dataset2d;
+use cm_core::schedule::taus_around;
+use cm_core::{Model, TauRequest};
+use serde::Serialize;
+
+use super::features::{Gaussian, frechet_distance};
+use super::lenet::LeNet;
+use super::metrics::sliced_w2;
+use super::{eval_data, model_points};
+use crate::classifier::embed_rows;
+use crate::data::ImageSet;
+
+/// A metric of samples `[n, D]` (lower is better).
+type Score<'a> = dyn Fn(&[f32]) -> Result<f64> + 'a;
+
+/// One evaluated list.
+#[derive(Clone, Debug, Serialize)]
+pub struct Probe {
+    /// `log` of the list's centre (what the search moves).
+    pub log_centre: f64,
+    pub taus: Vec<f64>,
+    /// The metric (lower is better).
+    pub value: f64,
+}
+
+/// What a tuning run found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Tuned {
+    pub steps: usize,
+    /// `fid` (FID-LeNet against training images) or `sliced_w2` (against a fresh 2D stream).
+    pub metric: &'static str,
+    pub n: usize,
+    pub seed: u64,
+    /// The model's list before tuning (a card's earlier tuned list, or the built-in default).
+    pub current: Probe,
+    /// The best list the search found.
+    pub best: Probe,
+    /// Every probe, in the order evaluated.
+    pub probes: Vec<Probe>,
+}
+
+impl Tuned {
+    /// Whether the search beat the list the model already had.
+    pub fn improves(&self) -> bool {
+        self.best.value < self.current.value
+    }
+}
+
+/// Minimises `f` over `[lo, hi]` in `probes` evaluations: a grid of `grid` evenly spaced points
+/// (ends included), then golden-section search inside the bracket formed by the best grid point's
+/// neighbours. Returns every `(x, f(x))` in order; an error from `f` stops the search.
+pub fn minimise(
+    lo: f64,
+    hi: f64,
+    grid: usize,
+    probes: usize,
+    mut f: impl FnMut(f64) -> Result<f64>,
+) -> Result<Vec<(f64, f64)>> {
+    if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+        bail!("the search interval [{lo}, {hi}] is empty");
+    }
+    if grid < 3 || probes < grid {
+        bail!("a search needs a grid of at least 3 points and at least as many probes ({grid} and {probes})");
+    }
+    let mut seen = Vec::with_capacity(probes);
+    let mut eval = |x: f64, seen: &mut Vec<(f64, f64)>| -> Result<f64> {
+        let v = f(x)?;
+        seen.push((x, v));
+        Ok(v)
+    };
+    let at = |i: usize| lo + (hi - lo) * i as f64 / (grid - 1) as f64;
+    for i in 0..grid {
+        eval(at(i), &mut seen)?;
+    }
+    let best = (0..grid).min_by(|&i, &j| seen[i].1.total_cmp(&seen[j].1)).expect("grid of at least 3");
+    let (mut a, mut b) = (at(best.saturating_sub(1)), at((best + 1).min(grid - 1)));
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
+    let left = probes - grid;
+    if left == 0 {
+        return Ok(seen);
+    }
+    let mut fc = eval(c, &mut seen)?;
+    if left == 1 {
+        return Ok(seen);
+    }
+    let mut fd = eval(d, &mut seen)?;
+    for _ in 2..left {
+        if fc < fd {
+            (b, d, fd) = (d, c, fc);
+            c = b - g * (b - a);
+            fc = eval(c, &mut seen)?;
+        } else {
+            (a, c, fc) = (c, d, fd);
+            d = a + g * (b - a);
+            fd = eval(d, &mut seen)?;
+        }
+    }
+    Ok(seen)
+}
+
+/// What a tuned list is scored against.
+pub enum Target<'a> {
+    /// FID-LeNet against `reference` (training images), features from `classifier`.
+    Images { classifier: &'a LeNet, reference: &'a ImageSet },
+    /// Sliced W2 against a fresh stream of a 2D dataset.
+    Points(Dataset2d),
+}
+
+/// Searches the `steps`-step list of a consistency model on `n` samples of seed `seed`, `probes`
+/// evaluations in all (a grid of `grid` first).
+pub fn tune(
+    model: &Model,
+    target: &Target,
+    steps: usize,
+    n: usize,
+    seed: u64,
+    grid: usize,
+    probes: usize,
+) -> Result<Tuned> {
+    if steps < 2 {
+        bail!("--steps must be at least 2: one step has no intermediate level to tune");
+    }
+    let range = model.denoiser.range;
+    let dim = model.dim();
+    let score: Box<Score> = match target {
+        Target::Images { classifier, reference } => {
+            if reference.dim() != dim {
+                bail!("the reference images hold {} values each, the model {dim}", reference.dim());
+            }
+            let (f, _) = embed_rows(classifier, &reference.pixels, dim)?;
+            let d = f.len() / reference.len().max(1);
+            let gaussian = Gaussian::fit(&f, d);
+            Box::new(move |pixels: &[f32]| {
+                let (f, _) = embed_rows(classifier, pixels, dim)?;
+                Ok(frechet_distance(&gaussian, &Gaussian::fit(&f, d)))
+            })
+        }
+        Target::Points(dataset) => {
+            // Stream 2 of the evaluation seed space: `cm eval` uses draws 0 (data) and 1 (noise floor).
+            let data = eval_data(*dataset, n, seed, 2);
+            Box::new(move |pts: &[f32]| Ok(sliced_w2(pts, &data, dim, 128, seed)))
+        }
+    };
+    let probe = |taus: Vec<f64>, log_centre: f64| -> Result<Probe> {
+        let plan = model.consistency_plan(TauRequest::Given(taus.clone())).map_err(anyhow::Error::msg)?;
+        let value = score(&model_points(model, &plan, n, seed)?)?;
+        eprintln!("tune: taus {taus:?} -> {value:.4}");
+        Ok(Probe { log_centre, taus, value })
+    };
+    let current_taus =
+        model.taus(TauRequest::Default { steps }).map_err(anyhow::Error::msg)?.as_slice().to_vec();
+    let current_centre = current_taus.iter().map(|t| t.ln()).sum::<f64>() / current_taus.len() as f64;
+    let current = probe(current_taus, current_centre)?;
+    let list = |log_c: f64| taus_around(log_c.exp(), steps, range.sigma_min, range.sigma_max);
+    let (lo, hi) = ((range.sigma_min * 1.1).ln(), (range.sigma_max * 0.9).ln());
+    let mut probes_done = Vec::new();
+    minimise(lo, hi, grid, probes, |log_c| {
+        let p = probe(list(log_c), log_c)?;
+        let v = p.value;
+        probes_done.push(p);
+        Ok(v)
+    })?;
+    let best = probes_done
+        .iter()
+        .filter(|p| p.value.is_finite())
+        .min_by(|a, b| a.value.total_cmp(&b.value))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no probe gave a finite {}", metric_name(target)))?;
+    Ok(Tuned { steps, metric: metric_name(target), n, seed, current, best, probes: probes_done })
+}
+
+fn metric_name(target: &Target) -> &'static str {
+    match target {
+        Target::Images { .. } => "fid",
+        Target::Points(_) => "sliced_w2",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimise_finds_the_minimum_of_a_unimodal_function() {
+        // Minimum at 1.3 inside [-6, 4.3], off every grid point.
+        let seen = minimise(-6.0, 4.3, 9, 20, |x| Ok((x - 1.3).powi(2) + 0.5)).unwrap();
+        assert_eq!(seen.len(), 20);
+        let best = seen.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+        assert!((best.0 - 1.3).abs() < 0.05, "best x {}", best.0);
+    }
+
+    #[test]
+    fn minimise_handles_a_minimum_at_an_end() {
+        let seen = minimise(0.0, 1.0, 5, 12, Ok).unwrap();
+        let best = seen.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+        assert_eq!(best.0, 0.0);
+        assert!(seen.iter().all(|(x, _)| (0.0..=1.0).contains(x)));
+    }
+
+    #[test]
+    fn minimise_spends_exactly_its_probes_and_refuses_bad_requests() {
+        for probes in [3, 4, 5, 9] {
+            assert_eq!(minimise(0.0, 1.0, 3, probes, |x| Ok(x * x)).unwrap().len(), probes);
+        }
+        assert!(minimise(1.0, 1.0, 3, 5, Ok).is_err());
+        assert!(minimise(0.0, 1.0, 2, 5, Ok).is_err());
+        assert!(minimise(0.0, 1.0, 5, 4, Ok).is_err());
+        let mut calls = 0;
+        let stopped = minimise(0.0, 1.0, 5, 9, |_| {
+            calls += 1;
+            if calls == 2 { bail!("broken") } else { Ok(0.0) }
+        });
+        assert!(stopped.is_err());
+        assert_eq!(calls, 2);
+    }
+}
