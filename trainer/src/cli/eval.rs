@@ -1,16 +1,15 @@
 //! `cm eval`: a model's quality against fresh data (2D distances, or the image metrics of the
 //! dataset's classifier), printed as JSON and optionally stored in its card.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use cm_core::Model;
 use cm_core::data2d::Dataset2d;
 
-use super::{TauList, at_most, positive, tau_list};
+use super::{ImageSource, TauList, at_most, positive, tau_list};
 use crate::backend::Backend;
-use crate::classifier::{classifier_dir, load_classifier};
-use crate::data::{ImageDataset, Split, load_images};
+use crate::data::{ImageDataset, Split};
 use crate::eval::{evaluate, images::evaluate_images};
 use crate::io::{CARD_FILE, load_model_dir, write_atomic};
 
@@ -34,12 +33,8 @@ pub struct Args {
     /// Store the 1/2/4-step (or teacher) metrics in the model's card.
     #[arg(long)]
     write_card: bool,
-    /// Image models: the LeNet classifier folder (default `classifiers/<dataset>-<resolution>`).
-    #[arg(long)]
-    classifier: Option<PathBuf>,
-    /// Image models: where `cifar10`/`folder` data lives (default: the training recipe's `data_path`).
-    #[arg(long)]
-    data_path: Option<PathBuf>,
+    #[command(flatten)]
+    images: ImageSource,
 }
 
 /// Evaluates the model, prints the report, and stores its flat metrics in the card when asked.
@@ -71,14 +66,9 @@ fn image_report(
     a: &Args,
     extra: Option<Vec<f64>>,
 ) -> Result<(std::collections::BTreeMap<String, f64>, serde_json::Value)> {
-    let r = model.image_shape().context("an image dataset needs an image model")?[1];
-    let card_path = || model.card.provenance.get("config")?.get("data_path")?.as_str().map(PathBuf::from);
-    let data_path = a.data_path.clone().or_else(card_path);
-    let test = load_images(set, Split::Test, r, data_path.as_deref())?.take(a.n as usize);
-    let train = load_images(set, Split::Train, r, data_path.as_deref())?;
-    let cdir =
-        a.classifier.clone().unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
-    let (_, lenet) = load_classifier(&cdir, &Backend::Cpu.device()?)?;
+    let test = a.images.images(model, set, Split::Test)?.take(a.n as usize);
+    let train = a.images.images(model, set, Split::Train)?;
+    let lenet = a.images.classifier(model, set)?;
     let report =
         evaluate_images(model, &lenet, &test, &train, set.name(), a.seed, a.teacher_nfe as usize, extra)?;
     Ok((report.flat_metrics(), serde_json::to_value(&report)?))

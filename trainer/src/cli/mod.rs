@@ -11,8 +11,16 @@ pub mod sample;
 pub mod train;
 pub mod tune;
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use cm_core::Model;
+
+use crate::backend::Backend;
+use crate::classifier::{classifier_dir, load_classifier};
+use crate::data::{ImageDataset, ImageSet, Split, load_images};
+use crate::eval::lenet::LeNet;
 
 #[derive(Parser)]
 #[command(name = "cm", version, about = "Consistency models: train natively, sample anywhere")]
@@ -115,4 +123,40 @@ pub fn tau_list(s: &str) -> Result<TauList, String> {
         return Err(format!("every tau must be a finite number, got {t} in {s}"));
     }
     Ok(TauList(v))
+}
+
+/// Where an image model's metrics come from (`cm eval`, `cm tune`): its dataset's files and the
+/// dataset's LeNet classifier at the model's resolution.
+#[derive(clap::Args)]
+pub struct ImageSource {
+    /// Image models: the LeNet classifier folder (default `classifiers/<dataset>-<resolution>`).
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    /// Image models: where `cifar10`/`folder` data lives (default: the training recipe's `data_path`).
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
+}
+
+impl ImageSource {
+    /// `split` of `set` at `model`'s resolution, from `--data-path` or the recipe's `data_path` in its card.
+    pub fn images(&self, model: &Model, set: ImageDataset, split: Split) -> Result<ImageSet> {
+        let card_path = || model.card.provenance.get("config")?.get("data_path")?.as_str().map(PathBuf::from);
+        let data_path = self.data_path.clone().or_else(card_path);
+        load_images(set, split, resolution(model)?, data_path.as_deref())
+    }
+
+    /// The classifier of `set` at `model`'s resolution, on the CPU.
+    pub fn classifier(&self, model: &Model, set: ImageDataset) -> Result<LeNet> {
+        let r = resolution(model)?;
+        let dir = self
+            .classifier
+            .clone()
+            .unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
+        Ok(load_classifier(&dir, &Backend::Cpu.device()?)?.1)
+    }
+}
+
+/// An image model's side in pixels.
+fn resolution(model: &Model) -> Result<usize> {
+    Ok(model.image_shape().context("an image dataset needs an image model")?[1])
 }

@@ -1,16 +1,15 @@
 //! `cm tune`: search a consistency model's `k`-step tau list on its quality metric, print what every
 //! probe scored, and (with `--write-card`) make the best list the model's default `k`-step sampler.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use cm_core::card::MAX_TUNED_STEPS;
 use cm_core::data2d::Dataset2d;
 
-use super::{at_most, command_line};
+use super::{ImageSource, at_most, command_line};
 use crate::backend::Backend;
-use crate::classifier::{classifier_dir, load_classifier};
-use crate::data::{ImageDataset, Split, load_images};
+use crate::data::{ImageDataset, Split};
 use crate::eval::tune::{Target, Tuned, tune};
 use crate::io::{CARD_FILE, load_model_dir, write_atomic};
 
@@ -41,12 +40,8 @@ pub struct Args {
     /// `<metric>_<k>step` metrics no longer describe the sampler and are removed.
     #[arg(long)]
     write_card: bool,
-    /// Image models: the LeNet classifier folder (default `classifiers/<dataset>-<resolution>`).
-    #[arg(long)]
-    classifier: Option<PathBuf>,
-    /// Image models: where `cifar10`/`folder` data lives (default: the training recipe's `data_path`).
-    #[arg(long)]
-    data_path: Option<PathBuf>,
+    #[command(flatten)]
+    images: ImageSource,
 }
 
 /// Tunes, prints the JSON report, and stores the result in the card when asked.
@@ -73,17 +68,12 @@ pub fn run(a: Args) -> Result<()> {
     let (steps, n) = (a.steps as usize, a.n as usize);
     let (grid, probes) = (a.grid as usize, a.probes as usize);
     let tuned = if let Some(set) = ImageDataset::from_name(&model.card.dataset) {
-        let r = model.image_shape().context("an image dataset needs an image model")?[1];
-        let card_path = || model.card.provenance.get("config")?.get("data_path")?.as_str().map(PathBuf::from);
-        let data_path = a.data_path.clone().or_else(card_path);
-        let train = load_images(set, Split::Train, r, data_path.as_deref())?;
+        let train = a.images.images(&model, set, Split::Train)?;
         if train.len() < n {
             bail!("--n {n}: the {} training split holds only {} images", set.name(), train.len());
         }
         let reference = train.spread(n, 0);
-        let cdir =
-            a.classifier.clone().unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
-        let (_, lenet) = load_classifier(&cdir, &device)?;
+        let lenet = a.images.classifier(&model, set)?;
         tune(
             &model,
             &Target::Images { classifier: &lenet, reference: &reference },
