@@ -104,9 +104,9 @@ pub struct ModelCard {
     /// How the model was made: command, wall time, hardware, resolved training config.
     #[serde(default)]
     pub provenance: BTreeMap<String, serde_json::Value>,
-    /// Tuned tau lists by step count (`{"2": [tau]}`), found by `cm tune` (CM §6 chooses the two-step
-    /// time by a search on FID): where present, the model's default `k`-step list, on the page too.
-    /// Checked when the card is read ([`ModelCard::tuned_taus`]).
+    /// Tuned tau lists by step count (`{"2": [tau]}`), found by `cm tune` (a search on the model's own
+    /// metric, as the CM paper picks its few-step time points by FID): where present, the model's
+    /// default `k`-step list, on the page too. Checked when the card is read ([`ModelCard::tuned_taus`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub taus: BTreeMap<String, Vec<f64>>,
     /// SHA-256 of `model.safetensors` (lower-case hex), checked by [`ModelCard::load`]; cards written

@@ -1,10 +1,11 @@
 //! `cm tune`: the intermediate noise levels of `k`-step consistency sampling, chosen by a search on the
-//! model's own quality metric (CM §6 finds the two-step time by a search on FID). The search varies one
-//! number, the centre `c` of the `k`-step list (`schedule::taus_around`: `c` itself for two steps, a
-//! geometric spread around it for more), over `log c`: a grid first, then golden-section steps inside the
-//! best grid point's neighbours. Every probe draws from the same seed (common random numbers), so the
-//! objective changes only with the list. The target is data the final evaluation does not use: the
-//! training split for images, a separate stream for 2D datasets.
+//! model's own quality metric, as the CM paper picks its few-step time points by their FID rather than
+//! by rule. The search varies one number, the centre `c` of the `k`-step list
+//! (`schedule::taus_around`: `c` itself for two steps, a geometric spread around it for more), over
+//! `log c`: a grid first, then golden-section steps inside the best grid point's neighbours. Every probe
+//! draws from the same seed (common random numbers), so the objective changes only with the list. The
+//! target is data the final evaluation does not use: the training split for images, a separate stream
+//! for 2D datasets.
 
 use anyhow::{Result, bail};
 use cm_core::data2d::Dataset2d;
