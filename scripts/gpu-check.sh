@@ -7,7 +7,9 @@
 #                                         # machine without a GPU it also checks that every GPU backend
 #                                         # fails with one error line, exit 1
 #   bash scripts/gpu-check.sh [--quick]   # there, from the repository root with devbin/ carried:
-#                                         # writes $OUT/gpu-check.txt (or ./gpu-check-out/)
+#                                         # writes $OUT/gpu-check.txt (or ./gpu-check-out/) and
+#                                         # $OUT/gpu-cache.tar.xz: copy that to ~/.cache/cm/ here, and the
+#                                         # next --prepare carries it, so the next GPU check starts warm
 #
 # What it runs and checks is in scripts/gpu_check.py: every method (edm, ict, cd, sct, scd on the MNIST
 # recipes) on every GPU backend for a few hundred steps with finite, falling loss and first losses equal to
@@ -28,6 +30,8 @@ if [ "${1:-}" = "--prepare" ]; then
   loader="${CM_CACHE:-$HOME/.cache/cm}/vulkan/libvulkan.so.1"
   cp "$loader" devbin/vulkan/libvulkan.so.1
   bash scripts/data.sh >/dev/null
+  relay="${CM_CACHE:-$HOME/.cache/cm}/gpu-cache.tar.xz"
+  if [ -f "$relay" ]; then cp "$relay" devbin/gpu-cache.tar.xz; echo "kernel caches of the last GPU check: $relay"; fi
   data="${CM_DATA:-${CM_CACHE:-$HOME/.cache/cm}/data}"
   for f in "$data"/mnist/*-ubyte; do gzip -c "$f" > "devbin/data/mnist/$(basename "$f").gz"; done
   du -sh devbin
@@ -51,6 +55,17 @@ fi
 
 [ -x devbin/cm ] || { xz -dc devbin/cm.xz > devbin/cm && chmod +x devbin/cm; }
 export CM_BIN="$PWD/devbin/cm"
+# Kernel caches travel between lent machines (all Hopper, sm_90): cubecl's compiled kernels and autotune
+# decisions ($CM_CACHE/cubecl) and the NVIDIA driver's own caches (PTX to machine code for CUDA, pipelines
+# for Vulkan), pointed into $CM_CACHE/nv so they are found and saved with it. gpu_check.py writes them to
+# $OUT/gpu-cache.tar.xz at the end; `--prepare` puts the last one it was given (~/.cache/cm/gpu-cache.tar.xz)
+# into devbin/, and it is unpacked here before anything runs.
+export CM_CACHE="${CM_CACHE:-$HOME/.cache/cm}"
+export CUDA_CACHE_PATH="$CM_CACHE/nv/compute" CUDA_CACHE_MAXSIZE=4294967296
+export __GL_SHADER_DISK_CACHE=1 __GL_SHADER_DISK_CACHE_PATH="$CM_CACHE/nv/gl" __GL_SHADER_DISK_CACHE_SKIP_CLEANUP=1
+if [ -f devbin/gpu-cache.tar.xz ]; then
+  mkdir -p "$CM_CACHE" && tar -xJf devbin/gpu-cache.tar.xz -C "$CM_CACHE" && echo "kernel caches unpacked from devbin/gpu-cache.tar.xz"
+fi
 export CM_DATA="$PWD/devbin/data"
 export CM_VULKAN_LOADER="$PWD/devbin/vulkan/libvulkan.so.1"
 exec python3 scripts/gpu_check.py "$@"

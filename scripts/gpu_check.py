@@ -15,6 +15,11 @@
 Writes $OUT/gpu-check.txt (a readable report, rewritten after every run) and $OUT/gpu-check.json, within
 a time budget (GPU_CHECK_BUDGET_S, default 450 s): what does not fit is reported as skipped.
 Exit status 1 when a check failed.
+
+4. At the end, the kernel caches ($CM_CACHE/cubecl: compiled kernels and autotune decisions; $CM_CACHE/nv:
+   the driver's) go to $OUT/gpu-cache.tar.xz (when under the 15 MiB a returned file may have), for the
+   next GPU check to start from (scripts/gpu-check.sh says how it travels). The report says whether this
+   run started from such a relay, so a "first run" time is read as cold or warm.
 """
 
 import json
@@ -45,8 +50,14 @@ NETS = os.environ.get("GPU_CHECK_NETS", "small,7m").split(",")
 # FP32 (non-tensor-core) peak of the cards we are lent, TFLOP/s (NVIDIA's data sheets, SXM parts).
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0}
 START = time.time()
-RUNS = OUT / "runs"
-report = {"gpu": None, "methods": [], "speed": [], "sampling": [], "profile": None, "notes": []}
+# Run folders stay out of $OUT: a lent machine returns at most 8 files from it, and those are the report,
+# its JSON, the kernel profile and the cache relay.
+RUNS = pathlib.Path(os.environ.get("GPU_CHECK_RUNS", "/tmp/cm-gpu-check-runs"))
+report = {"gpu": None, "cache_at_start": None, "cache_saved": None, "methods": [], "speed": [], "sampling": [],
+          "profile": None, "notes": []}
+CACHE = pathlib.Path(os.environ.get("CM_CACHE", pathlib.Path.home() / ".cache" / "cm"))
+CACHE_PARTS = ["cubecl", "nv"]
+RELAY_MAX = 15 * 2**20
 # Each backend's part ends at its own deadline (an equal share of what is left when it starts, the
 # kernel profile's reserve kept back), so a slow first backend cannot starve the second.
 DEADLINE = [START + BUDGET]
@@ -235,7 +246,7 @@ def check_speed(b):
         # autotune), then steps/s. Then `cm bench` with the kernels cached.
         rc, l, err, secs, mem, timing = train(f"speed-{label[:5]}", b, timeout=max(left() - 15, 20), recipe=recipe,
                                               steps=int(BENCH_STEPS) + 20)
-        row = {"who": f"cm {b}", "label": label, "cache": "cold cache (cm train)", "rc": rc, "steps_logged": len(l),
+        row = {"who": f"cm {b}", "label": label, "cache": "first run (cm train)", "rc": rc, "steps_logged": len(l),
                "seconds": round(secs, 1), "peak_gpu_mib": mem, **timing}
         if "steps_per_s" in timing:
             row["warmup_s"] = timing["first_step_s"]
@@ -305,6 +316,39 @@ def kernel_profile(b):
     write()
 
 
+def cache_files():
+    """(files, bytes) under the relayed cache folders."""
+    n = size = 0
+    for part in CACHE_PARTS:
+        for f in (CACHE / part).rglob("*"):
+            if f.is_file():
+                n, size = n + 1, size + f.stat().st_size
+    return n, size
+
+
+def save_cache():
+    """$OUT/gpu-cache.tar.xz of the kernel caches, when it fits what a returned file may weigh."""
+    parts = [p for p in CACHE_PARTS if (CACHE / p).is_dir()]
+    if not parts:
+        report["cache_saved"] = "nothing to save"
+        return
+    dest = OUT / "gpu-cache.tar.xz"
+    n, size = cache_files()
+    try:
+        subprocess.run(["tar", "-cf", str(dest), "-I", "xz -T0 -6", "-C", str(CACHE)] + parts, check=True,
+                       capture_output=True, timeout=120)
+    except Exception as e:
+        report["cache_saved"] = f"tar failed: {e}"
+        dest.unlink(missing_ok=True)
+        return
+    packed = dest.stat().st_size
+    if packed > RELAY_MAX:
+        dest.unlink()
+        report["cache_saved"] = f"not saved: {n} files, {size / 2**20:.1f} MiB, {packed / 2**20:.1f} MiB packed (over 15 MiB)"
+    else:
+        report["cache_saved"] = f"{dest.name}: {n} files, {size / 2**20:.1f} MiB, {packed / 2**20:.1f} MiB packed"
+
+
 def gpu_info():
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
@@ -319,7 +363,8 @@ def write():
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "gpu-check.json").write_text(json.dumps(report, indent=1))
     peak = next((v for k, v in PEAK_FP32.items() if k in (report["gpu"] or "")), None)
-    lines = [f"GPU: {report['gpu']}", f"elapsed {time.time() - START:.0f} s of {BUDGET:.0f} s; steps {STEPS}", "",
+    lines = [f"GPU: {report['gpu']}", f"elapsed {time.time() - START:.0f} s of {BUDGET:.0f} s; steps {STEPS}",
+             f"kernel caches at start: {report['cache_at_start']}; saved: {report['cache_saved']}", "",
              "method x backend: result, rc, seconds, steps, finite, falling (first20 -> last20), first 3 losses vs CPU (max rel diff), peak MiB"]
     for r in report["methods"]:
         if "rc" not in r:
@@ -358,6 +403,20 @@ def write():
 def main():
     RUNS.mkdir(parents=True, exist_ok=True)
     print(gpu_info(), flush=True)
+    n, size = cache_files()
+    report["cache_at_start"] = f"{n} files, {size / 2**20:.1f} MiB" + (" (relayed from devbin/gpu-cache.tar.xz)" if
+                                                                       (ROOT / "devbin" / "gpu-cache.tar.xz").exists() else "")
+    try:
+        checks()
+    finally:
+        save_cache()
+        write()
+    print((OUT / "gpu-check.txt").read_text())
+    failed = any(r.get("result") == "FAIL" for r in report["methods"])
+    sys.exit(1 if failed else 0)
+
+
+def checks():
     DEADLINE[0] = START + BUDGET - PROFILE_RESERVE
     cpu_references()
     # Methods on every backend first (METHODS_SHARE of the time left), then speed and sampling on
@@ -375,10 +434,6 @@ def main():
     DEADLINE[0] = START + BUDGET
     if BACKENDS:
         kernel_profile(BACKENDS[0])
-    write()
-    print((OUT / "gpu-check.txt").read_text())
-    failed = any(r.get("result") == "FAIL" for r in report["methods"])
-    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@
 //! - CUDA: the driver library, NVRTC (kernels are compiled as CUDA C++; see
 //!   `vendor/cubecl-cuda/CM-PATCH.md`), the driver starting, and the GPU ordinal are checked in turn.
 //! - The persistent kernel and autotune cache lives in `<cm cache>/cubecl`, so a second run skips
-//!   the first run's autotuning wherever it is started from.
+//!   the first run's kernel compilation (cubecl keeps compiled kernels only when asked; cm asks,
+//!   unless `CM_KERNEL_CACHE=0`) and autotuning wherever it is started from.
 //! - Whatever still fails inside a GPU runtime (out of memory, a lost device) panics in one of its
 //!   threads; [`prepare`] installs a hook that turns that into one error line and exit status 1.
 
@@ -90,11 +91,17 @@ fn install_panic_hook(backend: Backend) {
 /// unless a `cubecl.toml` chose a folder. By default it would follow the working directory
 /// (`target/environment` of the nearest Cargo workspace), so the same binary started elsewhere
 /// would autotune again.
+///
+/// It also turns on cubecl's store of compiled kernels (CUDA's PTX, Vulkan's SPIR-V), which cubecl
+/// leaves off by default: without it only the autotune decisions persist and every run compiles
+/// every kernel again (NVRTC took 0.1 s for the smallest kernel and 0.5-3.6 s for each matrix
+/// multiply on an H200, `scripts/gpu-check.sh`'s kernel profile). `CM_KERNEL_CACHE=0` keeps it off.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn set_kernel_cache() {
     use cubecl_runtime::config::cache::CacheConfig;
     use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
     let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    config.compilation.cache = std::env::var("CM_KERNEL_CACHE").map_or(true, |v| v != "0");
     if matches!(config.environment.path, CacheConfig::Target) {
         let dir = kernel_cache_dir();
         // Without this a first run looks hung: measured on an H200 (scripts/gpu-check.sh), CUDA had
