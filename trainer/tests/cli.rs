@@ -270,6 +270,51 @@ fn tune_finds_a_two_step_tau_and_the_card_makes_it_the_default() {
     }
 }
 
+/// `cm tune --search greedy` chooses the levels one at a time: every probe of a later stage keeps the
+/// earlier stages' best levels and adds one below them, and the best list is the best of the last stage.
+#[test]
+fn a_greedy_tune_chooses_one_level_at_a_time() {
+    let d = copy_model("tune-greedy");
+    let m = d.to_str().unwrap();
+    let out = cm(&[
+        "tune", "--model", m, "--steps", "4", "--search", "greedy", "--n", "256", "--probes", "4", "--grid",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["search"], "greedy");
+    let probes = report["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), 12, "4 probes for each of 3 levels");
+    let taus = |p: &serde_json::Value| -> Vec<f64> {
+        p["taus"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap()).collect()
+    };
+    let value = |p: &serde_json::Value| p["value"].as_f64().unwrap();
+    let mut fixed: Vec<f64> = vec![];
+    for stage in probes.chunks(4) {
+        for p in stage {
+            let t = taus(p);
+            assert_eq!(t.len(), fixed.len() + 1, "{t:?}");
+            assert_eq!(t[..fixed.len()], fixed[..], "a stage keeps the levels chosen before it");
+            assert!(t.windows(2).all(|w| w[0] > w[1]), "not decreasing: {t:?}");
+            assert!(t.iter().all(|&x| x > 0.002 && x < 80.0), "outside the noise range: {t:?}");
+        }
+        let best = stage.iter().min_by(|a, b| value(a).total_cmp(&value(b))).unwrap();
+        fixed = taus(best);
+    }
+    assert_eq!(taus(&report["best"]), fixed);
+    assert_eq!(report["current"]["taus"].as_array().unwrap().len(), 3);
+    // `both` (the default): the centre search, then the greedy one; the best three-step list of either.
+    let out = cm(&["tune", "--model", m, "--steps", "3", "--n", "256", "--probes", "3", "--grid", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["search"], "both");
+    let probes = report["probes"].as_array().unwrap();
+    assert_eq!(probes.iter().map(|p| taus(p).len()).collect::<Vec<_>>(), [2, 2, 2, 1, 1, 1, 2, 2, 2]);
+    let best = probes.iter().filter(|p| taus(p).len() == 2).min_by(|a, b| value(a).total_cmp(&value(b)));
+    assert_eq!(report["best"]["value"], best.unwrap()["value"]);
+    fails_with(&cm(&["tune", "--model", m, "--search", "random"]), &["--search", "random"]);
+}
+
 #[test]
 fn bad_tune_requests_and_bad_card_taus_are_explained() {
     let m = model_dir().to_str().unwrap();

@@ -10,7 +10,7 @@ use cm_core::data2d::Dataset2d;
 use super::{ImageSource, at_most, command_line};
 use crate::backend::Backend;
 use crate::data::{ImageDataset, Split};
-use crate::eval::tune::{Target, Tuned, tune};
+use crate::eval::tune::{Search, Target, Tuned, tune};
 use crate::io::{CARD_FILE, load_model_dir, write_atomic};
 
 /// Samples per probe: every probe holds them (and their features) in memory at once.
@@ -30,7 +30,13 @@ pub struct Args {
     /// Sampling seed of every probe. Keep it apart from the seeds you report `cm eval` at (1, 2, 3).
     #[arg(long, default_value = "1000")]
     seed: u64,
-    /// Probes in all, the grid included.
+    /// `centre` moves the whole list by one number (its geometric centre); `greedy` chooses the levels
+    /// one at a time, largest first, each scored at the step count it completes (`--probes` for each
+    /// of the `--steps - 1` levels); `both` runs the two and keeps the better list. All are the same
+    /// search for two steps.
+    #[arg(long, value_enum, default_value = "both")]
+    search: Search,
+    /// Probes in all (per level for `--search greedy`), the grid included.
     #[arg(long, value_parser = at_most(200, "probes"), allow_negative_numbers = true, default_value = "15")]
     probes: u64,
     /// Points of the first, evenly spaced grid over log tau (at least 3).
@@ -78,6 +84,7 @@ pub fn run(a: Args) -> Result<()> {
             &model,
             &Target::Images { classifier: &lenet, reference: &reference },
             steps,
+            a.search,
             n,
             a.seed,
             grid,
@@ -87,7 +94,7 @@ pub fn run(a: Args) -> Result<()> {
         let dataset = Dataset2d::from_name(&model.card.dataset).with_context(|| {
             format!("the card names dataset {:?}, which cm does not know", model.card.dataset)
         })?;
-        tune(&model, &Target::Points(dataset), steps, n, a.seed, grid, probes)
+        tune(&model, &Target::Points(dataset), steps, a.search, n, a.seed, grid, probes)
     }
     .with_context(|| a.model.display().to_string())?;
     if a.write_card {
@@ -118,6 +125,7 @@ fn store(card: &mut cm_core::ModelCard, tuned: &Tuned) {
     let record = serde_json::json!({
         "command": command_line(),
         "metric": tuned.metric,
+        "search": tuned.search,
         "n": tuned.n,
         "seed": tuned.seed,
         "target": if tuned.metric == "fid" { "training images, evenly spaced" } else { "a fresh stream of the dataset" },
