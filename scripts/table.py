@@ -16,7 +16,8 @@ from random ones (`scd-scratch` distils the EDM teacher).
 MNIST 28 px (`configs/mnist-<method>-28.toml`, rows "mnist 28 px"): the same metric with classifiers/mnist-28, so
 its numbers compare only with each other.
 Two steps use the card's tuned tau where it has one (`cm tune`, named in the row), else iCT's 0.821 (sCM's
-t_mid = 1.1 for sct/scd).
+t_mid = 1.1 for sct/scd); four steps the card's tuned list where it has one (marked "tuned"), else the geometric
+spread around that default (`schedule::default_taus`).
 """
 import json
 import pathlib
@@ -85,8 +86,8 @@ def model_dir(dataset: str, method: str, train: bool) -> pathlib.Path | None:
 
 def main():
     train = "--train" in sys.argv[1:]
-    print("| dataset | metric | method | steps | 1 step | 2 steps | teacher, Heun 35 NFE | reference | train wall time |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| dataset | metric | method | steps | 1 step | 2 steps | 4 steps | teacher, Heun 35 NFE | reference | train wall time |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for dataset, (metric, key) in DATASETS.items():
         for method in METHODS:
             if not (ROOT / "configs" / f"{dataset}-{method}.toml").exists():
@@ -94,7 +95,7 @@ def main():
             d = model_dir(dataset, method, train)
             label, method = (f"{dataset} 28 px", method[:-3]) if method.endswith("-28") else (dataset, method)
             if d is None:
-                print(f"| {label} | {metric} | {method} | – | not trained | | | | |")
+                print(f"| {label} | {metric} | {method} | – | not trained | | | | | |")
                 continue
             c = json.loads((d / "config.json").read_text())
             m = c["metrics"]
@@ -103,11 +104,12 @@ def main():
             wall = c.get("provenance", {}).get("wall_time_s")
             wall = f"{wall / 60:.0f} min" if wall else "–"
             if method in TEACHERS:
-                print(f"| {label} | {metric} | {method} (teacher) | {c['steps']} | | | {f(key + '_heun35')} | {ref} | {wall} |")
+                print(f"| {label} | {metric} | {method} (teacher) | {c['steps']} | | | | {f(key + '_heun35')} | {ref} | {wall} |")
             else:
                 tuned = c.get("taus", {}).get("2")
                 two = f(key + "_2step") + (f" (tau {tuned[0]:.3g}, `cm tune`)" if tuned else "")
-                print(f"| {label} | {metric} | {method} | {c['steps']} | {f(key + '_1step')} | {two} | | {ref} | {wall} |")
+                four = f(key + "_4step") + (" (tuned)" if "4" in c.get("taus", {}) and key + "_4step" in m else "")
+                print(f"| {label} | {metric} | {method} | {c['steps']} | {f(key + '_1step')} | {two} | {four} | | {ref} | {wall} |")
 
 
 if __name__ == "__main__":
