@@ -36,7 +36,8 @@ pub struct Args {
     /// search for two steps.
     #[arg(long, value_enum, default_value = "both")]
     search: Search,
-    /// Probes in all (per level for `--search greedy`), the grid included.
+    /// Probes per one-dimensional search, the grid included (greedy searches each of the `--steps - 1`
+    /// levels, `both` adds the centre search).
     #[arg(long, value_parser = at_most(200, "probes"), allow_negative_numbers = true, default_value = "15")]
     probes: u64,
     /// Points of the first, evenly spaced grid over log tau (at least 3).

@@ -1,12 +1,12 @@
 //! `cm tune`: the intermediate noise levels of `k`-step consistency sampling, chosen by a search on the
 //! model's own quality metric, as the CM paper picks its few-step time points by their FID rather than
-//! by rule. Two searches:
+//! by rule. Three searches:
 //! - [`Search::Centre`] varies one number, the centre `c` of the `k`-step list
 //!   (`schedule::taus_around`: `c` itself for two steps, a geometric spread around it for more);
 //! - [`Search::Greedy`] chooses the levels one at a time, largest first: `tau_1` as the two-step level,
 //!   then `tau_2` below it with `tau_1` kept, scored as three-step sampling, and so on to `k` steps;
-//! - [`Search::Both`] runs the two and keeps the better `k`-step list (on the bundled models greedy won
-//!   for five of six at four steps, centre for Fashion-MNIST's iCT).
+//! - [`Search::Both`] runs the two and keeps the better `k`-step list (at four steps greedy won on seven
+//!   of eight bundled models, centre on Fashion-MNIST's iCT).
 //!
 //! Each one-dimensional search runs over log tau: a grid first, then golden-section steps inside the
 //! best grid point's neighbours. Every probe draws from the same seed (common random numbers), so the
