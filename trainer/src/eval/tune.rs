@@ -231,21 +231,18 @@ const GREEDY_GAP: f64 = 0.98;
 /// and scored at the step count it completes; returns the best `steps`-step probe.
 fn greedy(search_one: &mut SearchOne, steps: usize, lo: f64, hi: f64) -> Result<Probe> {
     let g = -GREEDY_GAP.ln();
-    let mut fixed: Vec<f64> = Vec::with_capacity(steps - 1);
-    let mut best = None;
+    let mut best: Option<Probe> = None;
     for level in 0..steps - 1 {
-        // Strictly below the level above it (by `g` of log tau), and high enough that the levels
-        // still to come fit between it and sigma_min (`2 g` each).
+        // The levels chosen so far stay; the next goes strictly below the last (by `g` of log tau),
+        // and high enough that the levels still to come fit between it and sigma_min (`2 g` each).
+        let prefix = best.as_ref().map_or_else(Vec::new, |p| p.taus.clone());
         let floor = lo + 2.0 * g * (steps - 2 - level) as f64;
-        let top = fixed.last().map_or(hi, |t| t.ln() - g);
-        let prefix = fixed.clone();
-        let found = search_one(floor, top, &|log_t: f64| {
+        let top = prefix.last().map_or(hi, |t| t.ln() - g);
+        best = Some(search_one(floor, top, &|log_t: f64| {
             let mut taus = prefix.clone();
             taus.push(log_t.exp());
             taus
-        })?;
-        fixed = found.taus.clone();
-        best = Some(found);
+        })?);
     }
     best.ok_or_else(|| anyhow::anyhow!("{steps} steps have no level to search"))
 }
