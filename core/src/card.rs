@@ -201,8 +201,7 @@ pub fn check_sha256(bytes: &[u8], want: &str) -> Result<(), String> {
 /// ([`check_header`] refuses other dtypes), so the data section is a run of little-endian f32; read on
 /// the host, so it costs no device round trip (the page's WebGPU device cannot read synchronously).
 pub fn ensure_finite(bytes: &[u8]) -> Result<(), CoreError> {
-    let n = bytes.get(..8).map(|h| u64::from_le_bytes(h.try_into().expect("8 bytes")) as usize);
-    let data = n.and_then(|n| bytes.get(8usize.saturating_add(n)..)).unwrap_or(&[]);
+    let data = split_safetensors(bytes).map_or(&[][..], |(_, data)| data);
     let bad =
         data.chunks_exact(4).position(|c| !f32::from_le_bytes(c.try_into().expect("4 bytes")).is_finite());
     match bad {
@@ -211,11 +210,50 @@ pub fn ensure_finite(bytes: &[u8]) -> Result<(), CoreError> {
     }
 }
 
-/// Serialises a module's weights (a denoiser, a classifier) as safetensors bytes.
+/// A safetensors file's JSON header and its data section, or `None` where the file is shorter than its
+/// 8-byte length prefix and the header that prefix announces.
+fn split_safetensors(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let end = usize::try_from(n).ok()?.checked_add(8)?;
+    Some((bytes.get(8..end)?, bytes.get(end..)?))
+}
+
+/// Serialises a module's weights (a denoiser, a classifier) as safetensors bytes: the same weights give
+/// the same bytes (and so the same `weights_sha256`) every time, see [`canonical_header`].
 pub fn weights_to_bytes<M: ModuleSnapshot>(model: &M) -> Result<Vec<u8>, CoreError> {
     let mut store = SafetensorsStore::from_bytes(None).skip_enum_variants(true);
     model.save_into(&mut store).map_err(|e| CoreError::Weights(e.to_string()))?;
-    store.get_bytes().map_err(|e| CoreError::Weights(e.to_string()))
+    canonical_header(store.get_bytes().map_err(|e| CoreError::Weights(e.to_string()))?)
+}
+
+/// Rewrites a safetensors file's header with every JSON object's keys in sorted order, padded with
+/// spaces to a multiple of 8 bytes as the format asks. burn fills the header's `__metadata__` from a
+/// `HashMap`, whose order changes from one map to the next, so without this an unchanged model saved
+/// twice gave two files with different SHA-256s. Tensor offsets are relative to the data section,
+/// which is kept byte for byte, so reordering the header moves no tensor.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>, CoreError> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let keys: BTreeMap<String, serde_json::Value> = map.into_iter().collect();
+                serde_json::Value::Object(keys.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            other => other,
+        }
+    }
+    let (header, data) = split_safetensors(&bytes)
+        .ok_or_else(|| CoreError::Weights("burn wrote a safetensors file with a truncated header".into()))?;
+    let header: serde_json::Value = serde_json::from_slice(header)
+        .map_err(|e| CoreError::Weights(format!("burn wrote an unreadable safetensors header: {e}")))?;
+    let mut text = serde_json::to_string(&sorted(header)).expect("a JSON value serialises");
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + data.len());
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(data);
+    Ok(out)
 }
 
 /// Builds the card's model on `device` and loads `bytes` into it, refusing any missing, extra or
@@ -267,11 +305,11 @@ pub fn load_weights<M: ModuleSnapshot>(mut model: M, bytes: Vec<u8>) -> Result<M
 /// Compares the safetensors header (names, shapes, dtypes) with the architecture, so a mismatch is
 /// reported in one readable line before any tensor is loaded.
 fn check_header<M: ModuleSnapshot>(model: &M, bytes: &[u8]) -> Result<(), CoreError> {
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("checked length")) as usize;
-    let header = bytes.get(8..8usize.saturating_add(n)).ok_or_else(|| {
+    let (raw, data) = split_safetensors(bytes).ok_or_else(|| {
+        let n = u64::from_le_bytes(bytes[..8].try_into().expect("checked length"));
         CoreError::Weights(format!("truncated: header says {n} bytes, file has {}", bytes.len()))
     })?;
-    let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header)
+    let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(raw)
         .map_err(|e| CoreError::Weights(format!("not a safetensors file (header: {e})")))?;
     let mut expected: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for t in model.collect(None, None, true) {
@@ -302,10 +340,10 @@ fn check_header<M: ModuleSnapshot>(model: &M, bytes: &[u8]) -> Result<(), CoreEr
     if !extra.is_empty() {
         problems.push(format!("tensors not in the architecture: {extra:?}"));
     }
-    if problems.is_empty() && (bytes.len() as u64) < 8 + n as u64 + data_end {
+    if problems.is_empty() && (data.len() as u64) < data_end {
         problems.push(format!(
             "truncated: tensors need {} bytes, file has {}",
-            8 + n as u64 + data_end,
+            8 + raw.len() as u64 + data_end,
             bytes.len()
         ));
     }

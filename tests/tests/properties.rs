@@ -176,6 +176,22 @@ fn unet_rows_are_independent_and_weights_round_trip() {
     assert_eq!(host(loaded.forward(x.clone(), &sigmas)), all);
 }
 
+/// The same weights give the same bytes every time they are saved (burn fills the header's metadata
+/// from a `HashMap`, whose order differs from one map to the next; `card::weights_to_bytes` sorts it), and
+/// the header keeps safetensors' 8-byte alignment.
+#[test]
+fn saving_the_same_weights_gives_the_same_bytes() {
+    let (m, _) = unet(Parameterisation::Consistency, 7, 0.0);
+    let first = cm_core::card::weights_to_bytes(&m).unwrap();
+    for i in 0..8 {
+        assert!(cm_core::card::weights_to_bytes(&m).unwrap() == first, "save {i} differs from the first");
+    }
+    let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+    assert_eq!(n % 8, 0, "header length {n}");
+    let header: serde_json::Value = serde_json::from_slice(&first[8..8 + n]).unwrap();
+    assert_eq!(header["__metadata__"]["producer"], "burn");
+}
+
 /// iCT's shared dropout: the same masks give the same output twice, fresh masks a different one.
 #[test]
 fn unet_dropout_masks_are_shared_when_passed() {

@@ -175,7 +175,8 @@ fn bad_sampling_arguments_are_explained() {
     );
 }
 
-/// An export into a `models` folder is named after its folder (card and page list) and registered once.
+/// An export into a `models` folder is named after its folder (card and page list) and registered once;
+/// exporting an unchanged model again writes the same weights file, byte for byte.
 #[test]
 fn export_names_the_model_after_its_folder_and_registers_it() {
     let models = tmp("export-index").join("models");
@@ -184,7 +185,8 @@ fn export_names_the_model_after_its_folder_and_registers_it() {
     std::fs::write(models.join("index.json"), r#"{"models": ["other"], "notes": {"other": "kept"}}"#)
         .unwrap();
     let src = copy_model("export-src");
-    for _ in 0..2 {
+    let mut weights = Vec::new();
+    for _ in 0..3 {
         let out = cm(&[
             "export",
             "--from",
@@ -193,7 +195,12 @@ fn export_names_the_model_after_its_folder_and_registers_it() {
             models.join("renamed").to_str().unwrap(),
         ]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        weights.push(std::fs::read(models.join("renamed/model.safetensors")).unwrap());
     }
+    assert!(
+        weights.iter().all(|w| *w == weights[0]),
+        "three exports of one model wrote different weights files"
+    );
     let card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(models.join("renamed/config.json")).unwrap()).unwrap();
     assert_eq!(card["name"], "renamed");
