@@ -246,7 +246,7 @@ fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>, CoreError> {
     let header: serde_json::Value = serde_json::from_slice(header)
         .map_err(|e| CoreError::Weights(format!("burn wrote an unreadable safetensors header: {e}")))?;
     let mut text = serde_json::to_string(&sorted(header)).expect("a JSON value serialises");
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = Vec::with_capacity(8 + text.len() + data.len());
