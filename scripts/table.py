@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The README's method table: one- and two-step quality of CT, iCT, CD, sCT, sCD and the diffusion teacher on
+"""The README's method table: one- and two-step quality of CT, iCT, ECT, CD, sCT, sCD and the diffusion teacher on
 moons, MNIST and Fashion-MNIST, from the models trained with the committed recipes (configs/<dataset>-<method>.toml).
 
     python3 scripts/table.py            # from the bundled models in www/models (checked against the recipes)
@@ -10,7 +10,7 @@ ones); nothing is typed by hand. Before a bundled card is used, its recorded rec
 committed recipe file, so a stale model cannot pass for the current recipe.
 moons: sliced W2 to fresh data on 4096 samples (noise floor = two fresh data draws).
 MNIST, Fashion-MNIST 16 px: FID-LeNet to the test split on 4096 samples (classifiers/<dataset>-16),
-train-vs-test reference. `ict` starts from the EDM teacher's weights (init_from), `ict-scratch` from random ones;
+train-vs-test reference. `ict` and `ect` start from the EDM teacher's weights (init_from), `ict-scratch` from random ones;
 `sct` and `scd` from the TrigFlow teacher's (`trigflow`, the same network), `sct-scratch` and `scd-scratch`
 from random ones (`scd-scratch` distils the EDM teacher).
 MNIST 28 px (`configs/mnist-<method>-28.toml`, rows "mnist 28 px"): the same metric with classifiers/mnist-28, so
@@ -26,7 +26,7 @@ import sys
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-METHODS = ["edm", "trigflow", "ct", "ict-scratch", "ict", "cd", "sct-scratch", "sct", "scd-scratch", "scd",
+METHODS = ["edm", "trigflow", "ct", "ict-scratch", "ict", "ect", "cd", "sct-scratch", "sct", "scd-scratch", "scd",
            "edm-28", "ict-28", "cd-28"]
 TEACHERS = ("edm", "trigflow")
 DATASETS = {

@@ -26,6 +26,9 @@ pub enum Method {
     Ct,
     /// Improved consistency training.
     Ict,
+    /// Easy consistency tuning (Geng et al. 2024): consistency training whose pairs start at the data
+    /// (diffusion training) and close in stage by stage; meant to start from a diffusion model's weights.
+    Ect,
     /// Consistency distillation from a diffusion teacher (CM Algorithm 2).
     Cd,
     /// TrigFlow diffusion (sCM §3; a teacher, sampled with an ODE solver).
@@ -42,6 +45,7 @@ impl Method {
             Method::Edm => "edm",
             Method::Ct => "ct",
             Method::Ict => "ict",
+            Method::Ect => "ect",
             Method::Cd => "cd",
             Method::Trigflow => "trigflow",
             Method::Sct => "sct",
@@ -59,9 +63,9 @@ impl Method {
         matches!(self, Method::Cd | Method::Scd)
     }
 
-    /// Discrete-time consistency methods (CT, iCT, CD): the `ct` recipe section applies.
+    /// Consistency methods of the `ct` recipe section (CT, iCT, ECT, CD): one loss between two levels.
     pub fn is_discrete_consistency(self) -> bool {
-        matches!(self, Method::Ct | Method::Ict | Method::Cd)
+        matches!(self, Method::Ct | Method::Ict | Method::Ect | Method::Cd)
     }
 
     /// TrigFlow methods: the `scm` recipe section applies, with the adaptive weight `w_phi(t)`.
@@ -74,7 +78,7 @@ impl Method {
         use crate::Parameterisation as P;
         match self {
             Method::Edm => P::Edm,
-            Method::Ct | Method::Ict | Method::Cd => P::Consistency,
+            Method::Ct | Method::Ict | Method::Ect | Method::Cd => P::Consistency,
             Method::Trigflow | Method::Sct | Method::Scd => P::TrigFlow,
         }
     }

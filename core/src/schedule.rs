@@ -39,6 +39,12 @@ pub enum Curriculum {
     Ict { s0: u32, s1: u32 },
     /// A fixed grid of `n` levels and a constant target EMA `mu` (CD: CM Table 3 uses `N = 18` on CIFAR-10).
     Fixed { n: u32, mu: f64 },
+    /// ECT (Geng et al. 2024, "Consistency Models Made Easy"): no grid. `t` is drawn continuously and
+    /// paired with `r = max(0, t (1 - q^-(s+1) n(t)))`, `n(t) = 1 + k sigmoid(-b t)` ([`ect_r`]), at stage
+    /// `s = min(floor(k_step / floor(K / stages)), stages - 1)` ([`ect_stage`]); target EMA `mu = 0`. Stage
+    /// 0 pairs most `t` with `r = 0`, the data itself: diffusion training, which a diffusion model's
+    /// weights already solve; each stage halves (`q = 2`) the gap `t - r`.
+    Ect { q: f64, k: f64, b: f64, stages: u32 },
 }
 
 impl Curriculum {
@@ -46,17 +52,16 @@ impl Curriculum {
     pub const CM: Curriculum = Curriculum::Cm { s0: 2, s1: 150, mu0: 0.9 };
     /// iCT's constants: `s0 = 10, s1 = 1280`.
     pub const ICT: Curriculum = Curriculum::Ict { s0: 10, s1: 1280 };
+    /// ECT's CIFAR-10 constants (its code's defaults, `run_ecm.sh`): `q = 2, k = 8, b = 1`, the gap halved
+    /// every 250 of 2000 ticks: 8 stages.
+    pub const ECT: Curriculum = Curriculum::Ect { q: 2.0, k: 8.0, b: 1.0, stages: 8 };
 
-    /// Number of discretisation levels `N(k)` at training step `k` of `total` (= K).
-    pub fn n(&self, k: u64, total: u64) -> usize {
+    /// Number of discretisation levels `N(k)` at training step `k` of `total` (= K); `None` for ECT,
+    /// which has no grid.
+    pub fn n(&self, k: u64, total: u64) -> Option<usize> {
         let total = total.max(1);
-        match *self {
-            Curriculum::Cm { s0, s1, .. } => {
-                let (s0, s1) = (s0 as f64, s1 as f64);
-                let frac = k.min(total) as f64 / total as f64;
-                let inner = libm::sqrt(frac * ((s1 + 1.0).powi(2) - s0 * s0) + s0 * s0);
-                (libm::ceil(inner - 1.0) as usize + 1).max(2)
-            }
+        Some(match *self {
+            Curriculum::Cm { s0, s1, .. } => cm_n(s0, s1, k, total),
             Curriculum::Ict { s0, s1 } => {
                 let doublings = libm::floor(libm::log2(libm::floor(s1 as f64 / s0 as f64)));
                 let k_prime = libm::floor(total as f64 / (doublings + 1.0)).max(1.0) as u64;
@@ -65,17 +70,46 @@ impl Curriculum {
                 n as usize + 1
             }
             Curriculum::Fixed { n, .. } => (n as usize).max(2),
-        }
+            Curriculum::Ect { .. } => return None,
+        })
     }
 
     /// Target-network EMA decay `mu(k)` (0 means the target is `stopgrad(theta)`).
     pub fn mu(&self, k: u64, total: u64) -> f64 {
         match *self {
-            Curriculum::Cm { s0, mu0, .. } => libm::exp(s0 as f64 * libm::log(mu0) / self.n(k, total) as f64),
-            Curriculum::Ict { .. } => 0.0,
+            Curriculum::Cm { s0, s1, mu0 } => {
+                libm::exp(s0 as f64 * libm::log(mu0) / cm_n(s0, s1, k, total.max(1)) as f64)
+            }
+            Curriculum::Ict { .. } | Curriculum::Ect { .. } => 0.0,
             Curriculum::Fixed { mu, .. } => mu,
         }
     }
+}
+
+/// CM's `N(k)` (`total >= 1`).
+fn cm_n(s0: u32, s1: u32, k: u64, total: u64) -> usize {
+    let (s0, s1) = (s0 as f64, s1 as f64);
+    let frac = k.min(total) as f64 / total as f64;
+    let inner = libm::sqrt(frac * ((s1 + 1.0).powi(2) - s0 * s0) + s0 * s0);
+    (libm::ceil(inner - 1.0) as usize + 1).max(2)
+}
+
+/// ECT's stage at training step `k` of `total` (= K): `min(floor(k / floor(K / stages)), stages - 1)`,
+/// so the last stage is reached and kept (ECT's `stage = tick // double`, its run 8 stages long).
+pub fn ect_stage(k: u64, total: u64, stages: u32) -> u32 {
+    let stages = stages.max(1) as u64;
+    let period = (total.max(1) / stages).max(1);
+    (k / period).min(stages - 1) as u32
+}
+
+/// ECT's mapping from `t` to the paired level `r` at stage `s` ("Consistency Models Made Easy", §3; its
+/// code's `t_to_r_sigmoid`): `r = max(0, t (1 - q^-(s+1) n(t)))`, `n(t) = 1 + k sigmoid(-b t)`. `r < t` for
+/// every `t > 0`; `r / t` grows with `t` and with `s`, towards 1.
+pub fn ect_r(t: f64, stage: u32, q: f64, k: f64, b: f64) -> f64 {
+    let sigmoid = |x: f64| 1.0 / (1.0 + libm::exp(-x));
+    let n_t = 1.0 + k * sigmoid(-b * t);
+    let decay = libm::pow(q, -(stage as f64 + 1.0));
+    (t * (1.0 - decay * n_t)).max(0.0)
 }
 
 /// iCT lognormal index distribution (iCT §3.5): `p(i) ∝ erf((ln sigma_{i+1} - P_mean)/(sqrt2 P_std)) - erf((ln sigma_i - P_mean)/(sqrt2 P_std))`

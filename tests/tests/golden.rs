@@ -3,7 +3,7 @@
 
 use cm_core::distance::Distance;
 use cm_core::param::{NoiseRange, Parameterisation};
-use cm_core::schedule::{Curriculum, karras, lognormal_index_probs};
+use cm_core::schedule::{Curriculum, ect_r, ect_stage, karras, lognormal_index_probs};
 use serde_json::Value;
 
 fn golden() -> Value {
@@ -31,7 +31,7 @@ fn karras_grid_matches_golden() {
 fn cm_curriculum_matches_golden() {
     for row in golden()["cm_curriculum"].as_array().unwrap() {
         let (k, total) = (row["k"].as_u64().unwrap(), row["K"].as_u64().unwrap());
-        assert_eq!(Curriculum::CM.n(k, total) as u64, row["n"].as_u64().unwrap(), "k={k}");
+        assert_eq!(Curriculum::CM.n(k, total).unwrap() as u64, row["n"].as_u64().unwrap(), "k={k}");
         assert!(close(Curriculum::CM.mu(k, total), row["mu"].as_f64().unwrap(), 1e-12), "k={k}");
     }
 }
@@ -40,9 +40,28 @@ fn cm_curriculum_matches_golden() {
 fn ict_curriculum_matches_golden() {
     for row in golden()["ict_curriculum"].as_array().unwrap() {
         let (k, total) = (row["k"].as_u64().unwrap(), row["K"].as_u64().unwrap());
-        assert_eq!(Curriculum::ICT.n(k, total) as u64, row["n"].as_u64().unwrap(), "k={k}");
+        assert_eq!(Curriculum::ICT.n(k, total).unwrap() as u64, row["n"].as_u64().unwrap(), "k={k}");
         assert_eq!(Curriculum::ICT.mu(k, total), 0.0);
     }
+}
+
+#[test]
+fn ect_stages_and_mapping_match_golden() {
+    let g = golden();
+    for row in g["ect_stage"].as_array().unwrap() {
+        let (k, total) = (row["k"].as_u64().unwrap(), row["K"].as_u64().unwrap());
+        let stages = row["stages"].as_u64().unwrap() as u32;
+        assert_eq!(ect_stage(k, total, stages) as u64, row["stage"].as_u64().unwrap(), "k={k} K={total}");
+    }
+    for row in g["ect_r"].as_array().unwrap() {
+        let f = |key: &str, default: f64| row.get(key).map_or(default, |v| v.as_f64().unwrap());
+        let (t, stage) = (f("t", f64::NAN), row["stage"].as_u64().unwrap() as u32);
+        let got = ect_r(t, stage, f("q", 2.0), f("k", 8.0), f("b", 1.0));
+        let want = f("r", f64::NAN);
+        assert!(close(got, want, 1e-12), "t={t} stage={stage}: {got} vs {want}");
+    }
+    assert!(Curriculum::ECT.n(5, 10).is_none(), "ECT has no grid");
+    assert_eq!(Curriculum::ECT.mu(5, 10), 0.0, "ECT's target is stopgrad(theta)");
 }
 
 #[test]

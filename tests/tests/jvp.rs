@@ -241,3 +241,81 @@ fn scm_loss_matches_a_host_computation_of_algorithm_1() {
         assert!(rel < 1e-5, "distil {distil}, {mode:?}: loss {got} vs host {want} (rel {rel})");
     }
 }
+
+/// ECT (Geng et al. 2024) assembled independently on the host: `t` from the step's level stream, `r` from
+/// the mapping, the target `f(x0 + r z, r)` of the same network (`stopgrad(theta)`) or the data itself
+/// where `r <= sigma_min`, pseudo-Huber distance, weight `1 / (t - r)`. The consistency scalings are
+/// written out here (CM Appendix C), not taken from the crate. Checked at stage 0, where the data is the
+/// target for most rows, and at a late stage, where every row's pair is close.
+#[test]
+fn ect_loss_matches_a_host_computation() {
+    use cm_core::objective::{CtConfig, IndexSampling, Levels, Progress, ct_loss};
+    use cm_core::schedule::{Curriculum, ect_r};
+    let device = f64_device();
+    let model = denoiser(Parameterisation::Consistency, 3, &device);
+    let NoiseRange { sigma_min, sigma_max, sigma_data: sd } = model.range;
+    let (b, d) = (32, 2);
+    let x0_v = randn(11, 2, b * d, 1.0);
+    let x0 = tensor(x0_v.clone(), [b, d], &device);
+    let noise = Noise::new(7);
+    let (p_mean, p_std) = (0.0, 1.5);
+    let cfg = CtConfig {
+        curriculum: Curriculum::ECT,
+        index_sampling: IndexSampling::Lognormal { p_mean, p_std },
+        ..CtConfig::ect()
+    };
+    let f = |x: &[f64], sigma: &[f64]| -> Vec<f64> {
+        let c_in: Vec<f64> = (0..b * d).map(|k| x[k] / (sigma[k / d].powi(2) + sd * sd).sqrt()).collect();
+        let c_noise: Vec<f64> = sigma.iter().map(|s| 0.25 * s.ln()).collect();
+        let net = host(model.net.forward(tensor(c_in, [b, d], &device), tensor(c_noise, [b], &device), None));
+        (0..b * d)
+            .map(|k| {
+                let s = sigma[k / d];
+                let c_skip = sd * sd / ((s - sigma_min).powi(2) + sd * sd);
+                let c_out = sd * (s - sigma_min) / (sd * sd + s * s).sqrt();
+                c_skip * x[k] + c_out * net[k]
+            })
+            .collect()
+    };
+    for (k, total, want_stage) in [(0, 80, 0), (75, 80, 7)] {
+        let progress = Progress::new(k, total);
+        let step = ct_loss(&model, &model.valid(), x0.clone(), &cfg, progress, &noise, None);
+        assert_eq!(step.levels, Levels::Ect { stage: want_stage });
+        assert_eq!(step.mu, 0.0);
+        let got: f64 = step.loss.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()[0];
+
+        let s = progress.streams();
+        let t: Vec<f64> = (0..b)
+            .map(|i| {
+                (p_mean + p_std * noise.generator(s.level(), i as u64).normal())
+                    .exp()
+                    .clamp(sigma_min, sigma_max)
+            })
+            .collect();
+        let r: Vec<f64> = t.iter().map(|&t| ect_r(t, want_stage, 2.0, 8.0, 1.0)).collect();
+        let data_rows = r.iter().filter(|&&r| r <= sigma_min).count();
+        if want_stage == 0 {
+            assert!(data_rows > 0 && data_rows < b, "stage 0 should mix data and model targets: {data_rows}");
+        }
+        let z: Vec<f64> = noise.normals(s.z(), 0, b, d).into_iter().map(|v| v as f64).collect();
+        let x_t: Vec<f64> = (0..b * d).map(|k| x0_v[k] + t[k / d] * z[k]).collect();
+        let x_r: Vec<f64> = (0..b * d).map(|k| x0_v[k] + r[k / d] * z[k]).collect();
+        let student = f(&x_t, &t);
+        let target = f(&x_r, &r.iter().map(|&r| r.max(sigma_min)).collect::<Vec<_>>());
+        let c = 0.00054 * (d as f64).sqrt();
+        let mut want = 0.0;
+        for i in 0..b {
+            let (goal, lambda) = if r[i] > sigma_min {
+                (&target[i * d..(i + 1) * d], 1.0 / (t[i] - r[i]))
+            } else {
+                (&x0_v[i * d..(i + 1) * d], 1.0 / t[i])
+            };
+            let sq: f64 = (0..d).map(|j| (student[i * d + j] - goal[j]).powi(2)).sum();
+            want += lambda * ((sq + c * c).sqrt() - c);
+        }
+        want /= b as f64;
+        let rel = (got - want).abs() / want;
+        // Per-row levels and weights reach the loss through f32 columns.
+        assert!(rel < 1e-5, "stage {want_stage}: loss {got} vs host {want} (rel {rel})");
+    }
+}

@@ -7,7 +7,7 @@ use cm_core::net::{AdaNorm, Architecture, MlpConfig, TimeEmbedding, UNetConfig};
 use cm_core::param::{NoiseRange, Parameterisation};
 use cm_core::rng::Noise;
 use cm_core::sample::{consistency_sample, multistep, normals};
-use cm_core::schedule::{Curriculum, default_taus, karras, karras_sampling};
+use cm_core::schedule::{Curriculum, default_taus, ect_r, ect_stage, karras, karras_sampling};
 use cm_core::{Denoiser, ModelConfig};
 use cm_tests::{Randomise, host, max_abs_diff, small_unet};
 use proptest::prelude::*;
@@ -100,12 +100,41 @@ proptest! {
     fn curricula_are_monotone(total in 10u64..1_000_000) {
         for c in [Curriculum::CM, Curriculum::ICT] {
             let ks: Vec<u64> = (0..=50).map(|i| i * total / 50).collect();
-            let ns: Vec<usize> = ks.iter().map(|&k| c.n(k, total)).collect();
+            let ns: Vec<usize> = ks.iter().map(|&k| c.n(k, total).unwrap()).collect();
             prop_assert!(ns.windows(2).all(|w| w[1] >= w[0]), "{c:?} {ns:?}");
             let mus: Vec<f64> = ks.iter().map(|&k| c.mu(k, total)).collect();
             prop_assert!(mus.windows(2).all(|w| w[1] >= w[0]));
         }
-        prop_assert_eq!(Curriculum::CM.n(total, total), 151);
+        prop_assert_eq!(Curriculum::CM.n(total, total), Some(151));
+    }
+
+    /// ECT's stages rise from 0 to the last in K steps; its pair `r` lies in `[0, t)`, rises with the
+    /// stage and with `t`, and the gap `t - r` shrinks by `q` per stage once `r > 0`.
+    #[test]
+    fn ect_pairs_close_in(
+        total in 8u64..1_000_000, stages in 1u32..16, t in 0.002f64..80.0, q in 1.5f64..4.0,
+    ) {
+        let ks: Vec<u64> = (0..=64).map(|i| i * (total - 1) / 64).collect();
+        let s: Vec<u32> = ks.iter().map(|&k| ect_stage(k, total, stages)).collect();
+        prop_assert_eq!(s[0], 0);
+        prop_assert!(s.windows(2).all(|w| w[1] >= w[0]), "{s:?}");
+        // The last stage is reached (a run shorter than its stages ends at stage K - 1).
+        prop_assert_eq!(ect_stage(total - 1, total, stages) as u64, (stages as u64).min(total) - 1);
+        let mut before: Option<f64> = None;
+        for stage in 0..stages {
+            let r = ect_r(t, stage, q, 8.0, 1.0);
+            prop_assert!((0.0..t).contains(&r), "t={t} stage={stage} r={r}");
+            prop_assert!(ect_r(t * 1.01, stage, q, 8.0, 1.0) >= r);
+            if let Some(r0) = before {
+                prop_assert!(r >= r0);
+                if r0 > 0.0 {
+                    let (g0, g) = (t - r0, t - r);
+                    // t - r loses the digits of t it cancels: allow a few ulps of t.
+                    prop_assert!((g * q - g0).abs() <= 1e-9 * g0 + 1e-14 * t * q, "t={t} stage={stage}: gap {g} after {g0}");
+                }
+            }
+            before = Some(r);
+        }
     }
 
     /// Default taus decrease and stay inside (sigma_min, sigma_max).

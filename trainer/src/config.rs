@@ -7,6 +7,7 @@ use cm_core::data2d::Dataset2d;
 use cm_core::net::Architecture;
 use cm_core::objective::{CtConfig, EdmConfig, ScmConfig};
 use cm_core::sample::OdeSolver;
+use cm_core::schedule::Curriculum;
 use cm_core::{Method, ModelConfig, NoiseRange};
 use serde::{Deserialize, Serialize};
 
@@ -91,7 +92,8 @@ pub struct TrainConfig {
     /// Mirror training images left-right with probability 1/2 (CIFAR-style augmentation).
     #[serde(default)]
     pub flip: bool,
-    /// `edm` (EDM diffusion teacher), `ct` (CM recipe), `ict`, `cd` (distillation, CM Algorithm 2),
+    /// `edm` (EDM diffusion teacher), `ct` (CM recipe), `ict`, `ect` (easy consistency tuning: iCT's
+    /// loss with ECT's pairs, `ct.curriculum = { kind = "ect", ... }`), `cd` (distillation, CM Algorithm 2),
     /// `trigflow` (TrigFlow diffusion teacher), `sct` or `scd` (continuous-time, sCM Algorithm 1).
     pub method: Method,
     /// Training steps `K`.
@@ -274,7 +276,18 @@ impl TrainConfig {
     fn validate_sections(&self) -> Result<()> {
         let m = self.method.name();
         if !self.method.is_discrete_consistency() && self.ct.is_some() {
-            bail!("field `ct`: given for method `{m}`, which does not use it (ct, ict and cd do)");
+            bail!("field `ct`: given for method `{m}`, which does not use it (ct, ict, ect and cd do)");
+        }
+        match (self.method == Method::Ect, matches!(self.ct().curriculum, Curriculum::Ect { .. })) {
+            (true, false) => bail!(
+                "field `ct.curriculum`: method `ect` pairs levels by ECT's mapping; use curriculum = {{ kind = \"ect\", \
+                 q = 2.0, k = 8.0, b = 1.0, stages = 8 }}"
+            ),
+            (false, true) => bail!(
+                "field `ct.curriculum`: the `ect` curriculum belongs to method `ect` (so the model card says \
+                 how it was made), got method `{m}`"
+            ),
+            _ => {}
         }
         if !self.method.is_trigflow() && self.scm.is_some() {
             bail!("field `scm`: given for method `{m}`, which does not use it (trigflow, sct and scd do)");
@@ -372,6 +385,7 @@ impl TrainConfig {
         self.ct.unwrap_or(match self.method {
             Method::Ct => CtConfig::cm(),
             Method::Cd => CtConfig::cd(),
+            Method::Ect => CtConfig::ect(),
             _ => CtConfig::ict(),
         })
     }

@@ -147,6 +147,50 @@ fn init_from_starts_consistency_training_from_a_diffusion_model() {
     fails_with(&train(&d, "both", &both, &[]), &["init_from", "init_from_teacher"]);
 }
 
+/// ECT from a diffusion model's weights: the card says `ect`, the resolved recipe records ECT's mapping,
+/// the log walks through its stages, and a recipe mixing ECT with another method's curriculum is refused
+/// with the field named.
+#[test]
+fn ect_tunes_a_diffusion_model_stage_by_stage() {
+    let d = tmp("ect");
+    let text = recipe("ect", 16, FOURIER, "").replace(
+        "method = \"ect\"\n",
+        &format!("method = \"ect\"\ninit_from = {:?}\n", teacher().to_str().unwrap()),
+    );
+    ok(&train(&d, "ect", &text, &[]));
+    let c = card(&d.join("ect/model"));
+    assert_eq!(c["method"], "ect");
+    assert_eq!(c["model"]["parameterisation"], "consistency");
+    assert!(c["metrics"]["sliced_w2_1step"].as_f64().unwrap() > 0.0);
+    let saved = std::fs::read_to_string(d.join("ect/config.toml")).unwrap();
+    assert!(saved.contains("kind = \"ect\"") && saved.contains("stages = 8"), "{saved}");
+    let stages: Vec<u64> = std::fs::read_to_string(d.join("ect/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["stage"].as_u64().unwrap())
+        .collect();
+    assert_eq!(stages, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7]);
+
+    let ect_curriculum = "[ct]\ncurriculum = { kind = \"ect\", q = 2.0, k = 8.0, b = 1.0, stages = 4 }\n\
+                          distance = \"pseudo-huber\"\nweighting = \"ict\"\n\
+                          index_sampling = { kind = \"lognormal\", p_mean = -1.1, p_std = 2.0 }\n";
+    ok(&train(&d, "own", &recipe("ect", 2, FOURIER, ect_curriculum), &[]));
+    fails_with(
+        &train(&d, "ict", &recipe("ict", 2, FOURIER, ect_curriculum), &[]),
+        &["ct.curriculum", "ect", "ict"],
+    );
+    let grid = ect_curriculum.replace(
+        "kind = \"ect\", q = 2.0, k = 8.0, b = 1.0, stages = 4",
+        "kind = \"ict\", s0 = 10, s1 = 1280",
+    );
+    fails_with(&train(&d, "grid", &recipe("ect", 2, FOURIER, &grid), &[]), &["ct.curriculum", "ect"]);
+    for (bad, field) in [("q = 2.0", "q = 1.0"), ("stages = 4", "stages = 0"), ("b = 1.0", "b = -1.0")] {
+        let text = recipe("ect", 2, FOURIER, &ect_curriculum.replace(bad, field));
+        let name = field.split(' ').next().unwrap();
+        fails_with(&train(&d, name, &text, &[]), &[&format!("ct.curriculum.{name}")]);
+    }
+}
+
 /// On `--resume` the checkpoint holds the weights: the `init_from` model is not read again (it may be
 /// gone), and the resumed run ends where the uninterrupted one does.
 #[test]

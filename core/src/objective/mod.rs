@@ -7,7 +7,7 @@ pub mod ct;
 pub mod edm;
 pub mod scm;
 
-pub use ct::{CtConfig, CtStep, IndexSampling, Teacher, Weighting, ct_loss};
+pub use ct::{CtConfig, CtStep, IndexSampling, Levels, Teacher, Weighting, ct_loss};
 pub use edm::{EdmConfig, edm_loss};
 pub use scm::{
     AdaptiveWeight, JvpMode, ScmConfig, ScmStep, scm_loss, trigflow_diffusion_loss, trigflow_velocity,

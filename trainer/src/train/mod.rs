@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use cm_core::ema::{ema_decay_at, ema_update};
-use cm_core::objective::Progress;
+use cm_core::objective::{Levels, Progress};
 use cm_core::rng::Noise;
 use cm_core::{Denoiser, Model, ModelCard, Plan, card::CARD_FORMAT};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -218,8 +218,11 @@ impl Run<'_> {
             {"step": k + 1, "loss": loss, "steps_per_s": rate, "elapsed_s": elapsed, "lr": lr}
         );
         match schedule {
-            Schedule::Discrete { n, mu } => {
-                line["n"] = n.into();
+            Schedule::Discrete { levels, mu } => {
+                match levels {
+                    Levels::Grid { n } => line["n"] = n.into(),
+                    Levels::Ect { stage } => line["stage"] = stage.into(),
+                }
                 line["mu"] = mu.into();
             }
             Schedule::Tangent { r } => line["r"] = r.into(),

@@ -7,7 +7,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::prelude::*;
 use cm_core::host::rows;
 use cm_core::objective::{
-    AdaptiveWeight, CtConfig, Progress, ScmConfig, Teacher, ct_loss, edm_loss, scm_loss,
+    AdaptiveWeight, CtConfig, Levels, Progress, ScmConfig, Teacher, ct_loss, edm_loss, scm_loss,
     trigflow_diffusion_loss,
 };
 use cm_core::rng::Noise;
@@ -22,9 +22,10 @@ use crate::config::TrainConfig;
 pub(super) enum Schedule {
     /// EDM and TrigFlow diffusion: none.
     None,
-    /// Discrete consistency (CT, iCT, CD): the discretisation `N(k)` and the target network's EMA rate
-    /// `mu(k)` (`theta^- <- mu theta^- + (1 - mu) theta`; 0: the target is `stopgrad(theta)`).
-    Discrete { n: usize, mu: f64 },
+    /// Consistency between two levels (CT, iCT, ECT, CD): the discretisation `N(k)` or ECT's stage, and
+    /// the target network's EMA rate `mu(k)` (`theta^- <- mu theta^- + (1 - mu) theta`; 0: the target is
+    /// `stopgrad(theta)`).
+    Discrete { levels: Levels, mu: f64 },
     /// sCT / sCD: the tangent warm-up factor `r = min(1, k / H)`.
     Tangent { r: f64 },
 }
@@ -87,7 +88,7 @@ impl StepContext<'_> {
         let w = || nets.weight.expect("TrigFlow methods have w_phi");
         match cfg.method {
             Method::Edm => (edm_loss(model, x0, &cfg.edm, noise, progress.streams()), Schedule::None),
-            Method::Ct | Method::Ict | Method::Cd => {
+            Method::Ct | Method::Ict | Method::Ect | Method::Cd => {
                 // mu = 0 (iCT): the target is the student itself, without autodiff.
                 let valid;
                 let t = match nets.target {
@@ -100,7 +101,7 @@ impl StepContext<'_> {
                 let solver = cfg.teacher.as_ref().map(|t| t.solver);
                 let teach = nets.teacher.zip(solver).map(|(model, solver)| Teacher { model, solver });
                 let step = ct_loss(model, t, x0, &self.ct, progress, noise, teach);
-                (step.loss, Schedule::Discrete { n: step.n, mu: step.mu })
+                (step.loss, Schedule::Discrete { levels: step.levels, mu: step.mu })
             }
             Method::Trigflow => {
                 (trigflow_diffusion_loss(model, w(), x0, &self.scm, progress, noise), Schedule::None)
