@@ -53,6 +53,15 @@ fn teacher_section(path: &Path, extra: &str) -> String {
     format!("[teacher]\npath = {:?}\n{extra}", path.to_str().unwrap())
 }
 
+/// The value of `key` in every line of a run folder's `metrics.jsonl`.
+fn logged(run: &Path, key: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[key].clone())
+        .collect()
+}
+
 fn card(model: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap()
 }
@@ -164,11 +173,7 @@ fn ect_tunes_a_diffusion_model_stage_by_stage() {
     assert!(c["metrics"]["sliced_w2_1step"].as_f64().unwrap() > 0.0);
     let saved = std::fs::read_to_string(d.join("ect/config.toml")).unwrap();
     assert!(saved.contains("kind = \"ect\"") && saved.contains("stages = 8"), "{saved}");
-    let stages: Vec<u64> = std::fs::read_to_string(d.join("ect/metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["stage"].as_u64().unwrap())
-        .collect();
+    let stages: Vec<u64> = logged(&d.join("ect"), "stage").iter().map(|v| v.as_u64().unwrap()).collect();
     assert_eq!(stages, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7]);
 
     let ect_curriculum = "[ct]\ncurriculum = { kind = \"ect\", q = 2.0, k = 8.0, b = 1.0, stages = 4 }\n\
@@ -360,11 +365,7 @@ fn a_batch_split_over_two_devices_trains_like_one() {
         ok(&train(&d, &format!("{method}-1"), &text, &[]));
         ok(&train(&d, &format!("{method}-2"), &text, &["--devices", "2"]));
         let losses = |run: &str| -> Vec<f64> {
-            std::fs::read_to_string(d.join(run).join("metrics.jsonl"))
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
-                .collect()
+            logged(&d.join(run), "loss").iter().map(|v| v.as_f64().unwrap()).collect()
         };
         let (one, two) = (losses(&format!("{method}-1")), losses(&format!("{method}-2")));
         assert_eq!(one.len(), 4);
