@@ -11,7 +11,7 @@
 #                                         # $OUT/gpu-cache.tar.xz: copy that to ~/.cache/cm/ here, and the
 #                                         # next --prepare carries it, so the next GPU check starts warm
 #
-# What it runs and checks is in scripts/gpu_check.py: every method (edm, ict, cd, sct, scd on the MNIST
+# What it runs and checks is in scripts/gpu_check.py: every method (edm, ict, ect, cd, sct, scd on the MNIST
 # recipes) on every GPU backend for a few hundred steps with finite, falling loss and first losses equal to
 # the CPU's; training steps/s of the small and the 7 M-parameter U-Net against the JAX peer on the same GPU,
 # warm-up (autotune) time cold and warm, FLOP/s; peak GPU memory. It keeps to a time budget

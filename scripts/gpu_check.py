@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The GPU check (run by scripts/gpu-check.sh on a lent GPU machine; see that script for the set-up).
 
-1. Correctness, every method x every GPU backend: the MNIST recipes configs/mnist-{edm,ict,cd,sct,scd}.toml
+1. Correctness, every method x every GPU backend: the MNIST recipes configs/mnist-{edm,ict,ect,cd,sct,scd}.toml
    trained for STEPS steps with the loss logged every step. Passes when the run exits 0, every loss is
    finite, the loss falls (mean of the last 20 steps below the mean of the first 20), and the first 3
    losses equal the CPU backend's for the same recipe and seed within RTOL (noise, data rows and levels are
@@ -40,7 +40,7 @@ QUICK = "--quick" in sys.argv
 BACKENDS = os.environ.get("GPU_CHECK_BACKENDS", "cuda vulkan").split()
 SPEED_BACKENDS = os.environ.get("GPU_CHECK_SPEED_BACKENDS", " ".join(BACKENDS)).split()
 METHODS_SHARE = float(os.environ.get("GPU_CHECK_METHODS_SHARE", "0.5"))
-METHODS = ["ict", "edm", "cd", "sct", "scd"]
+METHODS = ["ict", "edm", "ect", "cd", "sct", "scd"]
 # configs/<DATASET>-<method>.toml; `moons` makes a quick smoke test of the script itself on any machine.
 DATASET = os.environ.get("GPU_CHECK_DATASET", "mnist")
 STEPS = 60 if QUICK else 200
