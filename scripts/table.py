@@ -27,7 +27,7 @@ import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 METHODS = ["edm", "trigflow", "ct", "ict-scratch", "ict", "ect", "cd", "sct-scratch", "sct", "scd-scratch", "scd",
-           "edm-28", "ict-28", "cd-28"]
+           "edm-28", "ict-28", "ect-28", "cd-28"]
 TEACHERS = ("edm", "trigflow")
 DATASETS = {
     "moons": ("sliced W2", "sliced_w2"),
