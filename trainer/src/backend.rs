@@ -41,6 +41,7 @@ impl Backend {
             return Ok(d.clone());
         }
         let device = self.start(index)?;
+        crate::gpu::note_cold_cache();
         started.push((self, index, device.clone()));
         Ok(device)
     }

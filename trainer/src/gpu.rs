@@ -104,19 +104,34 @@ fn set_kernel_cache() {
     config.compilation.cache = std::env::var("CM_KERNEL_CACHE").map_or(true, |v| v != "0");
     if matches!(config.environment.path, CacheConfig::Target) {
         let dir = kernel_cache_dir();
-        // Without this a first run looks hung: measured on an H200 (scripts/gpu-check.sh), CUDA had
-        // not finished the first step of the 0.3 M-parameter U-Net after 156 s of NVRTC compilation.
         if std::fs::read_dir(&dir).map_or(true, |mut entries| entries.next().is_none()) {
-            eprintln!(
-                "note: the GPU kernels are compiled and autotuned on first use (minutes for a U-Net on \
-                 CUDA) and kept in {}, so later runs start in seconds",
-                dir.display()
-            );
+            let _ = COLD_CACHE.set(dir.clone());
         }
         config.environment.path = CacheConfig::Directory(dir);
     }
     // Refused (and harmless) when something already read the configuration.
     let _ = CubeClRuntimeConfig::try_set(config);
+}
+
+/// The kernel cache folder, where it was empty when the GPU backend was prepared.
+static COLD_CACHE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Once a GPU device has started on an empty kernel cache, says that the first steps compile and
+/// autotune kernels. Without it a first run looks hung: measured on an H200 (scripts/gpu-check.sh),
+/// CUDA had not finished the first step of the 0.3 M-parameter U-Net after 156 s of NVRTC
+/// compilation. Not before the device starts, so a backend that cannot start fails with its one
+/// error line alone.
+pub fn note_cold_cache() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if let Some(dir) = COLD_CACHE.get() {
+        SAID.call_once(|| {
+            eprintln!(
+                "note: the GPU kernels are compiled and autotuned on first use (minutes for a U-Net on \
+                 CUDA) and kept in {}, so later runs start in seconds",
+                dir.display()
+            )
+        });
+    }
 }
 
 /// The GPU a backend runs on, as its driver names it (recorded in run cards and benchmarks).

@@ -256,11 +256,38 @@ fn tune_finds_a_two_step_tau_and_the_card_makes_it_the_default() {
     assert_eq!(best, probes.iter().cloned().fold(f64::INFINITY, f64::min));
     // The built-in default (iCT's 0.821) was the list before tuning.
     assert_eq!(report["current"]["taus"], serde_json::json!([0.821]));
+    // The current list and the search's best, scored again on the three seeds after the search's.
+    let confirm = &report["confirm"];
+    assert_eq!(confirm["seeds"], serde_json::json!([1001, 1002, 1003]));
+    let lists = confirm["lists"].as_array().unwrap();
+    assert_eq!(lists[0]["from"], "current");
+    assert_eq!(lists[0]["taus"], report["current"]["taus"]);
+    let means: Vec<f64> = lists
+        .iter()
+        .map(|l| {
+            let values: Vec<f64> =
+                l["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            assert_eq!(values.len(), 3);
+            let mean = l["mean"].as_f64().unwrap();
+            assert!((mean - values.iter().sum::<f64>() / 3.0).abs() < 1e-12, "{l}");
+            mean
+        })
+        .collect();
+    if report["best"]["taus"] != report["current"]["taus"] {
+        assert_eq!(lists.len(), 2);
+        assert_eq!(lists[1]["from"], "centre");
+        assert_eq!(lists[1]["taus"], report["best"]["taus"]);
+    }
+    let chosen = confirm["chosen"].as_u64().unwrap() as usize;
+    assert!(means.iter().all(|&m| m >= means[chosen]), "chosen {chosen} of {means:?}");
+    assert!(chosen == 0 || means[chosen] < means[0], "a tie keeps the current list");
     let card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
-    let improves = best < report["current"]["value"].as_f64().unwrap();
+    let improves = chosen != 0;
     if improves {
         assert_eq!(card["taus"]["2"], report["best"]["taus"]);
+        assert_eq!(card["provenance"]["tune"]["2"]["value"], lists[chosen]["mean"]);
+        assert_eq!(card["provenance"]["tune"]["2"]["confirm_seeds"], confirm["seeds"]);
         assert!(card["metrics"].get("sliced_w2_2step").is_none(), "stale two-step metric kept");
         assert!(card["metrics"]["sliced_w2_1step"].is_number(), "one-step metric lost");
         assert_eq!(card["provenance"]["tune"]["2"]["metric"], "sliced_w2");
@@ -320,6 +347,42 @@ fn a_greedy_tune_chooses_one_level_at_a_time() {
     let best = probes.iter().filter(|p| taus(p).len() == 2).min_by(|a, b| value(a).total_cmp(&value(b)));
     assert_eq!(report["best"]["value"], best.unwrap()["value"]);
     fails_with(&cm(&["tune", "--model", m, "--search", "random"]), &["--search", "random"]);
+}
+
+/// `cm tune --taus` searches nothing: it scores the given list against the current one on the
+/// search's seed and the confirmation seeds, and `--confirm 0` leaves the decision to that one seed.
+#[test]
+fn tune_checks_a_given_list_against_the_current_one() {
+    let m = model_dir().to_str().unwrap();
+    let out = cm(&["tune", "--model", m, "--taus", "5,0.5", "--n", "256", "--confirm", "2", "--seed", "7"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["steps"], 3);
+    assert_eq!(report["search"], "given");
+    assert_eq!(report["probes"].as_array().unwrap().len(), 1);
+    assert_eq!(report["best"]["taus"], serde_json::json!([5.0, 0.5]));
+    assert_eq!(report["current"]["taus"].as_array().unwrap().len(), 2);
+    assert_eq!(report["confirm"]["seeds"], serde_json::json!([8, 9]));
+    let lists = report["confirm"]["lists"].as_array().unwrap();
+    assert_eq!(lists.iter().map(|l| l["from"].as_str().unwrap()).collect::<Vec<_>>(), ["current", "given"]);
+    // The list a model already samples is one list, kept.
+    let out = cm(&["tune", "--model", m, "--taus", "0.821", "--n", "256"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["confirm"]["lists"].as_array().unwrap().len(), 1);
+    assert_eq!(report["confirm"]["chosen"], 0);
+    // Without confirmation the report has none.
+    let out = cm(&["tune", "--model", m, "--taus", "2", "--n", "256", "--confirm", "0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["confirm"].is_null());
+    fails_with(&cm(&["tune", "--model", m, "--taus", "5,0.5", "--steps", "2"]), &["--steps 2", "3 steps"]);
+    fails_with(&cm(&["tune", "--model", m, "--taus", "0.5,5"]), &["strictly decreasing", "[0.5, 5.0]"]);
+    fails_with(&cm(&["tune", "--model", m, "--confirm", "17"]), &["--confirm", "0 to 16"]);
+    fails_with(
+        &cm(&["tune", "--model", m, "--seed", "18446744073709551614"]),
+        &["--seed", "confirmation seeds"],
+    );
 }
 
 #[test]
