@@ -249,8 +249,12 @@ fn probe(
 /// The model's current `steps`-step list (a card's tuned list, or the built-in one), scored by `score`.
 fn current(model: &Model, score: &Score, steps: usize, n: usize, seed: u64) -> Result<Probe> {
     let taus = model.taus(TauRequest::Default { steps }).map_err(anyhow::Error::msg)?.as_slice().to_vec();
-    let centre = taus.iter().map(|t| t.ln()).sum::<f64>() / taus.len() as f64;
-    probe(model, score, taus, centre, n, seed)
+    probe(model, score, taus.clone(), log_centre(&taus), n, seed)
+}
+
+/// The geometric centre of a list, in log: what a centre search would call it.
+fn log_centre(taus: &[f64]) -> f64 {
+    taus.iter().map(|t| t.ln()).sum::<f64>() / taus.len().max(1) as f64
 }
 
 /// Scores the current list and each distinct candidate on `confirm` seeds after `seed`; `None` for none.
@@ -377,8 +381,7 @@ pub fn check(
     let steps = taus.len() + 1;
     confirmation_seeds(seed, confirm)?;
     let score = scorer(target, model.dim(), n, seed, 0)?;
-    let centre = taus.iter().map(|t| t.ln()).sum::<f64>() / taus.len().max(1) as f64;
-    let given = probe(model, &*score, taus, centre, n, seed)?;
+    let given = probe(model, &*score, taus.clone(), log_centre(&taus), n, seed)?;
     let current = current(model, &*score, steps, n, seed)?;
     let confirm =
         confirmation(model, target, &current, vec![("given", given.taus.clone())], n, seed, confirm)?;
