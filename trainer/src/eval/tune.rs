@@ -257,20 +257,18 @@ fn log_centre(taus: &[f64]) -> f64 {
     taus.iter().map(|t| t.ln()).sum::<f64>() / taus.len().max(1) as f64
 }
 
-/// Scores the current list and each distinct candidate on `confirm` seeds after `seed`; `None` for none.
+/// Scores the current list and each distinct candidate on the confirmation `seeds`; `None` for none.
 fn confirmation(
     model: &Model,
     target: &Target,
     current: &Probe,
     candidates: Vec<(&'static str, Vec<f64>)>,
     n: usize,
-    seed: u64,
-    confirm: usize,
+    seeds: Vec<u64>,
 ) -> Result<Option<Confirmation>> {
-    if confirm == 0 {
+    if seeds.is_empty() {
         return Ok(None);
     }
-    let seeds = confirmation_seeds(seed, confirm)?;
     let mut lists = vec![Checked { from: "current", taus: current.taus.clone(), values: vec![], mean: 0.0 }];
     for (from, taus) in candidates {
         if lists.iter().all(|l| l.taus != taus) {
@@ -316,7 +314,8 @@ pub fn tune(
     if steps < 2 {
         bail!("--steps must be at least 2: one step has no intermediate level to tune");
     }
-    confirmation_seeds(seed, confirm)?;
+    // Before the search, so a seed without room for its confirmation seeds fails at once.
+    let seeds = confirmation_seeds(seed, confirm)?;
     let range = model.denoiser.range;
     let score = scorer(target, model.dim(), n, seed, 0)?;
     let current = current(model, &*score, steps, n, seed)?;
@@ -354,7 +353,7 @@ pub fn tune(
     let best = found.iter().map(|(_, p)| p).min_by(|a, b| a.value.total_cmp(&b.value)).cloned();
     let best = best.expect("every search proposes a list");
     let candidates = found.into_iter().map(|(from, p)| (from, p.taus)).collect();
-    let confirm = confirmation(model, target, &current, candidates, n, seed, confirm)?;
+    let confirm = confirmation(model, target, &current, candidates, n, seeds)?;
     Ok(Tuned {
         steps,
         search,
@@ -379,12 +378,11 @@ pub fn check(
     confirm: usize,
 ) -> Result<Tuned> {
     let steps = taus.len() + 1;
-    confirmation_seeds(seed, confirm)?;
+    let seeds = confirmation_seeds(seed, confirm)?;
     let score = scorer(target, model.dim(), n, seed, 0)?;
     let given = probe(model, &*score, taus.clone(), log_centre(&taus), n, seed)?;
     let current = current(model, &*score, steps, n, seed)?;
-    let confirm =
-        confirmation(model, target, &current, vec![("given", given.taus.clone())], n, seed, confirm)?;
+    let confirm = confirmation(model, target, &current, vec![("given", given.taus.clone())], n, seeds)?;
     Ok(Tuned {
         steps,
         search: Search::Given,
