@@ -329,6 +329,87 @@ async function drawPaths(teacher, student, nfe, seed, id) {
   p.canvas.title = 'grey: start on the trajectory; orange: the teacher\'s PF-ODE path; blue dashed: the consistency model\'s one-step jump';
 }
 
+// For educators, on image models: a few of the teacher's PF-ODE trajectories and, at levels along
+// each, three rows — the ODE's state x_σ (scaled to the data's spread), the teacher's denoised
+// estimate D(x_σ, σ) (the mean of the data given x_σ: blurred where σ is large) and the consistency
+// model's one-step jump f(x_σ, σ) — with the trajectory's origin (σ = 0) last. A consistent model's
+// jumps all equal the origin; below the grid, each level's RMS distance to it.
+const STRIP_ROWS = 4;
+const STRIP_LEVELS = 8;
+async function drawStrip(teacher, student, nfe, seed, id) {
+  const r = await app.ode_jumps(teacher.name, student.name, nfe, STRIP_LEVELS, STRIP_ROWS, BigInt(seed));
+  if (id !== runId) return;
+  const shape = student.shape;
+  const [c, h, w] = shape;
+  const d = c * h * w;
+  const levels = r.sigmas.length;
+  const p = panel(`the teacher's ODE (${teacher.name}) vs jumps (${student.name})`, $('how'));
+  p.fig.classList.add('wide');
+  const cell = 52, gap = 2, label = 124, head = 18, foot = 36, block = 8;
+  const cols = levels + 1;
+  p.canvas.width = label + cols * (cell + gap);
+  p.canvas.height = head + STRIP_ROWS * (3 * (cell + gap) + block) + foot;
+  const ctx = p.canvas.getContext('2d');
+  ctx.fillStyle = '#ffffff';
+  ctx.fillRect(0, 0, p.canvas.width, p.canvas.height);
+  ctx.imageSmoothingEnabled = false;
+  const tile = document.createElement('canvas');
+  tile.width = w; tile.height = h;
+  const t = tile.getContext('2d');
+  let drawn = 0;
+  const put = (pixels, at, x, y) => {
+    const img = t.createImageData(w, h);
+    for (let j = 0; j < h * w; j++) {
+      for (let k = 0; k < 3; k++) {
+        const v = pixels[at + (c === 1 ? 0 : k) * h * w + j];
+        img.data[4 * j + k] = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
+      }
+      img.data[4 * j + 3] = 255;
+    }
+    t.putImageData(img, 0, 0);
+    ctx.drawImage(tile, x, y, cell, cell);
+    drawn++;
+  };
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.fillStyle = '#5a6478';
+  ctx.textAlign = 'center';
+  for (let l = 0; l < cols; l++) {
+    const x = label + l * (cell + gap) + cell / 2;
+    ctx.fillText(l < levels ? String(Number(r.sigmas[l].toPrecision(2))) : 'origin', x, head - 5);
+  }
+  ctx.textAlign = 'right';
+  ctx.fillText('level σ', label - 6, head - 5);
+  const names = ['ODE state x_σ', 'teacher D(x_σ, σ)', 'jump f(x_σ, σ)'];
+  for (let i = 0; i < STRIP_ROWS; i++) {
+    const rows = [r.states, r.denoised, r.jumps];
+    for (let q = 0; q < 3; q++) {
+      const y = head + i * (3 * (cell + gap) + block) + q * (cell + gap);
+      ctx.textAlign = 'right';
+      ctx.fillStyle = q === 2 ? '#1f4fbf' : '#5a6478';
+      ctx.fillText(names[q], label - 6, y + cell / 2 + 4);
+      for (let l = 0; l < levels; l++) put(rows[q], (l * STRIP_ROWS + i) * d, label + l * (cell + gap), y);
+      put(r.origin, i * d, label + levels * (cell + gap), y);
+    }
+  }
+  const y0 = p.canvas.height - foot + 13;
+  ctx.textAlign = 'right';
+  ctx.fillStyle = '#1f4fbf'; ctx.fillText('RMS to origin: jump', label - 6, y0);
+  ctx.fillStyle = '#5a6478'; ctx.fillText('teacher', label - 6, y0 + 15);
+  ctx.textAlign = 'center';
+  for (let l = 0; l < levels; l++) {
+    const x = label + l * (cell + gap) + cell / 2;
+    ctx.fillStyle = '#1f4fbf'; ctx.fillText(r.jump_rms[l].toFixed(3), x, y0);
+    ctx.fillStyle = '#5a6478'; ctx.fillText(r.denoised_rms[l].toFixed(3), x, y0 + 15);
+  }
+  p.canvas.dataset.images = String(drawn);
+  Object.assign(p.canvas.dataset, { teacher: teacher.name, model: student.name, levels: String(levels) });
+  p.canvas.dataset.jumpRms = Array.from(r.jump_rms).join(',');
+  p.canvas.dataset.denoisedRms = Array.from(r.denoised_rms).join(',');
+  const mean = (a) => Array.from(a).reduce((s, v) => s + v, 0) / a.length;
+  p.stat.textContent = `${STRIP_ROWS} trajectories, ${levels} levels · mean RMS to the origin: jump ${mean(r.jump_rms).toFixed(3)}, teacher ${mean(r.denoised_rms).toFixed(3)} · ${r.ms.toFixed(0)} ms`;
+  p.canvas.title = 'rows per trajectory: the ODE state (scaled to the data\'s spread), the teacher\'s denoised estimate (the mean: blurred at large σ), the consistency model\'s one-step jump (ideally the origin, at every level)';
+}
+
 // Zero-shot editing (CM Algorithm 4) on a reference image: a one-step sample, or an uploaded image.
 // Painting marks the region to fill (inpaint) or draws white strokes (stroke-guided generation).
 const editor = { model: null, shape: null, reference: null, mask: null, fresh: true, painting: false, stroke: null };
@@ -564,8 +645,13 @@ async function render() {
     for (const [i, m] of lead.entries()) {
       if (ready[i] && !(await modelPanels(m, $('panels'), set, id))) return;
     }
-    $('how').hidden = images;
-    if (!images) {
+    $('how').hidden = false;
+    if (images) {
+      if (featured && teacher && ready.every(Boolean)) {
+        await drawStrip(teacher, featured, set.nfe, set.seed, id);
+        if (id !== runId) return;
+      }
+    } else {
       const sigma = Number($('data-sigma').value);
       const data = panel(sigma > 0 ? `data: ${dataset} + σ z, σ = ${sigma}` : `data: ${dataset}`, $('how'));
       // With σ > 0, the forward process x + σ z (the noise a consistency model learns to remove), in wasm.

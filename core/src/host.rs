@@ -23,3 +23,19 @@ pub fn rows(data: &[f32], n: usize, d: usize, device: &Device) -> Tensor<2> {
 pub fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
     t.into_data().try_to_vec::<f32>().map_err(|e| format!("cannot read a tensor back: {e:?}"))
 }
+
+/// Root mean square of `a - b` over every value (pixels in the data's units); NaN when the lengths
+/// differ or are 0, so a caller's mistake cannot pass for a distance.
+pub fn rms_distance(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() || a.is_empty() {
+        return f64::NAN;
+    }
+    let sum: f64 = a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum();
+    (sum / a.len() as f64).sqrt()
+}
+
+/// How a PF-ODE state `x_sigma = x_0 + sigma z` is drawn: scaled by `sigma_data / sqrt(sigma_data^2 +
+/// sigma^2)`, so every level shows with the data's spread (`c_in` times `sigma_data`; 1 at `sigma = 0`).
+pub fn state_display_scale(sigma: f64, sigma_data: f64) -> f64 {
+    sigma_data / (sigma_data * sigma_data + sigma * sigma).sqrt()
+}

@@ -37,6 +37,6 @@ pub mod schedule;
 
 pub use card::{Method, ModelCard};
 pub use error::CoreError;
-pub use loaded::{Model, Plan, Rows, TauRequest, Taus};
+pub use loaded::{Model, OdeJumps, Plan, Rows, TauRequest, Taus};
 pub use model::{Denoiser, ModelConfig};
 pub use param::{NoiseRange, Parameterisation};

@@ -137,6 +137,27 @@ pub struct Edited {
     pub results: Tensor<2>,
 }
 
+/// One seed's PF-ODE trajectories of a diffusion model and, from states on them, a consistency model's
+/// one-step jumps: the consistency property made visible (CM §3: `f(x_sigma, sigma)` is the same point,
+/// the trajectory's origin, for every `sigma` on one trajectory). Every tensor is `[n, D]`.
+#[derive(Debug)]
+pub struct OdeJumps {
+    /// The levels of the chosen states, decreasing, each inside the consistency model's range.
+    pub sigmas: Vec<f64>,
+    /// The ODE's state `x_sigma` at each chosen level.
+    pub states: Vec<Tensor<2>>,
+    /// The diffusion model's denoised estimate `D(x_sigma, sigma)` at each: the mean of the data given
+    /// `x_sigma`, blurred where `sigma` is large.
+    pub denoised: Vec<Tensor<2>>,
+    /// The consistency model's jump `f(x_sigma, sigma)` from each: ideally the origin, every time.
+    pub jumps: Vec<Tensor<2>>,
+    /// The trajectory's end at `sigma = 0` (the same rows as sampling the diffusion model by its ODE).
+    pub origin: Tensor<2>,
+}
+
+/// At most this many levels in one [`OdeJumps`] (a page strip or a report table, not a sweep).
+pub const MAX_JUMP_LEVELS: usize = 64;
+
 /// A model card and the denoiser built from its weights.
 pub struct Model {
     pub card: ModelCard,
@@ -282,6 +303,72 @@ impl Model {
         let range = &self.denoiser.range;
         check_taus(taus.as_slice(), range, range.sigma_max)?;
         Ok(interpolate(&self.denoiser, a, b, n, taus.as_slice(), device))
+    }
+
+    /// Solves this model's PF-ODE (Heun, `nfe` evaluations) for `rows` and, at `levels` states of the
+    /// trajectory spread evenly over its grid (the first and the last state above 0 included; only
+    /// levels inside `student`'s noise range), takes this model's denoised estimate and `student`'s
+    /// one-step jump. The first state is `sigma_max z`, so where both models share `sigma_max` the first
+    /// jump is `student`'s one-step sample of the same rows (exactly for EDM- and CM-form students; a
+    /// TrigFlow student samples from `sqrt(sigma_max^2 + sigma_data^2) z`, 2e-5 further out at 80).
+    pub fn ode_jumps(
+        &self,
+        student: &Model,
+        nfe: usize,
+        levels: usize,
+        rows: Rows,
+        device: &Device,
+    ) -> Result<OdeJumps, String> {
+        let plan = self.ode_plan(OdeSolver::Heun, nfe)?;
+        student.consistency_only("jumping from an ODE trajectory")?;
+        if student.image_shape() != self.image_shape() || student.dim() != self.dim() {
+            return Err(format!(
+                "{} ({} values per sample) and {} ({}) do not model the same data",
+                student.name(),
+                student.dim(),
+                self.name(),
+                self.dim()
+            ));
+        }
+        if !(1..=MAX_JUMP_LEVELS).contains(&levels) {
+            return Err(format!("levels must be 1 to {MAX_JUMP_LEVELS}, got {levels}"));
+        }
+        let grid = OdeSolver::Heun.grid(nfe, &self.denoiser.range);
+        let range = &student.denoiser.range;
+        // A relative margin so a level printed from the same range (8e1 vs 80.000001) still counts.
+        let inside = |s: f64| s >= range.sigma_min * (1.0 - 1e-6) && s <= range.sigma_max * (1.0 + 1e-6);
+        let eligible: Vec<usize> = (0..grid.len()).filter(|&i| grid[i] > 0.0 && inside(grid[i])).collect();
+        if eligible.is_empty() {
+            return Err(format!(
+                "no state of {}'s {nfe}-evaluation ODE grid ({:.3}..{:.3}) lies in {}'s range {}..{}",
+                self.name(),
+                grid.first().copied().unwrap_or(0.0),
+                grid.iter().rev().find(|&&s| s > 0.0).copied().unwrap_or(0.0),
+                student.name(),
+                range.sigma_min,
+                range.sigma_max
+            ));
+        }
+        let take = levels.min(eligible.len());
+        let chosen: Vec<usize> = if take == 1 {
+            vec![eligible[0]]
+        } else {
+            (0..take).map(|k| eligible[(k * (eligible.len() - 1) + (take - 1) / 2) / (take - 1)]).collect()
+        };
+        let mut states = Vec::with_capacity(take);
+        let mut state = 0;
+        let origin = self.sample_path(&plan, rows, device, |x| {
+            if chosen.contains(&state) {
+                states.push(x.clone());
+            }
+            state += 1;
+        })?;
+        let sigmas: Vec<f64> = chosen.iter().map(|&i| grid[i]).collect();
+        let denoised =
+            states.iter().zip(&sigmas).map(|(x, &s)| self.denoiser.forward(x.clone(), &[s])).collect();
+        let jumps =
+            states.iter().zip(&sigmas).map(|(x, &s)| student.denoiser.forward(x.clone(), &[s])).collect();
+        Ok(OdeJumps { sigmas, states, denoised, jumps, origin })
     }
 
     /// Refuses a diffusion model for `what`, saying what to use instead.

@@ -159,6 +159,34 @@ test('image models draw sample grids, and match native sampling', async () => {
   }
 });
 
+// The educators' strip on image models: the teacher's ODE states, its denoised estimates and the lead
+// model's jumps, with each level's RMS distance to the trajectories' origin — the same numbers as
+// `cm trajectory` for the same pair, seed and NFE (both through core's Model::ode_jumps).
+test('image views show the teacher\'s ODE against the model\'s jumps, as `cm trajectory` measures them', async () => {
+  assert.ok(cmBin, 'set CM_BIN to the cm binary');
+  const browser = await launch(false);
+  try {
+    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9&seed=4');
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', await page.locator('#message').textContent());
+    const strip = await page.$eval('#how canvas[data-jump-rms]', (c) => ({ ...c.dataset }));
+    const levels = Number(strip.levels);
+    // 9 Heun NFE: 5 steps, so 5 states above sigma = 0 to jump from; 4 trajectories of 3 rows, the origin last.
+    assert.equal(levels, 5);
+    assert.equal(Number(strip.images), 4 * 3 * (levels + 1));
+    const web = { jump: strip.jumpRms.split(',').map(Number), denoised: strip.denoisedRms.split(',').map(Number) };
+    const native = JSON.parse(execFileSync(cmBin, ['trajectory', '--model', path.join(root, 'www/models', strip.model),
+      '--teacher', path.join(root, 'www/models', strip.teacher), '--nfe', '9', '--levels', '8', '--n', '4', '--seed', '4'], { encoding: 'utf8' }));
+    const diff = Math.max(...native.levels.flatMap((l, i) => [Math.abs(l.jump_rms - web.jump[i]), Math.abs(l.denoised_rms - web.denoised[i])]));
+    console.log(`[strip] ${strip.model} from ${strip.teacher}'s ODE: jump RMS ${web.jump.map((v) => v.toFixed(3))}, teacher ${web.denoised.map((v) => v.toFixed(3))}; max |web - native| ${diff.toExponential(2)}`);
+    assert.equal(native.levels.length, levels);
+    assert.ok(diff < 1e-3, `the page's RMS distances differ from cm trajectory's by ${diff}`);
+    assert.ok(web.jump[0] < 0.7 * web.denoised[0], `from sigma_max the jump lands nearer the origin: ${web.jump[0]} vs ${web.denoised[0]}`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('editing on the page: inpaint keeps unpainted pixels, super-resolution keeps patch means, every tool runs', async () => {
   const browser = await launch(false);
   try {

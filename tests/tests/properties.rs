@@ -338,3 +338,28 @@ fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> O
         _ => (a != b).then(|| format!("{at}: {a} became {b}")),
     }
 }
+
+/// `rms_distance` is the root mean square of the difference (a golden value by hand: (3, 4) against 0
+/// gives sqrt(12.5)), symmetric, 0 for equal inputs, and NaN for inputs that cannot be compared.
+#[test]
+fn rms_distance_is_the_root_mean_square_difference() {
+    use cm_core::host::rms_distance;
+    assert!((rms_distance(&[3.0, 4.0], &[0.0, 0.0]) - 12.5f64.sqrt()).abs() < 1e-12);
+    assert_eq!(rms_distance(&[1.0, -2.0], &[1.0, -2.0]), 0.0);
+    assert_eq!(rms_distance(&[1.0, 5.0], &[2.0, 3.0]), rms_distance(&[2.0, 3.0], &[1.0, 5.0]));
+    assert!(rms_distance(&[1.0], &[1.0, 2.0]).is_nan() && rms_distance(&[], &[]).is_nan());
+}
+
+proptest! {
+    /// An ODE state is drawn scaled by `sigma_data / sqrt(sigma_data^2 + sigma^2)`: 1 at sigma = 0 (the
+    /// data as it is), decreasing in sigma, and `x_0 + sigma z` then has the data's spread when `x_0` has.
+    #[test]
+    fn ode_states_are_drawn_with_the_datas_spread(sigma in 0.0f64..100.0, more in 0.001f64..10.0) {
+        use cm_core::host::state_display_scale;
+        let sd = 0.5;
+        prop_assert_eq!(state_display_scale(0.0, sd), 1.0);
+        prop_assert!(state_display_scale(sigma + more, sd) < state_display_scale(sigma, sd));
+        let spread = state_display_scale(sigma, sd) * (sd * sd + sigma * sigma).sqrt();
+        prop_assert!((spread - sd).abs() < 1e-12);
+    }
+}

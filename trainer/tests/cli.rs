@@ -405,3 +405,69 @@ fn bad_tune_requests_and_bad_card_taus_are_explained() {
         fails_with(&cm(&["sample", "--model", d.to_str().unwrap(), "--out", "/tmp/x.npy"]), needles);
     }
 }
+
+/// `cm trajectory` on the bundled MNIST pair: a JSON report of every level (the jump closer to the
+/// trajectory's origin than the teacher's denoised estimate at sigma_max) and a PNG strip of three rows
+/// per trajectory and one column per level plus the origin; bad requests are explained.
+#[test]
+fn trajectory_measures_jumps_from_the_teachers_ode() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models");
+    let (student, teacher) = (models.join("mnist-cd"), models.join("mnist-edm"));
+    let (student, teacher) = (student.to_str().unwrap(), teacher.to_str().unwrap());
+    let d = tmp("trajectory");
+    let strip = d.join("strip.png");
+    let out = cm(&[
+        "trajectory",
+        "--model",
+        student,
+        "--teacher",
+        teacher,
+        "--n",
+        "6",
+        "--levels",
+        "4",
+        "--show",
+        "2",
+        "--out",
+        strip.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let levels = report["levels"].as_array().unwrap();
+    assert_eq!((levels.len(), report["trajectories"].as_u64()), (4, Some(6)));
+    assert_eq!(levels[0]["sigma"].as_f64(), Some(80.0));
+    let (jump, denoised) =
+        (levels[0]["jump_rms"].as_f64().unwrap(), levels[0]["denoised_rms"].as_f64().unwrap());
+    assert!(jump < 0.7 * denoised, "jump {jump} vs denoised {denoised}");
+    let png = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&strip).unwrap()));
+    let info = png.read_info().unwrap().info().clone();
+    // 16 px images at zoom 4 with a 1-pixel gutter: 5 columns (4 levels and the origin), 2 x 3 rows.
+    assert_eq!((info.width, info.height), (5 * 65 + 1, 6 * 65 + 1));
+    let moons = models.join("moons-edm");
+    let moons = moons.to_str().unwrap();
+    fails_with(
+        &cm(&["trajectory", "--model", student, "--teacher", teacher, "--out", "/tmp/x.json"]),
+        &[".png"],
+    );
+    fails_with(
+        &cm(&["trajectory", "--model", teacher, "--teacher", teacher, "--n", "2"]),
+        &["consistency model"],
+    );
+    fails_with(
+        &cm(&["trajectory", "--model", student, "--teacher", teacher, "--levels", "65"]),
+        &["at most 64"],
+    );
+    fails_with(&cm(&["trajectory", "--model", student, "--teacher", moons, "--n", "2"]), &["same data"]);
+    fails_with(
+        &cm(&[
+            "trajectory",
+            "--model",
+            model_dir().to_str().unwrap(),
+            "--teacher",
+            moons,
+            "--out",
+            "/tmp/x.png",
+        ]),
+        &["2D model"],
+    );
+}

@@ -207,6 +207,53 @@ impl App {
         })
     }
 
+    /// For educators: `n` of `teacher`'s Heun trajectories and, at `levels` states on them,
+    /// `teacher`'s denoised estimate and `student`'s one-step jump (`state::ode_jumps`). Resolves to
+    /// `{sigmas: Float64Array [L], states, denoised, jumps: Float32Array [L*n*D] (level-major; states
+    /// scaled to the data's spread for drawing), origin: Float32Array [n*D] (the ODE's end), jump_rms,
+    /// denoised_rms: Float64Array [L] (RMS distance to the origin), ms}`.
+    pub fn ode_jumps(
+        &self,
+        teacher: String,
+        student: String,
+        nfe: usize,
+        levels: usize,
+        n: usize,
+        seed: u64,
+    ) -> Promise {
+        let found = self.loaded(&teacher).and_then(|t| Ok((t, self.loaded(&student)?.0)));
+        future_to_promise(async move {
+            let ((t, device), s) = found?;
+            let t0 = now_ms();
+            let r =
+                state::ode_jumps(&t, &s, nfe, levels, n, seed, &device).map_err(|e| JsValue::from_str(&e))?;
+            let origin = read(r.origin).await?;
+            let sigma_data = t.denoiser.range.sigma_data;
+            let (mut states, mut denoised, mut jumps) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut jump_rms, mut denoised_rms) = (Vec::new(), Vec::new());
+            for (((x, d), j), &sigma) in r.states.into_iter().zip(r.denoised).zip(r.jumps).zip(&r.sigmas) {
+                let scale = cm_core::host::state_display_scale(sigma, sigma_data) as f32;
+                states.extend(read(x).await?.into_iter().map(|v| v * scale));
+                let d = read(d).await?;
+                denoised_rms.push(cm_core::host::rms_distance(&d, &origin));
+                denoised.extend(d);
+                let j = read(j).await?;
+                jump_rms.push(cm_core::host::rms_distance(&j, &origin));
+                jumps.extend(j);
+            }
+            let o = js_sys::Object::new();
+            set(&o, "sigmas", &js_sys::Float64Array::from(r.sigmas.as_slice()).into())?;
+            set(&o, "states", &Float32Array::from(states.as_slice()).into())?;
+            set(&o, "denoised", &Float32Array::from(denoised.as_slice()).into())?;
+            set(&o, "jumps", &Float32Array::from(jumps.as_slice()).into())?;
+            set(&o, "origin", &Float32Array::from(origin.as_slice()).into())?;
+            set(&o, "jump_rms", &js_sys::Float64Array::from(jump_rms.as_slice()).into())?;
+            set(&o, "denoised_rms", &js_sys::Float64Array::from(denoised_rms.as_slice()).into())?;
+            set(&o, "ms", &(now_ms() - t0).into())?;
+            Ok(o.into())
+        })
+    }
+
     /// An uploaded image (RGBA8 bytes at the model's resolution) as the model's row (`state::image`).
     pub fn image(&self, name: &str, rgba: Vec<u8>) -> Result<Float32Array, JsError> {
         let row = state::image(&*self.model(name)?, &rgba).map_err(|e| JsError::new(&e))?;

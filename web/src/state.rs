@@ -10,7 +10,7 @@ use cm_core::edit::{Edit, image_row};
 use cm_core::loaded::Edited;
 use cm_core::rng::Noise;
 use cm_core::sample::OdeSolver;
-use cm_core::{Model, ModelCard, Plan, Rows, TauRequest, Taus};
+use cm_core::{Model, ModelCard, OdeJumps, Plan, Rows, TauRequest, Taus};
 use serde_json::json;
 
 /// The models the page knows: every card it has read (cheap: a few KB each), and the models whose
@@ -195,6 +195,27 @@ pub fn teacher(
 /// The teacher's noise levels for `nfe` Heun evaluations: one per state of a trajectory.
 pub fn teacher_sigmas(m: &Model, nfe: usize) -> Vec<f64> {
     OdeSolver::Heun.grid(nfe, &m.denoiser.range)
+}
+
+/// At most this many trajectories in the page's ODE-path-vs-jumps strip (each is a row of images).
+pub const MAX_JUMP_ROWS: usize = 16;
+
+/// `n` of the teacher's Heun trajectories (`nfe` evaluations, rows of `seed`) and, at `levels` states
+/// on them, the teacher's denoised estimate and the consistency model's one-step jump (core's
+/// `Model::ode_jumps`, as `cm trajectory`).
+pub fn ode_jumps(
+    teacher: &Model,
+    student: &Model,
+    nfe: usize,
+    levels: usize,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<OdeJumps, String> {
+    if !(1..=MAX_JUMP_ROWS).contains(&n) {
+        return Err(format!("need 1 to {MAX_JUMP_ROWS} trajectories, got {n}"));
+    }
+    teacher.ode_jumps(student, nfe, levels, Rows::new(&Noise::new(seed), 0, n), device)
 }
 
 /// The model's output for points `x: [n, D]` at one noise level (a consistency model's jump to the

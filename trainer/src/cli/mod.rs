@@ -9,6 +9,7 @@ pub mod eval;
 pub mod export;
 pub mod sample;
 pub mod train;
+pub mod trajectory;
 pub mod tune;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,9 @@ pub enum Command {
     Edit(edit::Args),
     /// Measure sampling speed of a model (--model) or training speed of a recipe (--train) on this machine.
     Bench(bench::Args),
+    /// The consistency property, measured: a consistency model's one-step jumps from states on a
+    /// diffusion model's PF-ODE trajectories, against where those trajectories end.
+    Trajectory(trajectory::Args),
 }
 
 impl Command {
@@ -64,6 +68,7 @@ impl Command {
             Command::Export(a) => export::run(a),
             Command::Edit(a) => edit::run(a),
             Command::Bench(a) => bench::run(a),
+            Command::Trajectory(a) => trajectory::run(a),
         }
     }
 }

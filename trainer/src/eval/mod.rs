@@ -25,7 +25,7 @@ pub fn host(t: Tensor<2>) -> Result<Vec<f32>> {
 }
 
 /// Rows per batch when sampling: 4096 points, or fewer images so activations stay small.
-fn chunk(denoiser: &Denoiser) -> usize {
+pub(crate) fn chunk(denoiser: &Denoiser) -> usize {
     if denoiser.image_shape().is_some() { 256 } else { 4096 }
 }
 
