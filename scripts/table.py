@@ -25,6 +25,12 @@ import subprocess
 import sys
 import tomllib
 
+
+def sig4(v):
+    """Four significant digits, keeping the zeros that are significant (5.9998 -> 6.000, not 6)."""
+    text = f"{v:.4g}"
+    return f"{v:#.4g}" if "e" not in text and "." not in text and abs(v) < 1000 else text
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 METHODS = ["edm", "trigflow", "ct", "ict-scratch", "ict", "ect", "cd", "sct-scratch", "sct", "scd-scratch", "scd",
            "edm-28", "ict-28", "ect-28", "cd-28"]
@@ -99,7 +105,7 @@ def main():
                 continue
             c = json.loads((d / "config.json").read_text())
             m = c["metrics"]
-            f = lambda k: f"{m[k]:.4g}" if k in m else "–"
+            f = lambda k: sig4(m[k]) if k in m else "–"
             ref = f(f"{key}_noise_floor") if dataset == "moons" else f(f"{key}_reference")
             wall = c.get("provenance", {}).get("wall_time_s")
             wall = f"{wall / 60:.0f} min" if wall else "–"
