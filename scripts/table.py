@@ -31,6 +31,7 @@ def sig4(v):
     text = f"{v:.4g}"
     return f"{v:#.4g}" if "e" not in text and "." not in text and abs(v) < 1000 else text
 
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 METHODS = ["edm", "trigflow", "ct", "ict-scratch", "ict", "ect", "cd", "sct-scratch", "sct", "scd-scratch", "scd",
            "edm-28", "ict-28", "ect-28", "cd-28"]

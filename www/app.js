@@ -639,8 +639,9 @@ async function render() {
       : `${dataset}: ${lead.map((m) => m.name).join(', ')}`;
     // A featured model that is still a known failure says so here too (index.json's note).
     const caveat = featured && notes[featured.name]?.failure ? ` Known failure: ${notes[featured.name].text}` : '';
+    const count = 1 + others.filter((m) => !isDiffusion(m)).length;
     $('best-note').textContent = featured
-      ? `The best of ${1 + others.filter((m) => !isDiffusion(m)).length} consistency model(s) here${quality}: one step, two steps${set.k > 2 ? `, ${set.k} steps` : ''}, against the teacher's ODE at ${set.nfe} NFE.${caveat}`
+      ? `${count > 1 ? `The best of ${count} consistency models here` : 'The one consistency model here'}${quality}: one step, two steps${set.k > 2 ? `, ${set.k} steps` : ''}, against the teacher's ODE at ${set.nfe} NFE.${caveat}`
       : '';
     for (const [i, m] of lead.entries()) {
       if (ready[i] && !(await modelPanels(m, $('panels'), set, id))) return;
