@@ -336,15 +336,36 @@ async function drawPaths(teacher, student, nfe, seed, id) {
 // jumps all equal the origin; below the grid, each level's RMS distance to it.
 const STRIP_ROWS = 4;
 const STRIP_LEVELS = 8;
-async function drawStrip(teacher, student, nfe, seed, id) {
+// The strip's panel, with a choice of whose jumps it shows: the lead model, or any other consistency
+// model of the view (its weights load when chosen), all from the same teacher's trajectories.
+async function showStrip(teacher, students, nfe, seed, id) {
+  const p = panel(`the teacher's ODE (${teacher.name}) vs the jumps of `, $('how'));
+  p.fig.classList.add('wide');
+  const pick = document.createElement('select');
+  pick.id = 'strip-model';
+  pick.title = 'whose one-step jumps: the lead model, or another consistency model of this view';
+  for (const m of students) pick.append(new Option(m.name, m.name));
+  p.fig.querySelector('.title').append(pick);
+  pick.onchange = async () => {
+    const id = runId;
+    const m = students.find((s) => s.name === pick.value);
+    p.stat.textContent = `loading ${m.name}…`;
+    try {
+      if (await ensureLoaded(m)) await drawStrip(p, teacher, m, nfe, seed, id);
+    } catch (e) {
+      p.stat.textContent = `${m.name}: ${e.message ?? e}`;
+    }
+  };
+  await drawStrip(p, teacher, students[0], nfe, seed, id);
+}
+
+async function drawStrip(p, teacher, student, nfe, seed, id) {
   const r = await app.ode_jumps(teacher.name, student.name, nfe, STRIP_LEVELS, STRIP_ROWS, BigInt(seed));
   if (id !== runId) return;
   const shape = student.shape;
   const [c, h, w] = shape;
   const d = c * h * w;
   const levels = r.sigmas.length;
-  const p = panel(`the teacher's ODE (${teacher.name}) vs jumps (${student.name})`, $('how'));
-  p.fig.classList.add('wide');
   const cell = 52, gap = 2, label = 124, head = 18, foot = 36, block = 8;
   const cols = levels + 1;
   p.canvas.width = label + cols * (cell + gap);
@@ -649,7 +670,7 @@ async function render() {
     $('how').hidden = false;
     if (images) {
       if (featured && teacher && ready.every(Boolean)) {
-        await drawStrip(teacher, featured, set.nfe, set.seed, id);
+        await showStrip(teacher, [featured, ...others.filter((m) => !isDiffusion(m))], set.nfe, set.seed, id);
         if (id !== runId) return;
       }
     } else {

@@ -181,6 +181,17 @@ test('image views show the teacher\'s ODE against the model\'s jumps, as `cm tra
     assert.equal(native.levels.length, levels);
     assert.ok(diff < 1e-3, `the page's RMS distances differ from cm trajectory's by ${diff}`);
     assert.ok(web.jump[0] < 0.7 * web.denoised[0], `from sigma_max the jump lands nearer the origin: ${web.jump[0]} vs ${web.denoised[0]}`);
+    // Another model of the view from the same trajectories: the original CM recipe's collapsed CT model
+    // (a known failure, one-step samples near the mean image) lands far from the origin.
+    const options = await page.$$eval('#strip-model option', (os) => os.map((o) => o.value));
+    assert.equal(options[0], strip.model, 'the lead model first');
+    if (options.includes('mnist-ct')) {
+      await page.selectOption('#strip-model', 'mnist-ct');
+      await page.waitForFunction(() => document.querySelector('#how canvas[data-jump-rms]').dataset.model === 'mnist-ct', null, { timeout: 120_000 });
+      const ct = await page.$eval('#how canvas[data-jump-rms]', (c) => c.dataset.jumpRms.split(',').map(Number));
+      console.log(`[strip] mnist-ct from the same trajectories: jump RMS ${ct.map((v) => v.toFixed(3))}`);
+      assert.ok(ct[0] > 2 * web.jump[0], `mnist-ct's jump from sigma_max (${ct[0]}) against ${strip.model}'s (${web.jump[0]})`);
+    }
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
