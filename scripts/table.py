@@ -29,7 +29,7 @@ import tomllib
 def sig4(v):
     """Four significant digits, keeping the zeros that are significant (5.9998 -> 6.000, not 6)."""
     text = f"{v:.4g}"
-    return f"{v:#.4g}" if "e" not in text and "." not in text and abs(v) < 1000 else text
+    return f"{v:#.4g}" if "e" not in text and "." not in text and abs(float(text)) < 1000 else text
 
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -351,7 +351,8 @@ async function showStrip(teacher, students, nfe, seed, id) {
     const m = students.find((s) => s.name === pick.value);
     p.stat.textContent = `loading ${m.name}…`;
     try {
-      if (await ensureLoaded(m)) await drawStrip(p, teacher, m, nfe, seed, id);
+      if (!(await ensureLoaded(m))) p.stat.textContent = `${m.name} could not be loaded`;
+      else await drawStrip(p, teacher, m, nfe, seed, id, () => pick.value === m.name);
     } catch (e) {
       p.stat.textContent = `${m.name}: ${e.message ?? e}`;
     }
@@ -359,9 +360,10 @@ async function showStrip(teacher, students, nfe, seed, id) {
   await drawStrip(p, teacher, students[0], nfe, seed, id);
 }
 
-async function drawStrip(p, teacher, student, nfe, seed, id) {
+// `current()`: whether this draw is still the one asked for (a later menu choice supersedes it).
+async function drawStrip(p, teacher, student, nfe, seed, id, current = () => true) {
   const r = await app.ode_jumps(teacher.name, student.name, nfe, STRIP_LEVELS, STRIP_ROWS, BigInt(seed));
-  if (id !== runId) return;
+  if (id !== runId || !current()) return;
   const shape = student.shape;
   const [c, h, w] = shape;
   const d = c * h * w;
@@ -380,16 +382,18 @@ async function drawStrip(p, teacher, student, nfe, seed, id) {
   let drawn = 0;
   const put = (pixels, at, x, y) => {
     const img = t.createImageData(w, h);
+    let finite = true;
     for (let j = 0; j < h * w; j++) {
       for (let k = 0; k < 3; k++) {
         const v = pixels[at + (c === 1 ? 0 : k) * h * w + j];
+        if (!Number.isFinite(v)) finite = false;
         img.data[4 * j + k] = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
       }
       img.data[4 * j + 3] = 255;
     }
     t.putImageData(img, 0, 0);
     ctx.drawImage(tile, x, y, cell, cell);
-    drawn++;
+    if (finite) drawn++;
   };
   ctx.font = '11px system-ui, sans-serif';
   ctx.fillStyle = '#5a6478';

@@ -27,11 +27,18 @@ pub fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
 /// Root mean square of `a - b` over every value (pixels in the data's units); NaN when the lengths
 /// differ or are 0, so a caller's mistake cannot pass for a distance.
 pub fn rms_distance(a: &[f32], b: &[f32]) -> f64 {
-    if a.len() != b.len() || a.is_empty() {
+    if a.is_empty() {
         return f64::NAN;
     }
-    let sum: f64 = a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum();
-    (sum / a.len() as f64).sqrt()
+    (squared_distance(a, b) / a.len() as f64).sqrt()
+}
+
+/// The sum of squares of `a - b` (for a mean over several batches); NaN when the lengths differ.
+pub fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() {
+        return f64::NAN;
+    }
+    a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum()
 }
 
 /// How a PF-ODE state `x_sigma = x_0 + sigma z` is drawn: scaled by `sigma_data / sqrt(sigma_data^2 +

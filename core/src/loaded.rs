@@ -305,8 +305,8 @@ impl Model {
         Ok(interpolate(&self.denoiser, a, b, n, taus.as_slice(), device))
     }
 
-    /// Solves this model's PF-ODE (Heun, `nfe` evaluations) for `rows` and, at `levels` states of the
-    /// trajectory spread evenly over its grid (the first and the last state above 0 included; only
+    /// Solves this model's PF-ODE (Heun, `nfe` evaluations) for `rows` and, at up to `levels` states of
+    /// the trajectory spread evenly over its grid (fewer where the grid or `student`'s range has fewer) (the first and the last state above 0 included; only
     /// levels inside `student`'s noise range), takes this model's denoised estimate and `student`'s
     /// one-step jump. The first state is `sigma_max z`, so where both models share `sigma_max` the first
     /// jump is `student`'s one-step sample of the same rows (exactly for EDM- and CM-form students; a
@@ -320,13 +320,24 @@ impl Model {
         device: &Device,
     ) -> Result<OdeJumps, String> {
         let plan = self.ode_plan(OdeSolver::Heun, nfe)?;
-        student.consistency_only("jumping from an ODE trajectory")?;
-        if student.image_shape() != self.image_shape() || student.dim() != self.dim() {
+        if !student.is_consistency() {
             return Err(format!(
-                "{} ({} values per sample) and {} ({}) do not model the same data",
+                "{} is a diffusion model ({}): the jumps are a consistency model's; a diffusion model gives the trajectories",
                 student.name(),
+                student.card.method.name()
+            ));
+        }
+        if student.image_shape() != self.image_shape()
+            || student.dim() != self.dim()
+            || student.card.dataset != self.card.dataset
+        {
+            return Err(format!(
+                "{} ({}, {} values per sample) and {} ({}, {}) do not model the same data",
+                student.name(),
+                student.card.dataset,
                 student.dim(),
                 self.name(),
+                self.card.dataset,
                 self.dim()
             ));
         }
@@ -363,6 +374,13 @@ impl Model {
             }
             state += 1;
         })?;
+        if state != grid.len() {
+            return Err(format!(
+                "the ODE of {} saw {state} states, its grid has {}",
+                self.name(),
+                grid.len()
+            ));
+        }
         let sigmas: Vec<f64> = chosen.iter().map(|&i| grid[i]).collect();
         let denoised =
             states.iter().zip(&sigmas).map(|(x, &s)| self.denoiser.forward(x.clone(), &[s])).collect();

@@ -458,6 +458,16 @@ fn trajectory_measures_jumps_from_the_teachers_ode() {
         &["at most 64"],
     );
     fails_with(&cm(&["trajectory", "--model", student, "--teacher", moons, "--n", "2"]), &["same data"]);
+    // Same shape, other data: Fashion-MNIST's teacher is not MNIST CD's.
+    let fashion = models.join("fashion-mnist-edm");
+    fails_with(
+        &cm(&["trajectory", "--model", student, "--teacher", fashion.to_str().unwrap(), "--n", "2"]),
+        &["fashion-mnist", "same data"],
+    );
+    fails_with(
+        &cm(&["trajectory", "--model", student, "--teacher", teacher, "--show", "65"]),
+        &["at most 64"],
+    );
     fails_with(
         &cm(&[
             "trajectory",

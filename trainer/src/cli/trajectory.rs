@@ -6,13 +6,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use cm_core::host::{rms_distance, state_display_scale};
+use cm_core::host::{squared_distance, state_display_scale};
 use cm_core::loaded::MAX_JUMP_LEVELS;
 use cm_core::rng::Noise;
-use cm_core::{OdeJumps, Rows};
+use cm_core::{OdeJumps, Plan, Rows};
 use serde_json::json;
 
-use super::{MAX_POINTS, at_most, positive};
+use super::{MAX_POINTS, at_most};
 use crate::backend::Backend;
 use crate::eval::{chunk, host};
 use crate::io::{grid_png, grid_zoom, load_model_dir, write_atomic};
@@ -22,13 +22,15 @@ pub struct Args {
     /// The consistency model whose jumps are measured.
     #[arg(long)]
     model: PathBuf,
-    /// The diffusion model whose PF-ODE gives the trajectories (its teacher, usually).
+    /// The model whose PF-ODE gives the trajectories: a diffusion model (its teacher, usually), or any
+    /// model whose output is a denoiser (an sCT/sCD model is a TrigFlow denoiser too).
     #[arg(long)]
     teacher: PathBuf,
     /// The teacher's Heun evaluations per trajectory.
     #[arg(long, value_parser = at_most(999, "network evaluations"), allow_negative_numbers = true, default_value = "35")]
     nfe: u64,
-    /// States of each trajectory to jump from, spread over the teacher's grid.
+    /// States of each trajectory to jump from, spread over the teacher's grid (fewer where the grid, or
+    /// the model's noise range, has fewer).
     #[arg(long, value_parser = at_most(MAX_JUMP_LEVELS as u64, "levels"), allow_negative_numbers = true, default_value = "8")]
     levels: u64,
     /// Trajectories measured.
@@ -42,7 +44,7 @@ pub struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Trajectories drawn in --out.
-    #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "4")]
+    #[arg(long, value_parser = at_most(64, "trajectories drawn"), allow_negative_numbers = true, default_value = "4")]
     show: u64,
     #[arg(long, value_enum, default_value = "cpu")]
     backend: Backend,
@@ -66,11 +68,12 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     let (n, d) = (a.n as usize, student.dim());
-    let show = (a.show as usize).min(n);
+    // Only a strip that is written is kept (at most 64 trajectories: 3 x 64 rows of images).
+    let show = if a.out.is_some() { (a.show as usize).min(n) } else { 0 };
     let noise = Noise::new(a.seed);
     // Per level: summed squares of jump - origin and of denoised - origin, over every value.
     let mut sigmas = Vec::new();
-    let (mut jump_sq, mut denoised_sq) = (Vec::new(), Vec::new());
+    let (mut jump_sq, mut denoised_sq): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     let mut strip: Vec<Vec<f32>> = Vec::new();
     let step = chunk(&teacher.denoiser);
     for first in (0..n).step_by(step) {
@@ -85,8 +88,8 @@ pub fn run(a: Args) -> Result<()> {
         }
         if first == 0 {
             sigmas = s.clone();
-            jump_sq = vec![0.0; s.len()];
-            denoised_sq = vec![0.0; s.len()];
+            jump_sq.resize(s.len(), 0.0);
+            denoised_sq.resize(s.len(), 0.0);
         }
         let kept = show.saturating_sub(first).min(rows) * d;
         let mut state_rows = Vec::new();
@@ -94,9 +97,8 @@ pub fn run(a: Args) -> Result<()> {
         let mut jump_rows = Vec::new();
         for (l, ((x, dn), j)) in states.into_iter().zip(denoised).zip(jumps).enumerate() {
             let (dn, j) = (host(dn)?, host(j)?);
-            let count = origin.len() as f64;
-            jump_sq[l] += rms_distance(&j, &origin).powi(2) * count;
-            denoised_sq[l] += rms_distance(&dn, &origin).powi(2) * count;
+            jump_sq[l] += squared_distance(&j, &origin);
+            denoised_sq[l] += squared_distance(&dn, &origin);
             if kept > 0 {
                 let scale = state_display_scale(s[l], teacher.denoiser.range.sigma_data) as f32;
                 state_rows.push(host(x)?[..kept].iter().map(|v| v * scale).collect::<Vec<_>>());
@@ -135,7 +137,7 @@ pub fn run(a: Args) -> Result<()> {
     let report = json!({
         "model": student.name(),
         "teacher": teacher.name(),
-        "nfe": a.nfe,
+        "nfe": Plan::heun(a.nfe as usize).nfe(),
         "trajectories": n,
         "seed": a.seed,
         "levels": levels,
