@@ -158,6 +158,32 @@ pub struct OdeJumps {
 /// At most this many levels in one [`OdeJumps`] (a page strip or a report table, not a sweep).
 pub const MAX_JUMP_LEVELS: usize = 64;
 
+/// Which states of a PF-ODE grid (decreasing, ending at 0) a consistency model of noise range `range`
+/// jumps from: up to `levels` of the states above 0 inside `range`, spread evenly over them by index, the
+/// first and the last included (all of them where there are fewer).
+pub fn jump_levels(grid: &[f64], range: &NoiseRange, levels: usize) -> Result<Vec<usize>, String> {
+    if !(1..=MAX_JUMP_LEVELS).contains(&levels) {
+        return Err(format!("levels must be 1 to {MAX_JUMP_LEVELS}, got {levels}"));
+    }
+    // A relative margin so a level printed from the same range (8e1 vs 80.000001) still counts.
+    let inside = |s: f64| s >= range.sigma_min * (1.0 - 1e-6) && s <= range.sigma_max * (1.0 + 1e-6);
+    let eligible: Vec<usize> = (0..grid.len()).filter(|&i| grid[i] > 0.0 && inside(grid[i])).collect();
+    if eligible.is_empty() {
+        return Err(format!(
+            "no level of the grid ({:.3}..{:.3}) lies in the noise range {}..{}",
+            grid.first().copied().unwrap_or(0.0),
+            grid.iter().rev().find(|&&s| s > 0.0).copied().unwrap_or(0.0),
+            range.sigma_min,
+            range.sigma_max
+        ));
+    }
+    let take = levels.min(eligible.len());
+    if take == 1 {
+        return Ok(vec![eligible[0]]);
+    }
+    Ok((0..take).map(|k| eligible[(k * (eligible.len() - 1) + (take - 1) / 2) / (take - 1)]).collect())
+}
+
 /// A model card and the denoiser built from its weights.
 pub struct Model {
     pub card: ModelCard,
@@ -341,31 +367,11 @@ impl Model {
                 self.dim()
             ));
         }
-        if !(1..=MAX_JUMP_LEVELS).contains(&levels) {
-            return Err(format!("levels must be 1 to {MAX_JUMP_LEVELS}, got {levels}"));
-        }
         let grid = OdeSolver::Heun.grid(nfe, &self.denoiser.range);
-        let range = &student.denoiser.range;
-        // A relative margin so a level printed from the same range (8e1 vs 80.000001) still counts.
-        let inside = |s: f64| s >= range.sigma_min * (1.0 - 1e-6) && s <= range.sigma_max * (1.0 + 1e-6);
-        let eligible: Vec<usize> = (0..grid.len()).filter(|&i| grid[i] > 0.0 && inside(grid[i])).collect();
-        if eligible.is_empty() {
-            return Err(format!(
-                "no state of {}'s {nfe}-evaluation ODE grid ({:.3}..{:.3}) lies in {}'s range {}..{}",
-                self.name(),
-                grid.first().copied().unwrap_or(0.0),
-                grid.iter().rev().find(|&&s| s > 0.0).copied().unwrap_or(0.0),
-                student.name(),
-                range.sigma_min,
-                range.sigma_max
-            ));
-        }
-        let take = levels.min(eligible.len());
-        let chosen: Vec<usize> = if take == 1 {
-            vec![eligible[0]]
-        } else {
-            (0..take).map(|k| eligible[(k * (eligible.len() - 1) + (take - 1) / 2) / (take - 1)]).collect()
-        };
+        let chosen = jump_levels(&grid, &student.denoiser.range, levels).map_err(|e| {
+            format!("{}'s {nfe}-evaluation ODE grid and {}: {e}", self.name(), student.name())
+        })?;
+        let take = chosen.len();
         let mut states = Vec::with_capacity(take);
         let mut state = 0;
         let origin = self.sample_path(&plan, rows, device, |x| {

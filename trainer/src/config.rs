@@ -123,7 +123,9 @@ pub struct TrainConfig {
     #[serde(default)]
     pub checkpoint_every: u64,
     /// Images: write a grid of one-step (teacher: Heun 35 NFE) samples every this many steps (0 = only at
-    /// the end), to `samples/step-XXXXXXX.png`.
+    /// the end), to `samples/step-XXXXXXX.png`. A consistency run with a diffusion model at hand (its
+    /// `[teacher]`, or an `init_from` diffusion model) also logs its jumps from that model's trajectories
+    /// then (`jump_rms_sigma_max`, `jump_rms_mean` in `metrics.jsonl`; `cm trajectory`'s measure).
     #[serde(default)]
     pub sample_every: u64,
     pub optimizer: OptimConfig,

@@ -1,5 +1,6 @@
 //! `loss.png` in every run folder: the training loss from `metrics.jsonl` on a log scale (light blue), its
-//! running mean (dark blue) and, where logged, the one-step quality metric (orange, own log scale).
+//! running mean (dark blue) and, where logged, the one-step quality metric (orange, own log scale: sliced
+//! W2 for 2D runs, the consistency probe's jump RMS from sigma_max for image runs with a diffusion model).
 //! No text: the axes are steps (left to right, linear) and values (log, bottom to top); the numbers are in
 //! `metrics.jsonl`.
 
@@ -17,7 +18,8 @@ pub fn loss_png(metrics_jsonl: &str) -> Vec<u8> {
         if let Some(l) = v["loss"].as_f64().filter(|l| *l > 0.0 && l.is_finite()) {
             loss.push((step, l));
         }
-        if let Some(q) = v["sliced_w2_1step"].as_f64().filter(|q| *q > 0.0 && q.is_finite()) {
+        let q = v["sliced_w2_1step"].as_f64().or_else(|| v["jump_rms_sigma_max"].as_f64());
+        if let Some(q) = q.filter(|q| *q > 0.0 && q.is_finite()) {
             quality.push((step, q));
         }
     }

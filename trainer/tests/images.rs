@@ -280,3 +280,50 @@ fn data_writes_evenly_spaced_test_images() {
         &["--n 4096", "at most 1024"],
     );
 }
+
+/// The consistency probe: an image run started from a diffusion model (`init_from`) logs, at each sample
+/// grid's step, its EMA's jumps from that model's PF-ODE trajectories (RMS to their origin, at sigma_max
+/// and over the levels); at the start the weights are the diffusion model's, so the jump from sigma_max is
+/// that denoiser's mean, far from the origin. A run from random weights has no diffusion model: no probe.
+#[test]
+fn runs_from_a_diffusion_model_log_their_jumps_from_its_trajectories() {
+    let d = tmp("probe");
+    let edm = recipe("mnist", 1, 3)
+        .replace("method = \"ict\"", "method = \"edm\"")
+        .replace("dropout = 0.1", "dropout = 0.0");
+    std::fs::write(d.join("edm.toml"), edm).unwrap();
+    ok(&cm_in(&d, &test_data(), &["train", "--config", "edm.toml", "--out", "edm"]));
+    let ict = recipe("mnist", 1, 6).replace("dropout = 0.1", "dropout = 0.0");
+    std::fs::write(d.join("ict.toml"), ict.replace("steps = 6", "steps = 6\ninit_from = \"edm/model\""))
+        .unwrap();
+    std::fs::write(d.join("scratch.toml"), &ict).unwrap();
+    ok(&cm_in(&d, &test_data(), &["train", "--config", "ict.toml", "--out", "ict"]));
+    ok(&cm_in(&d, &test_data(), &["train", "--config", "scratch.toml", "--out", "scratch"]));
+    let lines = |run: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(d.join(run).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let probed: Vec<(u64, f64, f64)> = lines("ict")
+        .iter()
+        .filter(|l| l.get("jump_rms_sigma_max").is_some())
+        .map(|l| {
+            (
+                l["step"].as_u64().unwrap(),
+                l["jump_rms_sigma_max"].as_f64().unwrap(),
+                l["jump_rms_mean"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(probed.iter().map(|p| p.0).collect::<Vec<_>>(), vec![3, 6], "at each sample grid: {probed:?}");
+    assert!(
+        probed.iter().all(|&(_, max, mean)| max.is_finite() && max > 0.0 && mean > 0.0 && mean < max),
+        "{probed:?}"
+    );
+    assert!(
+        lines("scratch").iter().all(|l| l.get("jump_rms_sigma_max").is_none()),
+        "no diffusion model, no probe"
+    );
+}

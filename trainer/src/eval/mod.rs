@@ -30,7 +30,7 @@ pub(crate) fn chunk(denoiser: &Denoiser) -> usize {
 }
 
 /// The device a denoiser's weights live on.
-fn device_of(denoiser: &Denoiser) -> Device {
+pub(crate) fn device_of(denoiser: &Denoiser) -> Device {
     denoiser.net.devices().into_iter().next().unwrap_or_else(Device::flex)
 }
 

@@ -3,6 +3,7 @@
 //! [`state`] holds what a run carries from step to step ([`TrainState`], which checkpoints save),
 //! [`step`] one step on one device or split over several.
 
+mod probe;
 mod state;
 mod step;
 
@@ -18,6 +19,7 @@ use cm_core::rng::Noise;
 use cm_core::{Denoiser, Model, ModelCard, Plan, card::CARD_FORMAT};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use self::probe::Probe;
 pub use self::state::TrainState;
 use self::step::{Schedule, Shards, StepContext};
 use crate::checkpoint;
@@ -86,8 +88,9 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     );
     let window = (Instant::now(), 0u64);
     let ctx = StepContext { cfg, dim: source.dim(), ct: cfg.ct(), scm: cfg.scm(), noise: &noise };
+    let probe = consistency_probe(cfg, teacher.as_ref(), &state.model)?;
     let shards = Shards::new(cfg, opts.devices, &device, teacher)?;
-    let mut run = Run { ctx, out, source, shape, shards, metrics_path, metrics, bar, window, started };
+    let mut run = Run { ctx, out, source, shape, shards, probe, metrics_path, metrics, bar, window, started };
     let (first_step, end) = (state.step, opts.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps)));
     for k in first_step..end {
         state = run.step(state, k)?;
@@ -154,6 +157,8 @@ struct Run<'a> {
     /// The image shape of an image network.
     shape: Option<[usize; 3]>,
     shards: Shards,
+    /// Image runs with a diffusion model at hand: the jumps from its trajectories, at every sample grid.
+    probe: Option<Probe>,
     metrics_path: PathBuf,
     metrics: std::fs::File,
     bar: ProgressBar,
@@ -171,7 +176,10 @@ impl Run<'_> {
         let streams = progress.streams();
         let batch = self.source.batch(cfg.seed, streams.data(), cfg.batch);
         let lr = cfg.optimizer.lr_at(k, cfg.steps);
-        let log_now = (k + 1).is_multiple_of(cfg.log_every.max(1)) || k + 1 == cfg.steps;
+        let sample_due =
+            self.shape.is_some() && cfg.sample_every > 0 && (k + 1).is_multiple_of(cfg.sample_every);
+        // A sample grid's step is logged too, so its probe has a line to go in.
+        let log_now = (k + 1).is_multiple_of(cfg.log_every.max(1)) || k + 1 == cfg.steps || sample_due;
         let grads = self.shards.grads(&self.ctx, &state, &batch, progress, log_now);
         let (loss, schedule) = (grads.loss, grads.schedule);
         let mut state = state.apply(grads, lr);
@@ -182,12 +190,10 @@ impl Run<'_> {
         state.step = k + 1;
         self.window.1 += 1;
         if let Some(loss) = loss {
-            self.log(k, loss, lr, schedule, &state.ema)?;
+            self.log(k, loss, lr, schedule, &state.ema, sample_due)?;
         }
         self.bar.inc(1);
-        if let (Some(shape), true) =
-            (self.shape, cfg.sample_every > 0 && (k + 1).is_multiple_of(cfg.sample_every))
-        {
+        if let (Some(shape), true) = (self.shape, sample_due) {
             let png = sample_grid(&state.ema, cfg, shape)?;
             write_atomic(&self.out.join("samples").join(format!("step-{:07}.png", k + 1)), &png)?;
         }
@@ -199,9 +205,18 @@ impl Run<'_> {
         Ok(state)
     }
 
-    /// The metrics line of step `k` (its `loss`, learning rate `lr` and `schedule`, and a quick evaluation
-    /// of the EMA `ema` where due); refused where the loss is not finite.
-    fn log(&mut self, k: u64, loss: f64, lr: f64, schedule: Schedule, ema: &Denoiser) -> Result<()> {
+    /// The metrics line of step `k` (its `loss`, learning rate `lr` and `schedule`, a quick evaluation
+    /// of the EMA `ema` where due, and the consistency probe at a sample grid's step, `probe_now`);
+    /// refused where the loss is not finite.
+    fn log(
+        &mut self,
+        k: u64,
+        loss: f64,
+        lr: f64,
+        schedule: Schedule,
+        ema: &Denoiser,
+        probe_now: bool,
+    ) -> Result<()> {
         let cfg = self.ctx.cfg;
         if !loss.is_finite() {
             anyhow::bail!(
@@ -233,6 +248,11 @@ impl Run<'_> {
         {
             let inference = ema.clone();
             line["sliced_w2_1step"] = eval::quick_sliced_w2(&inference, *dataset, cfg.method)?.into();
+        }
+        if let (Some(probe), true) = (&self.probe, probe_now) {
+            let rms = probe.measure(ema)?;
+            line["jump_rms_sigma_max"] = rms[0].into();
+            line["jump_rms_mean"] = (rms.iter().sum::<f64>() / rms.len() as f64).into();
         }
         writeln!(self.metrics, "{line}")?;
         self.bar.set_message(format!("loss {loss:.4}"));
@@ -323,6 +343,32 @@ fn sample_grid(model: &Denoiser, cfg: &TrainConfig, shape: [usize; 3]) -> Result
     let n = 64;
     let pts = eval::points(model, &Plan::preview(cfg.method, &model.range), n, cfg.seed)?;
     Ok(grid_png(&pts, shape, 8, grid_zoom(shape)))
+}
+
+/// The consistency probe of a consistency-model image run that has a diffusion model at hand: the
+/// distillation `teacher`, else an `init_from` model that is a diffusion model. `None` for other runs,
+/// and (with a warning) where a resumed run's `init_from` folder no longer loads.
+fn consistency_probe(
+    cfg: &TrainConfig,
+    teacher: Option<&Denoiser>,
+    student: &Denoiser,
+) -> Result<Option<Probe>> {
+    if cfg.method.is_diffusion() || student.image_shape().is_none() || cfg.sample_every == 0 {
+        return Ok(None);
+    }
+    let ode = match (teacher, &cfg.init_from) {
+        (Some(t), _) => t.clone(),
+        (None, Some(path)) => match crate::io::load_model_dir(path, &cfg.backend.device()?) {
+            Ok(m) if m.card.method.is_diffusion() => m.denoiser,
+            Ok(_) => return Ok(None),
+            Err(e) => {
+                tracing::warn!("no consistency probe: init_from {} does not load: {e:#}", path.display());
+                return Ok(None);
+            }
+        },
+        (None, None) => return Ok(None),
+    };
+    Probe::new(&ode, &student.range, cfg.seed).map(Some)
 }
 
 /// `loss.png` from what `metrics.jsonl` holds so far.

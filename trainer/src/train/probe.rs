@@ -1,0 +1,67 @@
+//! The consistency probe of an image run with a diffusion model at hand (the CD/sCD teacher, or the
+//! `init_from` model an ECT/iCT/sCT run starts from): 64 of that model's PF-ODE trajectories (Heun, 35
+//! NFE; the rows of the run's sample grid), solved once at the start, and at every sample grid the
+//! evaluation EMA's one-step jumps from 8 of their states, as RMS distances to the trajectories' origin
+//! (`cm trajectory`'s measure; `jump_rms_sigma_max` and `jump_rms_mean` in `metrics.jsonl`).
+
+use anyhow::Result;
+use cm_core::host::{rms_distance, rows};
+use cm_core::loaded::jump_levels;
+use cm_core::rng::Noise;
+use cm_core::sample::OdeSolver;
+use cm_core::{Denoiser, Plan, Rows};
+
+use crate::eval::{device_of, host};
+
+/// Trajectories in the probe, and their Heun evaluations and levels.
+const ROWS: usize = 64;
+const NFE: usize = 35;
+const LEVELS: usize = 8;
+
+pub(super) struct Probe {
+    sigmas: Vec<f64>,
+    /// The ODE's states at each level, `[ROWS, D]` row-major, on the host.
+    states: Vec<Vec<f32>>,
+    origin: Vec<f32>,
+    dim: usize,
+}
+
+impl Probe {
+    /// Solves `ode`'s PF-ODE for rows `0..64` of `seed` and keeps the states a model of noise range
+    /// `student` jumps from.
+    pub(super) fn new(ode: &Denoiser, student: &cm_core::NoiseRange, seed: u64) -> Result<Self> {
+        let grid = OdeSolver::Heun.grid(NFE, &ode.range);
+        let chosen = jump_levels(&grid, student, LEVELS).map_err(anyhow::Error::msg)?;
+        let device = device_of(ode);
+        let noise = Noise::new(seed);
+        let (mut kept, mut state) = (Vec::new(), 0);
+        let origin = Plan::heun(NFE)
+            .run(ode, Rows::new(&noise, 0, ROWS), &device, |x| {
+                if chosen.contains(&state) {
+                    kept.push(x.clone());
+                }
+                state += 1;
+            })
+            .map_err(anyhow::Error::msg)?;
+        let states = kept.into_iter().map(host).collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            sigmas: chosen.iter().map(|&i| grid[i]).collect(),
+            states,
+            origin: host(origin)?,
+            dim: ode.dim(),
+        })
+    }
+
+    /// `model`'s one-step jump from each level's states: its RMS distance to the origin, per level.
+    pub(super) fn measure(&self, model: &Denoiser) -> Result<Vec<f64>> {
+        let device = device_of(model);
+        self.states
+            .iter()
+            .zip(&self.sigmas)
+            .map(|(x, &sigma)| {
+                let jump = host(model.forward(rows(x, ROWS, self.dim, &device), &[sigma]))?;
+                Ok(rms_distance(&jump, &self.origin))
+            })
+            .collect()
+    }
+}
