@@ -244,6 +244,25 @@ function draw(canvas, points, colour) {
   canvas.dataset.points = String(drawn);
 }
 
+// The image at offset `at` of `pixels` (values in [-1, 1], `shape` = [C, H, W]) into the ImageData `img`
+// with its top left at (ox, oy), grey or RGB; whether every value was finite.
+function putImage(img, ox, oy, pixels, at, shape) {
+  const [c, h, w] = shape;
+  let finite = true;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const o = ((oy + y) * img.width + ox + x) * 4;
+      for (let k = 0; k < 3; k++) {
+        const v = pixels[at + (c === 1 ? 0 : k) * h * w + y * w + x];
+        if (!Number.isFinite(v)) finite = false;
+        img.data[o + k] = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
+      }
+      img.data[o + 3] = 255;
+    }
+  }
+  return finite;
+}
+
 // Images `[n, C·H·W]` in [-1, 1] as a grid filling the canvas (grey or RGB).
 function drawImages(canvas, pixels, shape) {
   const [c, h, w] = shape;
@@ -261,18 +280,7 @@ function drawImages(canvas, pixels, shape) {
   for (let i = 0; i < n; i++) {
     const ox = (i % cols) * (w + 1) + 1;
     const oy = Math.floor(i / cols) * (h + 1) + 1;
-    let finite = true;
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        const at = ((oy + y) * grid.width + ox + x) * 4;
-        for (let k = 0; k < 3; k++) {
-          const v = pixels[i * d + (c === 1 ? 0 : k) * h * w + y * w + x];
-          if (!Number.isFinite(v)) finite = false;
-          img.data[at + k] = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
-        }
-      }
-    }
-    if (finite) drawn++;
+    if (putImage(img, ox, oy, pixels, i * d, shape)) drawn++;
   }
   g.putImageData(img, 0, 0);
   const ctx = canvas.getContext('2d');
@@ -382,18 +390,9 @@ async function drawStrip(p, teacher, student, nfe, seed, id, current = () => tru
   let drawn = 0;
   const put = (pixels, at, x, y) => {
     const img = t.createImageData(w, h);
-    let finite = true;
-    for (let j = 0; j < h * w; j++) {
-      for (let k = 0; k < 3; k++) {
-        const v = pixels[at + (c === 1 ? 0 : k) * h * w + j];
-        if (!Number.isFinite(v)) finite = false;
-        img.data[4 * j + k] = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
-      }
-      img.data[4 * j + 3] = 255;
-    }
+    if (putImage(img, 0, 0, pixels, at, shape)) drawn++;
     t.putImageData(img, 0, 0);
     ctx.drawImage(tile, x, y, cell, cell);
-    if (finite) drawn++;
   };
   ctx.font = '11px system-ui, sans-serif';
   ctx.fillStyle = '#5a6478';
