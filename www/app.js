@@ -204,7 +204,9 @@ function fillViews() {
   const datasets = app.datasets();
   const select = $('dataset');
   const previous = select.value;
-  select.innerHTML = datasets.map((d) => `<option value="${d}">${d.replace(/-(\d+)$/, ' $1 px')}</option>`).join('');
+  // `mnist-28` reads "mnist 28 px", `mnist-classes` (class-conditional models) "mnist by class".
+  const label = (d) => d.replace(/-classes$/, ' by class').replace(/-(\d+)( by class)?$/, ' $1 px$2');
+  select.innerHTML = datasets.map((d) => `<option value="${d}">${label(d)}</option>`).join('');
   if (datasets.includes(previous)) select.value = previous;
   return datasets.includes(previous);
 }
@@ -264,11 +266,11 @@ function putImage(img, ox, oy, pixels, at, shape) {
 }
 
 // Images `[n, C·H·W]` in [-1, 1] as a grid filling the canvas (grey or RGB).
-function drawImages(canvas, pixels, shape) {
+function drawImages(canvas, pixels, shape, columns) {
   const [c, h, w] = shape;
   const d = c * h * w;
   const n = Math.floor(pixels.length / d);
-  const cols = Math.ceil(Math.sqrt(n));
+  const cols = columns ?? Math.ceil(Math.sqrt(n));
   const rows = Math.ceil(n / cols);
   const grid = document.createElement('canvas');
   grid.width = cols * (w + 1) + 1;
@@ -295,6 +297,32 @@ function drawImages(canvas, pixels, shape) {
 // Image models draw fewer samples than point clouds: a grid of 64 (the teacher 16, it costs NFE passes).
 const IMAGES = 64;
 const TEACHER_IMAGES = 16;
+
+// Class-conditional models: which class each of about `n` samples is drawn from, by the class menu —
+// every class in turn (one column each: `n` rounded up to whole rows), one class, or none (the model's
+// label-dropout branch). `classes` is what wasm takes (undefined: no class); `cols` lays out the grid.
+function classPlan(m, n) {
+  const k = m.classes?.length ?? 0;
+  const choice = $('class').value;
+  if (!k || choice === 'none' || choice === '') return { n, classes: undefined, cols: undefined };
+  if (choice === 'each') {
+    const total = Math.ceil(n / k) * k;
+    return { n: total, classes: Uint32Array.from({ length: total }, (_, i) => i % k), cols: k };
+  }
+  return { n, classes: new Uint32Array(n).fill(Number(choice)), cols: undefined };
+}
+
+// The class menu, for a view whose lead model is class-conditional: kept where the classes are the same.
+function fillClasses(m) {
+  const names = m?.classes ?? [];
+  $('class-label').hidden = names.length === 0;
+  const select = $('class');
+  const previous = select.value;
+  const options = [['each', 'each class'], ...names.map((c, i) => [String(i), c]), ['none', 'no class']];
+  const html = options.map(([v, t]) => `<option value="${v}">${t.replace(/[<&"]/g, '')}</option>`).join('');
+  if (select.innerHTML !== html) select.innerHTML = html;
+  select.value = options.some(([v]) => v === previous) ? previous : 'each';
+}
 
 // For educators: from the same points on the teacher's PF-ODE trajectories (at the first grid level
 // with sigma <= 1), the teacher's ODE path to its origin and the consistency model's one-step jump.
@@ -609,12 +637,14 @@ function bindEditor() {
 // One consistency model's panels (1 and 2 steps, and k steps when k > 2) or a teacher's Heun panel.
 async function modelPanels(m, parent, settings, id) {
   const { seed, n, k, nfe } = settings;
-  const show = (canvas, pixels, colour) => (m.shape ? drawImages(canvas, pixels, m.shape) : draw(canvas, pixels, colour));
+  const show = (canvas, pixels, colour, cols) =>
+    (m.shape ? drawImages(canvas, pixels, m.shape, cols) : draw(canvas, pixels, colour));
   if (isDiffusion(m)) {
     const p = panel(`${m.name} teacher · Heun`, parent);
-    const r = await app.teacher(m.name, nfe, m.shape ? TEACHER_IMAGES : n, BigInt(seed), false);
+    const plan = classPlan(m, m.shape ? TEACHER_IMAGES : n);
+    const r = await app.teacher(m.name, nfe, plan.n, BigInt(seed), false, plan.classes);
     if (id !== runId) return false;
-    show(p.canvas, r.points, '#b4471f');
+    show(p.canvas, r.points, '#b4471f', plan.cols);
     p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
     return true;
   }
@@ -622,10 +652,11 @@ async function modelPanels(m, parent, settings, id) {
     const own = steps === k && k > 2 ? userTaus() : null;
     // null: the model's default list for `steps` (core's); wasm checks an own list by core's one rule.
     const p = panel(`${m.name} · ${own ? `τ = ${own.join(', ')}` : `${steps} step${steps > 1 ? 's' : ''}`}`, parent);
-    const r = await app.sample(m.name, steps, own, m.shape ? IMAGES : n, BigInt(seed));
+    const plan = classPlan(m, m.shape ? IMAGES : n);
+    const r = await app.sample(m.name, steps, own, plan.n, BigInt(seed), plan.classes);
     if (id !== runId) return false;
     const taus = Array.from(r.taus);
-    show(p.canvas, r.points, '#1f4fbf');
+    show(p.canvas, r.points, '#1f4fbf', plan.cols);
     p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
     p.canvas.title = taus.length ? `τ = ${taus.map((t) => t.toPrecision(3)).join(', ')}` : 'one step from σ_max';
     if (m.shape && steps === 1 && (!editor.model || editor.model.view !== m.view || editor.fresh)) {
@@ -653,6 +684,7 @@ async function render() {
   const [featured, teacher] = [byName(lineup.featured), byName(lineup.teacher)];
   const others = lineup.others.map(byName);
   const images = [featured, teacher, ...others].some((m) => m?.shape);
+  fillClasses(featured ?? teacher);
   try {
     const lead = [featured, teacher].filter(Boolean);
     const ready = await Promise.all(lead.map(ensureLoaded));
@@ -749,12 +781,14 @@ async function main() {
   const params = new URLSearchParams(location.search);
   if (params.get('backend')) $('prefer').value = params.get('backend');
   for (const id of ['seed', 'n', 'k', 'nfe', 'taus']) if (params.get(id)) $(id).value = params.get(id);
+  const askedClass = params.get('class');
   $('compare').open = params.get('compare') === '1';
   await startApp();
   await loadCards();
   if (params.get('dataset')) $('dataset').value = params.get('dataset');
+  if (askedClass) $('class').innerHTML = `<option value="${askedClass.replace(/[<&"]/g, '')}"></option>`;
   for (const id of ['dataset', 'seed', 'n', 'k', 'nfe']) $(id).addEventListener('change', () => { editor.fresh = true; render(); });
-  for (const id of ['taus', 'jump-sigma', 'data-sigma']) $(id).addEventListener('change', render);
+  for (const id of ['taus', 'jump-sigma', 'data-sigma', 'class']) $(id).addEventListener('change', render);
   $('own-load').addEventListener('click', loadOwn);
   // Opening the comparison loads and draws the other models (their weights are fetched only then).
   $('compare').addEventListener('toggle', () => { if ($('compare').open) render(); });

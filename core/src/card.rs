@@ -117,6 +117,10 @@ pub struct ModelCard {
     /// before it existed have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_sha256: Option<String>,
+    /// The names of a class-conditional model's classes, in label order (`"0"` … `"9"` for digits, the
+    /// emoji categories): one per class of the network, or none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
 }
 
 impl ModelCard {
@@ -131,7 +135,19 @@ impl ModelCard {
         }
         card.model.validate().map_err(|e| CoreError::Card(format!("field `model`: {e}")))?;
         card.check_taus().map_err(|e| CoreError::Card(format!("field `taus`: {e}")))?;
+        let classes = card.model.architecture.classes();
+        if !card.class_names.is_empty() && card.class_names.len() != classes {
+            return Err(CoreError::Card(format!(
+                "field `class_names` has {} names, but the network has {classes} classes",
+                card.class_names.len()
+            )));
+        }
         Ok(card)
+    }
+
+    /// The name of class `c`: the card's, or its number where the card names none.
+    pub fn class_name(&self, c: usize) -> String {
+        self.class_names.get(c).cloned().unwrap_or_else(|| c.to_string())
     }
 
     /// The card's tuned tau list for `steps` steps, if it has one.

@@ -245,7 +245,7 @@ impl Edit {
             Some(c) => c.project(x, &y, shape),
             None => x,
         };
-        multistep_from(model, x_start, sigma_start, taus, fresh, project)
+        multistep_from(model, None, x_start, sigma_start, taus, fresh, project)
     }
 }
 
@@ -277,5 +277,5 @@ pub fn interpolate(model: &Denoiser, a: u64, b: u64, n: usize, taus: &[f64], dev
     let rows = slerp_rows(&Noise::new(a).normals(0, 0, 1, d), &Noise::new(b).normals(0, 0, 1, d), n);
     let z = crate::host::rows(&rows, n, d, device);
     let noise = Noise::new(a);
-    multistep(model, z, taus, |j| normals(&noise, 1 + j as u64, 0, n, d, device), |x| x)
+    multistep(model, None, z, taus, |j| normals(&noise, 1 + j as u64, 0, n, d, device), |x| x)
 }

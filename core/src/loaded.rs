@@ -8,7 +8,7 @@ use burn::prelude::*;
 
 use crate::card::{Method, ModelCard};
 use crate::edit::{Edit, interpolate};
-use crate::model::Denoiser;
+use crate::model::{Denoiser, one_hot};
 use crate::param::{NoiseRange, Parameterisation};
 use crate::rng::Noise;
 use crate::sample::{OdeSolver, check_taus, consistency_sample, ode_sample};
@@ -43,18 +43,40 @@ impl Taus {
     }
 }
 
-/// Which samples: rows `first..first + n` of the streams of seed `noise`. Row `i` is the same whatever
-/// the batch it is drawn in, so a caller may draw in chunks.
+/// Which samples: rows `first..first + n` of the streams of seed `noise`, and for a class-conditional
+/// model the class of each (`classes[i]` for row `first + i`; none: no class). Row `i` is the same
+/// whatever the batch it is drawn in, so a caller may draw in chunks.
 #[derive(Clone, Copy)]
 pub struct Rows<'a> {
     pub noise: &'a Noise,
     pub first: usize,
     pub n: usize,
+    pub classes: Option<&'a [usize]>,
 }
 
 impl<'a> Rows<'a> {
     pub fn new(noise: &'a Noise, first: usize, n: usize) -> Self {
-        Self { noise, first, n }
+        Self { noise, first, n, classes: None }
+    }
+
+    /// The same rows, each drawn from its class in `classes` (one per row).
+    pub fn with_classes(self, classes: &'a [usize]) -> Self {
+        Self { classes: Some(classes), ..self }
+    }
+
+    /// The rows' classes as one-hot rows for `denoiser`, checked: one class per row, each in range, and
+    /// only for a class-conditional model.
+    pub fn labels(&self, denoiser: &Denoiser, device: &Device) -> Result<Option<Tensor<2>>, String> {
+        let Some(classes) = self.classes else { return Ok(None) };
+        let k = denoiser.classes();
+        if k == 0 {
+            return Err("this model is not class-conditional: it takes no class".into());
+        }
+        if classes.len() != self.n {
+            return Err(format!("{} classes given for {} samples (one per sample)", classes.len(), self.n));
+        }
+        let labels: Vec<Option<usize>> = classes.iter().map(|&c| Some(c)).collect();
+        one_hot(&labels, k, device).map(Some)
     }
 }
 
@@ -117,14 +139,26 @@ impl Plan {
         device: &Device,
         on_step: impl FnMut(&Tensor<2>),
     ) -> Result<Tensor<2>, String> {
-        let Rows { noise, first, n } = rows;
+        let labels = rows.labels(denoiser, device)?;
+        let Rows { noise, first, n, .. } = rows;
         match self {
-            Plan::Consistency(taus) => consistency_sample(denoiser, noise, first, n, taus.as_slice(), device),
+            Plan::Consistency(taus) => {
+                consistency_sample(denoiser, labels.as_ref(), noise, first, n, taus.as_slice(), device)
+            }
             Plan::Ode { solver, nfe } => {
                 if *nfe == 0 {
                     return Err("an ODE sampler needs at least 1 network evaluation".into());
                 }
-                Ok(ode_sample(denoiser, noise, first..first + n, *solver, *nfe, device, on_step))
+                Ok(ode_sample(
+                    denoiser,
+                    labels.as_ref(),
+                    noise,
+                    first..first + n,
+                    *solver,
+                    *nfe,
+                    device,
+                    on_step,
+                ))
             }
         }
     }

@@ -36,6 +36,24 @@ impl ModelConfig {
     }
 }
 
+/// One-hot rows `[n, classes]` for class labels: `Some(c)` sets column `c`, `None` leaves a zero row (no
+/// class: what a network trained with label dropout also learns). Fails on a label outside `0..classes`.
+pub fn one_hot(labels: &[Option<usize>], classes: usize, device: &Device) -> Result<Tensor<2>, String> {
+    if let Some(c) = labels.iter().flatten().find(|&&c| c >= classes) {
+        return Err(format!(
+            "class {c} is out of range: the model has {classes} classes (0 to {})",
+            classes.max(1) - 1
+        ));
+    }
+    let mut v = vec![0f32; labels.len() * classes];
+    for (i, c) in labels.iter().enumerate() {
+        if let Some(c) = c {
+            v[i * classes + c] = 1.0;
+        }
+    }
+    Ok(rows(&v, labels.len(), classes, device))
+}
+
 /// A denoiser (EDM) or consistency function (CM, TrigFlow) in EDM coordinates.
 #[derive(Module, Debug)]
 pub struct Denoiser {
@@ -52,18 +70,36 @@ impl Denoiser {
         self.net.data_dim()
     }
 
+    /// Classes the model is conditioned on (0: unconditional).
+    pub fn classes(&self) -> usize {
+        self.net.classes()
+    }
+
     /// `[C, H, W]` for image models, `None` for points.
     pub fn image_shape(&self) -> Option<[usize; 3]> {
         self.net.image_shape()
     }
 
-    /// `x: [B, D]` at noise levels `sigma` (one per row, or one for all) -> `[B, D]` estimate of `x_0`.
+    /// `x: [B, D]` at noise levels `sigma` (one per row, or one for all) -> `[B, D]` estimate of `x_0`
+    /// (a conditional model asked for no class).
     pub fn forward(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
-        self.forward_masked(x, sigma, None)
+        self.forward_masked(x, sigma, None, None)
     }
 
-    /// As [`forward`](Self::forward), with dropout masks (training only).
-    pub fn forward_masked(&self, x: Tensor<2>, sigma: &[f64], masks: Option<&DropoutMasks>) -> Tensor<2> {
+    /// As [`forward`](Self::forward), for the classes of `labels` (`[B, classes]` one-hot rows, see
+    /// [`one_hot`]; `None` or a zero row: no class).
+    pub fn forward_labelled(&self, x: Tensor<2>, sigma: &[f64], labels: Option<&Tensor<2>>) -> Tensor<2> {
+        self.forward_masked(x, sigma, labels, None)
+    }
+
+    /// As [`forward_labelled`](Self::forward_labelled), with dropout masks (training only).
+    pub fn forward_masked(
+        &self,
+        x: Tensor<2>,
+        sigma: &[f64],
+        labels: Option<&Tensor<2>>,
+        masks: Option<&DropoutMasks>,
+    ) -> Tensor<2> {
         let device = x.device();
         let b = x.dims()[0];
         let sigma_at = |i: usize| if sigma.len() == 1 { sigma[0] } else { sigma[i] };
@@ -73,7 +109,7 @@ impl Denoiser {
         let c_out = column(&coefficient(|s| s.c_out), &device);
         let c_in = column(&coefficient(|s| s.c_in), &device);
         let c_noise = vector(&coefficient(|s| s.c_noise), &device);
-        let f = self.net.forward(x.clone() * c_in, c_noise, masks);
+        let f = self.net.forward(x.clone() * c_in, c_noise, labels, masks);
         x * c_skip + f * c_out
     }
 

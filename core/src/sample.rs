@@ -38,16 +38,18 @@ pub fn check_taus(taus: &[f64], range: &NoiseRange, start: f64) -> Result<(), St
 ///
 /// `z: [B, D]` standard normal; `taus` a decreasing list of intermediate noise levels (empty = one
 /// step); `fresh_noise(j)` returns the standard normal `[B, D]` used to re-noise before step `j + 1`;
-/// `project` maps each estimate back onto the constraint set (identity for plain sampling).
+/// `project` maps each estimate back onto the constraint set (identity for plain sampling). `labels`: the
+/// class of each row for a conditional model (one-hot `[B, classes]`, [`crate::model::one_hot`]).
 pub fn multistep(
     model: &Denoiser,
+    labels: Option<&Tensor<2>>,
     z: Tensor<2>,
     taus: &[f64],
     fresh_noise: impl FnMut(usize) -> Tensor<2>,
     project: impl Fn(Tensor<2>) -> Tensor<2>,
 ) -> Tensor<2> {
     let start = z * model.prior_std();
-    multistep_from(model, start, model.range.sigma_max, taus, fresh_noise, project)
+    multistep_from(model, labels, start, model.range.sigma_max, taus, fresh_noise, project)
 }
 
 /// [`multistep`] from a given noisy point `x_start` at level `sigma_start` (CM Algorithm 4 starts from
@@ -55,6 +57,7 @@ pub fn multistep(
 /// then the re-noise / map-back / project loop over `taus`.
 pub fn multistep_from(
     model: &Denoiser,
+    labels: Option<&Tensor<2>>,
     x_start: Tensor<2>,
     sigma_start: f64,
     taus: &[f64],
@@ -63,11 +66,11 @@ pub fn multistep_from(
 ) -> Tensor<2> {
     let range = model.range;
     let boundary = model.parameterisation.boundary_sigma(&range).unwrap_or(0.0);
-    let mut x = project(model.forward(x_start, &[sigma_start]));
+    let mut x = project(model.forward_labelled(x_start, &[sigma_start], labels));
     for (j, &tau) in taus.iter().enumerate() {
         let std = libm::sqrt((tau * tau - boundary * boundary).max(0.0));
         let x_tau = x + fresh_noise(j) * std;
-        x = project(model.forward(x_tau, &[tau]));
+        x = project(model.forward_labelled(x_tau, &[tau], labels));
     }
     x
 }
@@ -76,6 +79,7 @@ pub fn multistep_from(
 /// the batch it is drawn in. `taus` must pass [`check_taus`]; the CLI and the page both sample here.
 pub fn consistency_sample(
     model: &Denoiser,
+    labels: Option<&Tensor<2>>,
     noise: &Noise,
     first: usize,
     n: usize,
@@ -85,7 +89,7 @@ pub fn consistency_sample(
     check_taus(taus, &model.range, model.range.sigma_max)?;
     let dim = model.dim();
     let z = normals(noise, 0, first, n, dim, device);
-    Ok(multistep(model, z, taus, |j| normals(noise, 1 + j as u64, first, n, dim, device), |x| x))
+    Ok(multistep(model, labels, z, taus, |j| normals(noise, 1 + j as u64, first, n, dim, device), |x| x))
 }
 
 /// First- or second-order PF-ODE solver.
@@ -124,6 +128,7 @@ impl OdeSolver {
 /// including the start, for drawing trajectories. `z: [B, D]` -> `[B, D]`.
 pub fn solve_pf_ode(
     model: &Denoiser,
+    labels: Option<&Tensor<2>>,
     z: Tensor<2>,
     sigmas: &[f64],
     solver: OdeSolver,
@@ -132,7 +137,7 @@ pub fn solve_pf_ode(
     let mut x = z * sigmas[0];
     on_step(&x);
     for w in sigmas.windows(2) {
-        x = ode_step(model, x, &[w[0]], &[w[1]], solver);
+        x = ode_step(model, labels, x, &[w[0]], &[w[1]], solver);
         on_step(&x);
     }
     x
@@ -143,6 +148,7 @@ pub fn solve_pf_ode(
 /// Euler when `sigma_next` is 0 (EDM's last step). `x: [B, D]` -> `[B, D]`.
 pub fn ode_step(
     model: &Denoiser,
+    labels: Option<&Tensor<2>>,
     x: Tensor<2>,
     sigma: &[f64],
     sigma_next: &[f64],
@@ -151,10 +157,11 @@ pub fn ode_step(
     let device = x.device();
     let col = |v: &[f64]| column(v, &device);
     let step: Vec<f64> = sigma_next.iter().zip(sigma).map(|(n, s)| n - s).collect();
-    let d = (x.clone() - model.forward(x.clone(), sigma)) / col(sigma);
+    let d = (x.clone() - model.forward_labelled(x.clone(), sigma, labels)) / col(sigma);
     let x_euler = x.clone() + d.clone() * col(&step);
     if solver == OdeSolver::Heun && sigma_next.iter().all(|&s| s > 0.0) {
-        let d_next = (x_euler.clone() - model.forward(x_euler, sigma_next)) / col(sigma_next);
+        let d_next =
+            (x_euler.clone() - model.forward_labelled(x_euler, sigma_next, labels)) / col(sigma_next);
         x + (d + d_next) * col(&step) * 0.5
     } else {
         x_euler
@@ -163,8 +170,10 @@ pub fn ode_step(
 
 /// Diffusion sampling of `rows` with seed `noise`: `solver` on its EDM grid for `nfe` evaluations,
 /// from the same `z` rows as [`consistency_sample`]. `on_step` sees every state.
+#[allow(clippy::too_many_arguments)]
 pub fn ode_sample(
     model: &Denoiser,
+    labels: Option<&Tensor<2>>,
     noise: &Noise,
     rows: core::ops::Range<usize>,
     solver: OdeSolver,
@@ -173,5 +182,5 @@ pub fn ode_sample(
     on_step: impl FnMut(&Tensor<2>),
 ) -> Tensor<2> {
     let z = normals(noise, 0, rows.start, rows.len(), model.dim(), device);
-    solve_pf_ode(model, z, &solver.grid(nfe, &model.range), solver, on_step)
+    solve_pf_ode(model, labels, z, &solver.grid(nfe, &model.range), solver, on_step)
 }

@@ -47,5 +47,6 @@ pub fn small_unet(
         embedding: cm_core::net::TimeEmbedding::Positional { scale: 1.0 },
         dropout,
         ada_norm,
+        classes: 0,
     }
 }

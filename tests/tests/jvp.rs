@@ -49,6 +49,18 @@ fn network(architecture: Architecture, seed: u64, device: &Device) -> Network {
 /// Checks `forward_dual`'s tangent against `(F(x + h ẋ, c + h ċ) - F(x - h ẋ, c - h ċ)) / 2h`, and its value
 /// against the plain forward pass.
 fn check(net: &Network, b: usize, seed: u64, masks: Option<&DropoutMasks>, device: &Device) -> f64 {
+    check_labelled(net, b, seed, None, masks, device)
+}
+
+/// [`check`] for a class-conditional network given `labels` (one-hot rows, constants of the JVP).
+fn check_labelled(
+    net: &Network,
+    b: usize,
+    seed: u64,
+    labels: Option<&Tensor<2>>,
+    masks: Option<&DropoutMasks>,
+    device: &Device,
+) -> f64 {
     let d = net.data_dim();
     let x = randn(seed, 1, b * d, 1.0);
     let xdot = randn(seed, 2, b * d, 1.0);
@@ -62,16 +74,17 @@ fn check(net: &Network, b: usize, seed: u64, masks: Option<&DropoutMasks>, devic
     let dual = net.forward_dual(
         Dual::new(x_at(0.0), tensor(xdot.clone(), [b, d], device)),
         Dual::new(c_at(0.0), tensor(cdot.clone(), [b], device)),
+        labels,
         masks,
     );
-    let plain = host(net.forward(x_at(0.0), c_at(0.0), masks));
+    let plain = host(net.forward(x_at(0.0), c_at(0.0), labels, masks));
     let value = host(dual.v);
     let exact = host(dual.t.expect("a tangent"));
     // Central differences err by O(h^2 f'''): measured 1e-3 -> 2e-3, 1e-4 -> 2e-5, 1e-5 -> 2e-7, 1e-6 -> 2e-9
     // on the worst seed, i.e. truncation, not a wrong rule; 1e-6 keeps round-off (~1e-10) below it.
     let h = 1e-6;
-    let plus = host(net.forward(x_at(h), c_at(h), masks));
-    let minus = host(net.forward(x_at(-h), c_at(-h), masks));
+    let plus = host(net.forward(x_at(h), c_at(h), labels, masks));
+    let minus = host(net.forward(x_at(-h), c_at(-h), labels, masks));
     let fd: Vec<f64> = plus.iter().zip(&minus).map(|(p, m)| (p - m) / (2.0 * h)).collect();
     let scale = exact.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     let err = exact.iter().zip(&fd).fold(0.0f64, |m, (e, f)| m.max((e - f).abs())) / scale;
@@ -151,6 +164,19 @@ fn denoiser(p: Parameterisation, seed: u64, device: &Device) -> cm_core::Denoise
 
 /// The exact EDM -> TrigFlow conversion: an EDM teacher's velocity is `-sigma_data F_edm(x_t / sigma_data,
 /// ln(sigma) / 4)` at `sigma = sigma_data tan t`, computed here straight from the raw network.
+/// A class-conditional U-Net: the label embedding is a constant of the JVP (mixed classes and a no-class
+/// row), and the tangent still matches finite differences.
+#[test]
+fn conditional_unet_jvp_matches_finite_differences() {
+    let device = f64_device();
+    let mut cfg = small_unet(2, true, 0.0, AdaNorm::Double);
+    cfg.classes = 4;
+    let net = network(Architecture::UNet(cfg), 3, &device);
+    let labels = tensor(vec![0., 1., 0., 0., 0., 0., 0., 0., 0., 0., 0., 1.], [3, 4], &device);
+    let err = check_labelled(&net, 3, 3, Some(&labels), None, &device);
+    assert!(err < 2e-8, "relative JVP error {err}");
+}
+
 #[test]
 fn edm_teacher_velocity_is_its_negated_network_in_trigflow_time() {
     let device = f64_device();
@@ -159,9 +185,9 @@ fn edm_teacher_velocity_is_its_negated_network_in_trigflow_time() {
     let b = 6;
     let t: Vec<f64> = (0..b).map(|i| 0.05 + 1.45 * i as f64 / (b - 1) as f64).collect();
     let x_t = tensor(randn(5, 1, b * 2, 1.0), [b, 2], &device);
-    let got = host(cm_core::objective::trigflow_velocity(&teacher, x_t.clone(), &t));
+    let got = host(cm_core::objective::trigflow_velocity(&teacher, None, x_t.clone(), &t));
     let c_noise: Vec<f64> = t.iter().map(|&t| 0.25 * (sd * t.tan()).ln()).collect();
-    let f = host(teacher.net.forward(x_t / sd, tensor(c_noise, [b], &device), None));
+    let f = host(teacher.net.forward(x_t / sd, tensor(c_noise, [b], &device), None, None));
     let err = got.iter().zip(&f).fold(0.0f64, |m, (g, f)| m.max((g + sd * f).abs()));
     // f32 host-side coefficients (the denoiser's scalings) bound the agreement.
     assert!(err < 1e-5, "velocity differs from -sigma_data F_edm by {err}");
@@ -188,7 +214,7 @@ fn scm_loss_matches_a_host_computation_of_algorithm_1() {
     {
         let cfg = ScmConfig { tangent_warmup: 4, jvp: mode, ..ScmConfig::default() };
         let teach = distil.then_some(&teacher);
-        let step = scm_loss(&model, &model, &weight, x0.clone(), &cfg, progress, &noise, teach);
+        let step = scm_loss(&model, &model, &weight, x0.clone(), None, &cfg, progress, &noise, teach);
         assert_eq!(step.r, 0.5);
         let got: f64 = step.loss.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()[0];
 
@@ -208,6 +234,7 @@ fn scm_loss_matches_a_host_computation_of_algorithm_1() {
                 tensor(x_t.iter().map(|v| v / sd).collect(), [b, d], &device),
                 tensor(c_noise, [b], &device),
                 None,
+                None,
             ));
             f.iter().map(|f| -sd * f).collect()
         } else {
@@ -216,7 +243,7 @@ fn scm_loss_matches_a_host_computation_of_algorithm_1() {
         let net_at = |h: f64| {
             let x: Vec<f64> = (0..b * d).map(|k| (x_t[k] + h * dxdt[k]) / sd).collect();
             let tt: Vec<f64> = t.iter().map(|t| t + h).collect();
-            host(model.net.forward(tensor(x, [b, d], &device), tensor(tt, [b], &device), None))
+            host(model.net.forward(tensor(x, [b, d], &device), tensor(tt, [b], &device), None, None))
         };
         let f = net_at(0.0);
         let h = 1e-6;
@@ -267,7 +294,8 @@ fn ect_loss_matches_a_host_computation() {
     let f = |x: &[f64], sigma: &[f64]| -> Vec<f64> {
         let c_in: Vec<f64> = (0..b * d).map(|k| x[k] / (sigma[k / d].powi(2) + sd * sd).sqrt()).collect();
         let c_noise: Vec<f64> = sigma.iter().map(|s| 0.25 * s.ln()).collect();
-        let net = host(model.net.forward(tensor(c_in, [b, d], &device), tensor(c_noise, [b], &device), None));
+        let net =
+            host(model.net.forward(tensor(c_in, [b, d], &device), tensor(c_noise, [b], &device), None, None));
         (0..b * d)
             .map(|k| {
                 let s = sigma[k / d];
@@ -279,7 +307,7 @@ fn ect_loss_matches_a_host_computation() {
     };
     for (k, total, want_stage) in [(0, 80, 0), (75, 80, 7)] {
         let progress = Progress::new(k, total);
-        let step = ct_loss(&model, &model.valid(), x0.clone(), &cfg, progress, &noise, None);
+        let step = ct_loss(&model, &model.valid(), x0.clone(), None, &cfg, progress, &noise, None);
         assert_eq!(step.levels, Levels::Ect { stage: want_stage });
         assert_eq!(step.mu, 0.0);
         let got: f64 = step.loss.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()[0];

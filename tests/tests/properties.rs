@@ -153,12 +153,12 @@ proptest! {
 fn multistep_with_one_tau_is_one_step() {
     let (m, device) = model(Parameterisation::Consistency, 3);
     let noise = Noise::new(11);
-    let one = host(consistency_sample(&m, &noise, 0, 128, &[], &device).unwrap());
+    let one = host(consistency_sample(&m, None, &noise, 0, 128, &[], &device).unwrap());
     let z = normals(&noise, 0, 0, 128, 2, &device);
-    let same = host(multistep(&m, z.clone(), &[], |_| panic!("no re-noise for one step"), |x| x));
+    let same = host(multistep(&m, None, z.clone(), &[], |_| panic!("no re-noise for one step"), |x| x));
     assert_eq!(one, same);
     let at_min =
-        host(multistep(&m, z, &[m.range.sigma_min], |_| normals(&noise, 1, 0, 128, 2, &device), |x| x));
+        host(multistep(&m, None, z, &[m.range.sigma_min], |_| normals(&noise, 1, 0, 128, 2, &device), |x| x));
     assert!(max_abs_diff(&one, &at_min) < 1e-5);
 }
 
@@ -167,8 +167,8 @@ fn multistep_with_one_tau_is_one_step() {
 fn samples_do_not_depend_on_batch_size() {
     let (m, device) = model(Parameterisation::Consistency, 5);
     let noise = Noise::new(2);
-    let all = host(consistency_sample(&m, &noise, 0, 64, &[0.821], &device).unwrap());
-    let tail = host(consistency_sample(&m, &noise, 32, 32, &[0.821], &device).unwrap());
+    let all = host(consistency_sample(&m, None, &noise, 0, 64, &[0.821], &device).unwrap());
+    let tail = host(consistency_sample(&m, None, &noise, 32, 32, &[0.821], &device).unwrap());
     assert!(max_abs_diff(&all[64..], &tail) < 1e-5);
 }
 
@@ -231,12 +231,59 @@ fn unet_dropout_masks_are_shared_when_passed() {
     let masks = m
         .dropout_masks(3, &noise, cm_core::objective::Progress::new(0, 1).streams(), &device)
         .expect("dropout > 0 gives masks");
-    let a = host(m.forward_masked(x.clone(), &[1.0], Some(&masks)));
-    let b = host(m.forward_masked(x.clone(), &[1.0], Some(&masks)));
+    let a = host(m.forward_masked(x.clone(), &[1.0], None, Some(&masks)));
+    let b = host(m.forward_masked(x.clone(), &[1.0], None, Some(&masks)));
     assert_eq!(a, b);
     let other =
         m.dropout_masks(3, &noise, cm_core::objective::Progress::new(1, 1).streams(), &device).unwrap();
-    assert!(max_abs_diff(&a, &host(m.forward_masked(x, &[1.0], Some(&other)))) > 1e-4);
+    assert!(max_abs_diff(&a, &host(m.forward_masked(x, &[1.0], None, Some(&other)))) > 1e-4);
+}
+
+/// A class-conditional U-Net: no labels and all-zero label rows are the same input (no class); each
+/// class changes the output; an unconditional network's card stays as it was (no `classes` field).
+#[test]
+fn conditional_unet_takes_one_hot_classes_and_zero_rows_mean_no_class() {
+    let mut cfg = unet_config(0.0);
+    cfg.classes = 3;
+    let (m, device) = build(Architecture::UNet(cfg), Parameterisation::Consistency, 21);
+    assert_eq!(m.classes(), 3);
+    let x = normals(&Noise::new(4), 0, 0, 4, m.dim(), &device);
+    let none = host(m.forward(x.clone(), &[2.0]));
+    let zero = cm_core::model::one_hot(&[None; 4], 3, &device).unwrap();
+    assert_eq!(none, host(m.forward_labelled(x.clone(), &[2.0], Some(&zero))));
+    let out = |c: usize| {
+        let l = cm_core::model::one_hot(&[Some(c); 4], 3, &device).unwrap();
+        host(m.forward_labelled(x.clone(), &[2.0], Some(&l)))
+    };
+    let (a, b) = (out(0), out(2));
+    assert!(max_abs_diff(&a, &none) > 1e-3 && max_abs_diff(&a, &b) > 1e-3);
+    // Rows are independent: row 1's class changes row 1 only.
+    let mixed = cm_core::model::one_hot(&[Some(0), Some(2), Some(0), Some(0)], 3, &device).unwrap();
+    let mix = host(m.forward_labelled(x, &[2.0], Some(&mixed)));
+    let d = m.dim();
+    assert_eq!(mix[..d], a[..d]);
+    assert_eq!(mix[d..2 * d], b[d..2 * d]);
+    assert_eq!(mix[2 * d..], a[2 * d..]);
+    // The boundary condition holds for every class.
+    let at_min = host(m.forward_labelled(
+        normals(&Noise::new(5), 0, 0, 4, d, &device),
+        &[m.range.sigma_min],
+        Some(&cm_core::model::one_hot(&[Some(1); 4], 3, &device).unwrap()),
+    ));
+    let x5 = host(normals(&Noise::new(5), 0, 0, 4, d, &device));
+    assert!(max_abs_diff(&at_min, &x5) < 1e-5);
+    let json = serde_json::to_string(&unet_config(0.0)).unwrap();
+    assert!(!json.contains("classes"), "{json}");
+}
+
+/// `one_hot`: a column per class, zero rows for no class, and a class out of range is an error naming it.
+#[test]
+fn one_hot_rows_and_their_errors() {
+    let device = Device::flex();
+    let t = cm_core::model::one_hot(&[Some(2), None, Some(0)], 3, &device).unwrap();
+    assert_eq!(host(t), vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+    let err = cm_core::model::one_hot(&[Some(3)], 3, &device).unwrap_err();
+    assert!(err.contains("class 3") && err.contains("3 classes"), "{err}");
 }
 
 /// The parameter count read from a config (checked against memory caps before anything is built)
@@ -252,11 +299,14 @@ fn parameter_count_from_the_config_matches_the_built_network() {
         embedding: TimeEmbedding::Positional { scale: 1.0 },
         dropout: 0.0,
     })];
-    for (mult, res_blocks, attention) in
-        [(vec![1, 2], 1, vec![4]), (vec![1, 2, 2], 2, vec![]), (vec![2], 0, vec![8])]
-    {
+    for (mult, res_blocks, attention, classes) in [
+        (vec![1, 2], 1, vec![4], 0),
+        (vec![1, 2, 2], 2, vec![], 0),
+        (vec![2], 0, vec![8], 0),
+        (vec![1, 2], 1, vec![], 7),
+    ] {
         let mut u = small_unet(1, true, 0.0, AdaNorm::Group);
-        (u.mult, u.res_blocks, u.attention) = (mult, res_blocks, attention);
+        (u.mult, u.res_blocks, u.attention, u.classes) = (mult, res_blocks, attention, classes);
         archs.push(Architecture::UNet(u));
     }
     for a in archs {
@@ -281,6 +331,7 @@ fn parameter_count_of_the_benchmark_unet_matches_the_jax_peers_hand_count() {
         embedding: TimeEmbedding::Fourier { scale: 20.0, seed: 0 },
         dropout: 0.0,
         ada_norm: AdaNorm::Group,
+        classes: 0,
     };
     assert_eq!(Architecture::UNet(u).parameters(), 303_009);
 }

@@ -92,6 +92,11 @@ pub struct TrainConfig {
     /// Mirror training images left-right with probability 1/2 (CIFAR-style augmentation).
     #[serde(default)]
     pub flip: bool,
+    /// Class-conditional networks (`network.classes` = the dataset's classes): the probability that a
+    /// training row's class is withheld (a zero one-hot row), so the model also samples with no class
+    /// asked (EDM's label dropout). 0 = always the row's class.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub label_dropout: f64,
     /// `edm` (EDM diffusion teacher), `ct` (CM recipe), `ict`, `ect` (easy consistency tuning: iCT's
     /// loss with ECT's pairs, `ct.curriculum = { kind = "ect", ... }`), `cd` (distillation, CM Algorithm 2),
     /// `trigflow` (TrigFlow diffusion teacher), `sct` or `scd` (continuous-time, sCM Algorithm 1).
@@ -246,6 +251,14 @@ impl TrainConfig {
         if self.batch == 0 || self.batch > 1 << 20 {
             bail!("field `batch`: must be between 1 and 1048576, got {}", self.batch);
         }
+        if !(0.0..1.0).contains(&self.label_dropout) {
+            bail!("field `label_dropout`: must be a probability in [0, 1), got {}", self.label_dropout);
+        }
+        if self.label_dropout > 0.0 && self.network.classes() == 0 {
+            bail!(
+                "field `label_dropout`: only a class-conditional network (`network.classes` > 0) takes labels"
+            );
+        }
         if !(0.0..1.0).contains(&self.ema_decay) {
             bail!("field `ema_decay`: must be in [0, 1), got {}", self.ema_decay);
         }
@@ -379,6 +392,18 @@ impl TrainConfig {
         let set = self.image_dataset().expect("validated");
         let r = self.resolution().expect("validated: image recipes have a U-Net");
         let images = load_images(set, split, r, self.data_path.as_deref())?;
+        let classes = self.network.classes();
+        if classes > 0 && classes != images.classes {
+            bail!(
+                "field `network.classes`: the network is conditioned on {classes} classes, but dataset {:?} has {}",
+                self.dataset,
+                if images.classes == 0 {
+                    "no labels".to_string()
+                } else {
+                    format!("{} classes", images.classes)
+                }
+            );
+        }
         Ok(Source::Images { set: images, flip: self.flip })
     }
 
@@ -416,6 +441,10 @@ impl TrainConfig {
         }
         c
     }
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 #[cfg(test)]

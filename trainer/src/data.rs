@@ -161,7 +161,27 @@ pub struct ImageSet {
     pub labels: Vec<u8>,
     /// Number of classes (0 when unlabelled).
     pub classes: usize,
+    /// The classes' names in label order (one per class).
+    pub class_names: Vec<String>,
 }
+
+/// Fashion-MNIST's ten classes, in label order (Xiao et al. 2017).
+const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// CIFAR-10's ten classes, in label order (`batches.meta.txt`).
+const CIFAR10_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 impl ImageSet {
     pub fn dim(&self) -> usize {
@@ -195,6 +215,7 @@ impl ImageSet {
             pixels: picks.iter().flat_map(|&i| self.row(i).iter().copied()).collect(),
             labels: picks.iter().filter_map(|&i| self.labels.get(i).copied()).collect(),
             classes: self.classes,
+            class_names: self.class_names.clone(),
         }
     }
 
@@ -206,6 +227,7 @@ impl ImageSet {
             pixels: self.pixels[..n * self.dim()].to_vec(),
             labels: self.labels.iter().take(n).copied().collect(),
             classes: self.classes,
+            class_names: self.class_names.clone(),
         }
     }
 }
@@ -251,7 +273,7 @@ pub fn load_images(
     path: Option<&Path>,
 ) -> Result<ImageSet> {
     let dir = dataset_dir(set, path)?;
-    let (raw, labels, classes) = match set {
+    let (raw, labels, class_names): (Raw, Vec<u8>, Vec<String>) = match set {
         ImageDataset::Mnist | ImageDataset::FashionMnist => {
             let (img, lab) = match split {
                 Split::Train => ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -262,18 +284,26 @@ pub fn load_images(
             if labels.len() != raw.len() / (shape[1] * shape[2]) {
                 bail!("{}: {} labels for {} images", dir.display(), labels.len(), shape[0]);
             }
-            (Raw { shape: [1, shape[1], shape[2]], bytes: raw }, labels, 10)
+            let names: Vec<String> = match set {
+                ImageDataset::FashionMnist => FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect(),
+                _ => (0..10).map(|d| d.to_string()).collect(),
+            };
+            (Raw { shape: [1, shape[1], shape[2]], bytes: raw }, labels, names)
         }
         ImageDataset::Emoji | ImageDataset::EmojiOpen => read_emoji(&dir, set.vendors(), split)?,
-        ImageDataset::Cifar10 => read_cifar(&dir, split)?,
+        ImageDataset::Cifar10 => {
+            let (raw, labels, _) = read_cifar(&dir, split)?;
+            (raw, labels, CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect())
+        }
         ImageDataset::Folder => {
             let (raw, n) = read_folder(&dir, split)?;
-            (raw, vec![0; n], 0)
+            (raw, vec![0; n], Vec::new())
         }
     };
     let pixels = resize_to_unit(&raw, resolution);
+    let classes = class_names.len();
     let labels = if classes == 0 { Vec::new() } else { labels };
-    Ok(ImageSet { shape: [raw.shape[0], resolution, resolution], pixels, labels, classes })
+    Ok(ImageSet { shape: [raw.shape[0], resolution, resolution], pixels, labels, classes, class_names })
 }
 
 /// Images as bytes `n × C × H × W`.
@@ -453,7 +483,7 @@ fn in_split(i: usize, split: Split) -> bool {
 /// as the label. The split is by emoji (every 10th of the sorted list is test, with its variants), so a
 /// test emoji is drawn by no vendor in training. A vendor whose folder is missing is an error naming
 /// `scripts/data.sh`.
-fn read_emoji(dir: &Path, vendors: &[EmojiVendor], split: Split) -> Result<(Raw, Vec<u8>, usize)> {
+fn read_emoji(dir: &Path, vendors: &[EmojiVendor], split: Split) -> Result<(Raw, Vec<u8>, Vec<String>)> {
     let meta_path = dir.join("emoji.json");
     let meta: serde_json::Value = serde_json::from_slice(
         &std::fs::read(&meta_path).with_context(|| format!("cannot read {}", meta_path.display()))?,
@@ -507,7 +537,7 @@ fn read_emoji(dir: &Path, vendors: &[EmojiVendor], split: Split) -> Result<(Raw,
             vendors.iter().map(|v| v.name()).collect::<Vec<_>>()
         );
     }
-    Ok((Raw { shape: [3, 64, 64], bytes }, labels, categories.len()))
+    Ok((Raw { shape: [3, 64, 64], bytes }, labels, categories.iter().map(|c| c.to_string()).collect()))
 }
 
 /// Every PNG/JPEG under `dir` (sorted paths), centre-cropped, resized to the smallest side found.
@@ -562,18 +592,32 @@ impl Source {
         }
     }
 
-    /// Rows `0..n` of draw `stream` under `seed`, flat `[n, D]`. Row `i` depends only on
-    /// `(seed, stream, i)` (images: a uniformly drawn index and, with `flip`, a coin for a mirror).
-    pub fn batch(&self, seed: u64, stream: u64, n: usize) -> Vec<f32> {
+    /// Classes of the source's labels (0: none).
+    pub fn classes(&self) -> usize {
         match self {
-            Source::Toy(d) => d.sample(seed, stream, 0, n),
+            Source::Toy(_) => 0,
+            Source::Images { set, .. } => set.classes,
+        }
+    }
+
+    /// Rows `0..n` of draw `stream` under `seed`, flat `[n, D]`, and each row's class label (empty where
+    /// the data has none). Row `i` depends only on `(seed, stream, i)` (images: a uniformly drawn index
+    /// and, with `flip`, a coin for a mirror).
+    pub fn batch(&self, seed: u64, stream: u64, n: usize) -> (Vec<f32>, Vec<usize>) {
+        match self {
+            Source::Toy(d) => (d.sample(seed, stream, 0, n), Vec::new()),
             Source::Images { set, flip } => {
                 let noise = Noise::new(seed ^ 0x1A6E_5E7D);
                 let [c, h, w] = set.shape;
                 let mut out = Vec::with_capacity(n * set.dim());
+                let mut labels = Vec::with_capacity(if set.labels.is_empty() { 0 } else { n });
                 for row in 0..n {
                     let mut g = noise.generator(stream, row as u64);
-                    let img = set.row(set.draw(&mut g));
+                    let i = set.draw(&mut g);
+                    if let Some(&label) = set.labels.get(i) {
+                        labels.push(label as usize);
+                    }
+                    let img = set.row(i);
                     if *flip && g.uniform() < 0.5 {
                         for ch in 0..c {
                             for y in 0..h {
@@ -585,7 +629,7 @@ impl Source {
                         out.extend_from_slice(img);
                     }
                 }
-                out
+                (out, labels)
             }
         }
     }

@@ -327,3 +327,70 @@ fn runs_from_a_diffusion_model_log_their_jumps_from_its_trajectories() {
         "no diffusion model, no probe"
     );
 }
+
+/// A class-conditional run (`network.classes`, `label_dropout`): the card names the classes, `cm sample
+/// --class` draws one class by number or name (or none), a bad class is an error naming the choices,
+/// `cm eval` scores how often the classifier agrees with the class asked, and recipes whose classes do
+/// not fit the data are refused by field.
+#[test]
+fn class_conditional_runs_sample_and_score_by_class() {
+    let d = tmp("classes");
+    let conditional = |classes: usize, dataset: &str| {
+        recipe(dataset, 1, 3)
+            .replace("method = \"ict\"\n", "method = \"ict\"\nlabel_dropout = 0.25\n")
+            .replace("dropout = 0.1\n", &format!("dropout = 0.1\nclasses = {classes}\n"))
+    };
+    std::fs::write(d.join("c.toml"), conditional(10, "mnist")).unwrap();
+    ok(&cm_in(&d, &test_data(), &["train", "--config", "c.toml", "--out", "run"]));
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/model/config.json")).unwrap()).unwrap();
+    assert_eq!(card["model"]["architecture"]["classes"], 10, "{card}");
+    let names: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+    assert_eq!(card["class_names"], serde_json::json!(names));
+
+    let sample = |class: &str, out: &str| {
+        cm_in(
+            &d,
+            &test_data(),
+            &["sample", "--model", "run/model", "--n", "4", "--class", class, "--out", out],
+        )
+    };
+    ok(&sample("3", "three.npy"));
+    ok(&sample("7", "seven.npy"));
+    ok(&sample("none", "none.npy"));
+    let read = |f: &str| tensor_data_npy(&std::fs::read(d.join(f)).unwrap());
+    // The same noise, another class: another image.
+    assert_ne!(read("three.npy"), read("seven.npy"));
+    assert_ne!(read("three.npy"), read("none.npy"));
+    fails_with(&sample("10", "x.npy"), &["--class 10", "0 to 9"]);
+    fails_with(&sample("cat", "x.npy"), &["--class cat", "\"7\""]);
+
+    // The classifier's verdict on each sample against the class it was drawn from.
+    ok(&cm_in(&d, &test_data(), &["classifier", "--dataset", "mnist", "--resolution", "8", "--steps", "20"]));
+    let out = cm_in(&d, &test_data(), &["eval", "--model", "run/model", "--n", "40"]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let acc = report["consistency"]["1"]["class_accuracy"].as_f64().expect("class_accuracy");
+    assert!((0.0..=1.0).contains(&acc), "{report}");
+    assert!(report["reference"].get("class_accuracy").is_none(), "{report}");
+
+    // An unconditional model takes no class.
+    std::fs::write(d.join("u.toml"), recipe("mnist", 1, 1)).unwrap();
+    ok(&cm_in(&d, &test_data(), &["train", "--config", "u.toml", "--out", "plain"]));
+    let out =
+        cm_in(&d, &test_data(), &["sample", "--model", "plain/model", "--class", "3", "--out", "p.npy"]);
+    fails_with(&out, &["not class-conditional"]);
+
+    // Classes that do not fit the data, and label dropout without classes.
+    std::fs::write(d.join("seven.toml"), conditional(7, "mnist")).unwrap();
+    let out = cm_in(&d, &test_data(), &["train", "--config", "seven.toml", "--out", "r7"]);
+    fails_with(&out, &["network.classes", "7 classes", "has 10 classes"]);
+    std::fs::write(d.join("drop.toml"), conditional(0, "mnist")).unwrap();
+    let out = cm_in(&d, &test_data(), &["train", "--config", "drop.toml", "--out", "r0"]);
+    fails_with(&out, &["label_dropout", "network.classes"]);
+}
+
+/// The float data of a `.npy` file (after its header).
+fn tensor_data_npy(bytes: &[u8]) -> Vec<u8> {
+    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header..].to_vec()
+}

@@ -154,14 +154,24 @@ impl App {
     }
 
     /// Consistency samples with the default list for `steps` steps, or `taus` when given (null: the
-    /// default): resolves to `{points: Float32Array [n*D], ms, nfe, taus}`.
-    pub fn sample(&self, name: String, steps: usize, taus: Option<Vec<f64>>, n: usize, seed: u64) -> Promise {
+    /// default); a class-conditional model's of `classes` (one per sample; omitted: no class): resolves
+    /// to `{points: Float32Array [n*D], ms, nfe, taus}`.
+    pub fn sample(
+        &self,
+        name: String,
+        steps: usize,
+        taus: Option<Vec<f64>>,
+        n: usize,
+        seed: u64,
+        classes: Option<Vec<u32>>,
+    ) -> Promise {
         let found = self.loaded(&name);
         future_to_promise(async move {
             let (m, device) = found?;
             let t0 = now_ms();
-            let (x, plan) =
-                state::sample(&m, steps, taus, n, seed, &device).map_err(|e| JsValue::from_str(&e))?;
+            let classes = classes.map(|c| c.into_iter().map(|c| c as usize).collect::<Vec<_>>());
+            let (x, plan) = state::sample(&m, steps, taus, n, seed, classes.as_deref(), &device)
+                .map_err(|e| JsValue::from_str(&e))?;
             let pts = read(x).await?;
             let o = result(&pts, now_ms() - t0, plan.nfe(), None)?;
             if let Plan::Consistency(t) = &plan {
@@ -189,14 +199,24 @@ impl App {
         })
     }
 
-    /// Teacher (Heun) samples: resolves to `{points, ms, nfe, path?: Float32Array [(steps+1)*n*D]}`.
-    pub fn teacher(&self, name: String, nfe: usize, n: usize, seed: u64, trajectory: bool) -> Promise {
+    /// Teacher (Heun) samples, a class-conditional model's of `classes` (omitted: no class): resolves to
+    /// `{points, ms, nfe, path?: Float32Array [(steps+1)*n*D]}`.
+    pub fn teacher(
+        &self,
+        name: String,
+        nfe: usize,
+        n: usize,
+        seed: u64,
+        trajectory: bool,
+        classes: Option<Vec<u32>>,
+    ) -> Promise {
         let found = self.loaded(&name);
         future_to_promise(async move {
             let (m, device) = found?;
             let t0 = now_ms();
-            let (x, path, plan) =
-                state::teacher(&m, nfe, n, seed, &device, trajectory).map_err(|e| JsValue::from_str(&e))?;
+            let classes = classes.map(|c| c.into_iter().map(|c| c as usize).collect::<Vec<_>>());
+            let (x, path, plan) = state::teacher(&m, nfe, n, seed, classes.as_deref(), &device, trajectory)
+                .map_err(|e| JsValue::from_str(&e))?;
             let pts = read(x).await?;
             let ms = now_ms() - t0;
             let mut flat = Vec::new();

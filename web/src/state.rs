@@ -92,13 +92,17 @@ impl Playground {
     /// dataset also has models at a smaller resolution, the dataset and its side (`mnist-28`). FID-LeNet
     /// at each resolution is measured with that resolution's classifier, so models are ranked only
     /// against models of their own resolution.
+    ///
+    /// Class-conditional models get a view of their own, `<view>-classes` (`mnist-classes`): their samples
+    /// are drawn by class, and they rank against each other.
     pub fn view(&self, card: &ModelCard) -> String {
         let side = |c: &ModelCard| c.model.architecture.image_shape().map(|s| s[2]);
         let smallest = (self.cards.values()).filter(|c| c.dataset == card.dataset).filter_map(side).min();
-        match (side(card), smallest) {
+        let view = match (side(card), smallest) {
             (Some(s), Some(m)) if s > m => format!("{}-{s}", card.dataset),
             _ => card.dataset.clone(),
-        }
+        };
+        if card.model.architecture.classes() > 0 { format!("{view}-classes") } else { view }
     }
 
     /// How to show the models of a view (a dataset, or a dataset at a further resolution: see
@@ -154,21 +158,30 @@ pub fn facts(card: &ModelCard) -> serde_json::Value {
         "parameters": card.model.architecture.parameters(),
         "steps": card.steps,
         "quality": Some(quality(card)).filter(|q| q.is_finite()),
+        "classes": (0..card.model.architecture.classes()).map(|c| card.class_name(c)).collect::<Vec<_>>(),
     })
 }
 
 /// Consistency samples `[n, D]` (not yet read back), the same rows as `cm sample` for the seed: the
-/// model's default list for `steps` steps, or the user's `taus`. Returns the plan too (its NFE, its taus).
+/// model's default list for `steps` steps, or the user's `taus`; a class-conditional model's drawn from
+/// `classes` (one per sample; none: no class). Returns the plan too (its NFE, its taus).
 pub fn sample(
     m: &Model,
     steps: usize,
     taus: Option<Vec<f64>>,
     n: usize,
     seed: u64,
+    classes: Option<&[usize]>,
     device: &Device,
 ) -> Result<(Tensor<2>, Plan), String> {
     let plan = m.consistency_plan(TauRequest::or_default(taus, steps))?;
-    Ok((m.sample(&plan, Rows::new(&Noise::new(seed), 0, n), device)?, plan))
+    Ok((m.sample(&plan, rows(&Noise::new(seed), n, classes), device)?, plan))
+}
+
+/// Rows `0..n` of `noise`, of `classes` where given.
+fn rows<'a>(noise: &'a Noise, n: usize, classes: Option<&'a [usize]>) -> Rows<'a> {
+    let r = Rows::new(noise, 0, n);
+    classes.map_or(r, |c| r.with_classes(c))
 }
 
 /// Heun PF-ODE samples at `nfe` evaluations (any model with a PF-ODE, `Model::has_ode`, as `cm sample
@@ -179,12 +192,14 @@ pub fn teacher(
     nfe: usize,
     n: usize,
     seed: u64,
+    classes: Option<&[usize]>,
     device: &Device,
     trajectory: bool,
 ) -> Result<(Tensor<2>, Vec<Tensor<2>>, Plan), String> {
     let plan = m.ode_plan(OdeSolver::Heun, nfe)?;
     let mut path = Vec::new();
-    let x = m.sample_path(&plan, Rows::new(&Noise::new(seed), 0, n), device, |x| {
+    let noise = Noise::new(seed);
+    let x = m.sample_path(&plan, rows(&noise, n, classes), device, |x| {
         if trajectory {
             path.push(x.clone())
         }

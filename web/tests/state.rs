@@ -34,9 +34,9 @@ fn every_bundled_model_loads_and_samples() {
         assert_eq!(p.load(&card, weights).unwrap(), name, "folder name and card name agree");
         let m = p.get(name).unwrap();
         let x = if m.is_consistency() {
-            state::sample(&m, 2, None, 64, 0, &device).unwrap().0
+            state::sample(&m, 2, None, 64, 0, None, &device).unwrap().0
         } else {
-            state::teacher(&m, 9, 64, 0, &device, false).unwrap().0
+            state::teacher(&m, 9, 64, 0, None, &device, false).unwrap().0
         };
         let v = x.into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(v.len(), 64 * m.card.model.architecture.dim(), "{name}: 64 samples of the data dimension");
@@ -65,7 +65,8 @@ fn mismatched_weights_name_the_model_and_file() {
 #[test]
 fn trajectories_have_one_state_per_step() {
     let (p, device) = with_model("moons-edm");
-    let (_, path, plan) = state::teacher(&p.get("moons-edm").unwrap(), 35, 8, 1, &device, true).unwrap();
+    let (_, path, plan) =
+        state::teacher(&p.get("moons-edm").unwrap(), 35, 8, 1, None, &device, true).unwrap();
     assert_eq!((path.len(), plan.nfe()), (18 + 1, 35));
 }
 
@@ -91,7 +92,7 @@ fn editing_keeps_known_pixels_and_explains_bad_requests() {
     let (p, device) = with_model("mnist-ict");
     let m = p.get("mnist-ict").unwrap();
     let host = |t: burn::Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
-    let y = host(state::sample(&m, 1, None, 1, 3, &device).unwrap().0);
+    let y = host(state::sample(&m, 1, None, 1, 3, None, &device).unwrap().0);
     let d = y.len();
     let mask: Vec<f32> = (0..d).map(|i| if i % 16 < 8 { 1.0 } else { 0.0 }).collect();
     let edit = |task: &str, y: &[f32], mask: &[f32], taus: Option<Vec<f64>>, sigma: f64, n: usize| {
@@ -249,9 +250,9 @@ fn a_cards_tuned_taus_are_the_pages_default() {
     json["taus"] = serde_json::json!({"2": [1.7]});
     p.load(&json.to_string(), weights.clone()).unwrap();
     let m = p.get("moons-ict").unwrap();
-    let (_, plan) = state::sample(&m, 2, None, 8, 0, &device).unwrap();
+    let (_, plan) = state::sample(&m, 2, None, 8, 0, None, &device).unwrap();
     assert_eq!(plan, m.consistency_plan(cm_core::TauRequest::Given(vec![1.7])).unwrap());
-    let (_, four) = state::sample(&m, 4, None, 8, 0, &device).unwrap();
+    let (_, four) = state::sample(&m, 4, None, 8, 0, None, &device).unwrap();
     let built_in = m.denoiser.default_taus(4);
     assert_eq!(four, m.consistency_plan(cm_core::TauRequest::Given(built_in)).unwrap());
     json["taus"] = serde_json::json!({"2": [0.5, 0.2]});
@@ -279,9 +280,9 @@ fn jumps_from_the_teachers_trajectories_land_near_its_origin() {
     let grid = state::teacher_sigmas(&teacher, 35);
     assert_eq!(*r.sigmas.last().unwrap(), grid[grid.len() - 2], "the last state above 0 is included");
     let origin = host(r.origin);
-    let ode = host(state::teacher(&teacher, 35, 8, 3, &device, false).unwrap().0);
+    let ode = host(state::teacher(&teacher, 35, 8, 3, None, &device, false).unwrap().0);
     assert!(origin.iter().zip(&ode).all(|(a, b)| (a - b).abs() < 1e-5), "origin = the teacher's ODE sample");
-    let one_step = host(state::sample(&student, 1, None, 8, 3, &device).unwrap().0);
+    let one_step = host(state::sample(&student, 1, None, 8, 3, None, &device).unwrap().0);
     let jumps: Vec<Vec<f32>> = r.jumps.into_iter().map(host).collect();
     assert!(
         jumps[0].iter().zip(&one_step).all(|(a, b)| (a - b).abs() < 1e-4),

@@ -14,7 +14,7 @@ pub use embedding::TimeEmbedding;
 
 use crate::jvp::Dual;
 pub use mlp::{DropoutMasks, Mlp, MlpConfig};
-pub use unet::{AdaNorm, UNet, UNetConfig};
+pub use unet::{AdaNorm, MAX_CLASSES, UNet, UNetConfig};
 
 /// Which network, with its sizes; saved in every model card as `architecture` with a `kind` tag.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,6 +89,14 @@ impl Architecture {
         }
     }
 
+    /// Classes a conditional network takes (0: unconditional; the MLP has none).
+    pub fn classes(&self) -> usize {
+        match self {
+            Architecture::Mlp(_) => 0,
+            Architecture::UNet(c) => c.classes,
+        }
+    }
+
     /// `[C, H, W]` for image networks.
     pub fn image_shape(&self) -> Option<[usize; 3]> {
         match self {
@@ -109,20 +117,41 @@ pub enum Network {
 }
 
 impl Network {
-    /// `x: [B, D]`, `c_noise: [B]` or `[1]` -> `[B, D]`.
-    pub fn forward(&self, x: Tensor<2>, c_noise: Tensor<1>, masks: Option<&DropoutMasks>) -> Tensor<2> {
+    /// `x: [B, D]`, `c_noise: [B]` or `[1]`, `labels: [B, classes]` one-hot rows (conditional networks;
+    /// ignored by the others, which have no classes) -> `[B, D]`.
+    pub fn forward(
+        &self,
+        x: Tensor<2>,
+        c_noise: Tensor<1>,
+        labels: Option<&Tensor<2>>,
+        masks: Option<&DropoutMasks>,
+    ) -> Tensor<2> {
         match self {
             Network::Mlp(n) => n.forward(x, c_noise, masks),
-            Network::UNet(n) => n.forward(x, c_noise, masks),
+            Network::UNet(n) => n.forward(x, c_noise, labels, masks),
         }
     }
 
     /// The forward pass with tangents: `(F, dF/dx · ẋ + dF/dc · ċ)` when `x` or `c_noise` carry one
     /// (then `c_noise` must have one entry per row). Without tangents it equals [`forward`](Self::forward).
-    pub fn forward_dual(&self, x: Dual<2>, c_noise: Dual<1>, masks: Option<&DropoutMasks>) -> Dual<2> {
+    pub fn forward_dual(
+        &self,
+        x: Dual<2>,
+        c_noise: Dual<1>,
+        labels: Option<&Tensor<2>>,
+        masks: Option<&DropoutMasks>,
+    ) -> Dual<2> {
         match self {
             Network::Mlp(n) => n.forward_dual(x, c_noise, masks),
-            Network::UNet(n) => n.forward_dual(x, c_noise, masks),
+            Network::UNet(n) => n.forward_dual(x, c_noise, labels, masks),
+        }
+    }
+
+    /// Classes the network is conditioned on (0: unconditional).
+    pub fn classes(&self) -> usize {
+        match self {
+            Network::Mlp(_) => 0,
+            Network::UNet(n) => n.classes(),
         }
     }
 

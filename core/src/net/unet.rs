@@ -48,7 +48,19 @@ pub struct UNetConfig {
     /// or `double` (sCM's adaptive double normalisation).
     #[serde(default)]
     pub ada_norm: AdaNorm,
+    /// Class labels the network is conditioned on (0: unconditional). A label enters as a one-hot row
+    /// scaled by `sqrt(classes)` through a linear map added to the noise embedding (EDM's `map_label`);
+    /// an all-zero row asks for no class.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub classes: usize,
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The most classes a conditional network may have (ImageNet's 1000, with room).
+pub const MAX_CLASSES: usize = 4096;
 
 /// Adaptive normalisation of a residual block by the time embedding, `(scale, shift) = W temb`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +128,9 @@ impl UNetConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
+        if self.classes > MAX_CLASSES {
+            return Err(format!("classes must be at most {MAX_CLASSES}, got {}", self.classes));
+        }
         Ok(())
     }
 
@@ -176,7 +191,8 @@ impl UNetConfig {
             .sum();
         // The input conv to `base`; the output norm and conv from the decoder's last width.
         let (base, last) = (self.base as u64, (self.base * self.mult[0]) as u64);
-        lin(e, temb) + lin(temb, temb) + conv3(c, base) + stages + 2 * last + conv3(last, c)
+        let label = self.classes as u64 * e;
+        label + lin(e, temb) + lin(temb, temb) + conv3(c, base) + stages + 2 * last + conv3(last, c)
     }
 
     /// Floats of activation one sample keeps for the backward pass, roughly (each block's inputs,
@@ -218,6 +234,8 @@ impl UNetConfig {
         let down = stages;
         let cin = self.base * self.mult[0];
         UNet {
+            label: (self.classes > 0)
+                .then(|| LinearConfig::new(self.classes, self.emb_dim).with_bias(false).init(device)),
             time_1: LinearConfig::new(self.emb_dim, temb).init(device),
             time_2: LinearConfig::new(temb, temb).init(device),
             input: conv(self.channels, self.base, 1, default_init(), device),
@@ -368,6 +386,8 @@ pub enum Stage {
 /// `F(x, c_noise)` on images.
 #[derive(Module, Debug)]
 pub struct UNet {
+    /// `map_label`: one-hot class rows to the noise embedding's width (conditional networks only).
+    label: Option<Linear>,
     time_1: Linear,
     time_2: Linear,
     input: Conv2d,
@@ -448,17 +468,45 @@ impl UNet {
         sizes
     }
 
-    /// `x: [B, C·H·W]`, `c_noise: [B]` or `[1]` (broadcast) -> `[B, C·H·W]`.
-    pub fn forward(&self, x: Tensor<2>, c_noise: Tensor<1>, masks: Option<&DropoutMasks>) -> Tensor<2> {
-        self.forward_dual(Dual::primal(x), Dual::primal(c_noise), masks).v
+    /// Classes the network is conditioned on (0: unconditional).
+    pub fn classes(&self) -> usize {
+        self.label.as_ref().map_or(0, |l| l.weight.val().dims()[0])
+    }
+
+    /// `x: [B, C·H·W]`, `c_noise: [B]` or `[1]` (broadcast), `labels: [B, classes]` one-hot rows (zero rows,
+    /// or none: no class) -> `[B, C·H·W]`.
+    pub fn forward(
+        &self,
+        x: Tensor<2>,
+        c_noise: Tensor<1>,
+        labels: Option<&Tensor<2>>,
+        masks: Option<&DropoutMasks>,
+    ) -> Tensor<2> {
+        self.forward_dual(Dual::primal(x), Dual::primal(c_noise), labels, masks).v
     }
 
     /// The forward pass with tangents (forward-mode JVP); without tangents it is the plain forward.
-    pub fn forward_dual(&self, x: Dual<2>, c_noise: Dual<1>, masks: Option<&DropoutMasks>) -> Dual<2> {
+    /// Labels are constants (no tangent).
+    pub fn forward_dual(
+        &self,
+        x: Dual<2>,
+        c_noise: Dual<1>,
+        labels: Option<&Tensor<2>>,
+        masks: Option<&DropoutMasks>,
+    ) -> Dual<2> {
         let [b, d] = x.v.dims();
         let [c, hh, ww] = self.shape;
         let ada = self.ada_norm;
-        let mut temb = linear(&self.time_2, linear(&self.time_1, embed(&self.freqs, c_noise)).silu());
+        let mut emb = embed(&self.freqs, c_noise);
+        if let (Some(map_label), Some(labels)) = (&self.label, labels) {
+            let e = emb.v.dims()[1];
+            if emb.v.dims()[0] != b {
+                emb = emb.linear_map(|t| t.expand([b, e]));
+            }
+            let scale = (map_label.weight.val().dims()[0] as f64).sqrt();
+            emb = emb + Dual::primal(map_label.forward(labels.clone() * scale));
+        }
+        let mut temb = linear(&self.time_2, linear(&self.time_1, emb).silu());
         if temb.v.dims()[0] != b {
             let e = temb.v.dims()[1];
             temb = temb.linear_map(|t| t.expand([b, e]));

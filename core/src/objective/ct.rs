@@ -206,12 +206,15 @@ pub struct Teacher<'a> {
 }
 
 /// The consistency-training loss at step `k` of `total` (`progress`). `target` is the EMA network `theta-`
-/// on the inner backend, without autodiff (`student.valid()` when `mu = 0`). `x0: [B, D]`. With a
-/// `teacher`, the target point is one teacher ODE step from the student's point (CD, CM Algorithm 2).
+/// on the inner backend, without autodiff (`student.valid()` when `mu = 0`). `x0: [B, D]`, `labels` its
+/// rows' classes (one-hot, conditional models; the teacher sees them too). With a `teacher`, the target
+/// point is one teacher ODE step from the student's point (CD, CM Algorithm 2).
+#[allow(clippy::too_many_arguments)]
 pub fn ct_loss(
     student: &Denoiser,
     target: &Denoiser,
     x0: Tensor<2>,
+    labels: Option<&Tensor<2>>,
     cfg: &CtConfig,
     progress: Progress,
     noise: &Noise,
@@ -232,14 +235,22 @@ pub fn ct_loss(
     let x_lo = match teacher {
         None => x0 + z * col(&sigma_lo),
         // The teacher runs without autodiff; its output is a constant for the student.
-        Some(t) => ode_step(t.model, x_hi.clone().inner(), &sigma_hi, &sigma_lo_net, t.solver),
+        Some(t) => {
+            let labels = labels.map(|l| l.clone().inner());
+            ode_step(t.model, labels.as_ref(), x_hi.clone().inner(), &sigma_hi, &sigma_lo_net, t.solver)
+        }
     };
     let masks = student.dropout_masks(b, noise, streams, &device);
-    let f_student = student.forward_masked(x_hi, &sigma_hi, masks.as_ref());
+    let f_student = student.forward_masked(x_hi, &sigma_hi, labels, masks.as_ref());
     // The target runs without autodiff (no graph recorded only to be cut off); its output is a constant.
     let inner_masks = masks.as_ref().map(DropoutMasks::inner);
-    let f_target =
-        Tensor::from_inner(target.forward_masked(x_lo.inner(), &sigma_lo_net, inner_masks.as_ref()));
+    let inner_labels = labels.map(|l| l.clone().inner());
+    let f_target = Tensor::from_inner(target.forward_masked(
+        x_lo.inner(),
+        &sigma_lo_net,
+        inner_labels.as_ref(),
+        inner_masks.as_ref(),
+    ));
     let dist = cfg.distance.apply(f_student, f_target);
     let loss = match cfg.weighting {
         Weighting::Uniform => dist.mean(),

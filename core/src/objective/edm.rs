@@ -52,6 +52,7 @@ impl Default for EdmConfig {
 pub fn edm_loss(
     model: &Denoiser,
     x0: Tensor<2>,
+    labels: Option<&Tensor<2>>,
     cfg: &EdmConfig,
     noise: &Noise,
     streams: Streams,
@@ -70,7 +71,7 @@ pub fn edm_loss(
     let lambda = vector(&lambda, &device);
     let y = x0.clone() + z * sig;
     let masks = model.dropout_masks(b, noise, streams, &device);
-    let denoised = model.forward_masked(y, &sigma, masks.as_ref());
+    let denoised = model.forward_masked(y, &sigma, labels, masks.as_ref());
     let per_row = (denoised - x0).powf_scalar(2.0).mean_dim(1).squeeze_dim::<1>(1);
     (per_row * lambda).mean()
 }

@@ -68,4 +68,8 @@ impl Streams {
     pub fn dropout(&self) -> u64 {
         self.id(3)
     }
+    /// Label dropout (class-conditional training).
+    pub fn labels(&self) -> u64 {
+        self.id(4)
+    }
 }

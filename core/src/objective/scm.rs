@@ -116,7 +116,12 @@ pub fn proposal_t(tau: f64, sigma_data: f64) -> f64 {
 /// `dx_t/dt = (cos t x_t - D) / sin t`. For an EDM teacher this is exactly `-sigma_data F_edm(x_t / sigma_data,
 /// c_noise(sigma))` (EDM's `c_in x_sigma = x_t / sigma_data`), the exact EDM -> TrigFlow conversion; for a
 /// TrigFlow model it is `sigma_data F`. `x_t: [B, D]`, `t` per row, all in `(0, pi/2)`.
-pub fn trigflow_velocity(teacher: &Denoiser, x_t: Tensor<2>, t: &[f64]) -> Tensor<2> {
+pub fn trigflow_velocity(
+    teacher: &Denoiser,
+    labels: Option<&Tensor<2>>,
+    x_t: Tensor<2>,
+    t: &[f64],
+) -> Tensor<2> {
     let device = x_t.device();
     let sd = teacher.range.sigma_data;
     let cos: Vec<f64> = t.iter().map(|&t| libm::cos(t)).collect();
@@ -124,32 +129,38 @@ pub fn trigflow_velocity(teacher: &Denoiser, x_t: Tensor<2>, t: &[f64]) -> Tenso
     let sigma: Vec<f64> = t.iter().map(|&t| trigflow_sigma(t, sd)).collect();
     let cos = column(&cos, &device);
     let x_sigma = x_t.clone() / cos.clone();
-    let d = teacher.forward(x_sigma, &sigma);
+    let d = teacher.forward_labelled(x_sigma, &sigma, labels);
     (x_t * cos - d) / column(&sin, &device)
 }
 
 /// `(F, cos t sin t dF/dt)` of the raw network at `(x_t / sigma_data, t)` along
 /// `(cos t sin t dx_t/dt / sigma_data, cos t sin t)` (sCM Algorithm 1), exactly or by central differences.
+#[allow(clippy::too_many_arguments)]
 pub fn network_tangent(
     model: &Denoiser,
     x_in: Tensor<2>,
     x_dot: Tensor<2>,
     t: Tensor<1>,
     t_dot: Tensor<1>,
+    labels: Option<&Tensor<2>>,
     masks: Option<&DropoutMasks>,
     mode: JvpMode,
 ) -> (Tensor<2>, Tensor<2>) {
     match mode {
         JvpMode::Exact => {
-            let out = model.net.forward_dual(Dual::new(x_in, x_dot), Dual::new(t, t_dot), masks);
+            let out = model.net.forward_dual(Dual::new(x_in, x_dot), Dual::new(t, t_dot), labels, masks);
             let tangent = out.t.expect("tangents in, tangent out");
             (out.v, tangent)
         }
         JvpMode::FiniteDifference { h } => {
-            let f = model.net.forward(x_in.clone(), t.clone(), masks);
-            let plus =
-                model.net.forward(x_in.clone() + x_dot.clone() * h, t.clone() + t_dot.clone() * h, masks);
-            let minus = model.net.forward(x_in - x_dot * h, t - t_dot * h, masks);
+            let f = model.net.forward(x_in.clone(), t.clone(), labels, masks);
+            let plus = model.net.forward(
+                x_in.clone() + x_dot.clone() * h,
+                t.clone() + t_dot.clone() * h,
+                labels,
+                masks,
+            );
+            let minus = model.net.forward(x_in - x_dot * h, t - t_dot * h, labels, masks);
             (f, (plus - minus) / (2.0 * h))
         }
     }
@@ -206,6 +217,7 @@ pub fn scm_loss(
     target: &Denoiser,
     weight: &AdaptiveWeight,
     x0: Tensor<2>,
+    labels: Option<&Tensor<2>>,
     cfg: &ScmConfig,
     progress: Progress,
     noise: &Noise,
@@ -220,9 +232,10 @@ pub fn scm_loss(
     let (cos, sin) = (column(&cos_v, &device), column(&sin_v, &device));
     let cs = column(&cs_v, &device);
     let x_t_const = x_t.clone().inner();
+    let inner_labels = labels.map(|l| l.clone().inner());
     let dxdt = match teacher {
         None => (z * cos.clone() - x0 * sin).inner(),
-        Some(teacher) => trigflow_velocity(teacher, x_t_const.clone(), &t),
+        Some(teacher) => trigflow_velocity(teacher, inner_labels.as_ref(), x_t_const.clone(), &t),
     };
     let masks = student.dropout_masks(b, noise, progress.streams(), &device);
     let inner_masks = masks.as_ref().map(DropoutMasks::inner);
@@ -234,6 +247,7 @@ pub fn scm_loss(
         dxdt.clone() * cs_inner.clone() / sd,
         t_vec.clone().inner(),
         vector(&cs_v, &device).inner(),
+        inner_labels.as_ref(),
         inner_masks.as_ref(),
         cfg.jvp,
     );
@@ -244,7 +258,7 @@ pub fn scm_loss(
         - (x_t_const.clone() * cs_inner + jvp * sd) * r;
     let g_norm = g.clone().powf_scalar(2.0).sum_dim(1).sqrt(); // [B, 1]
     let g = g / (g_norm + cfg.tangent_c);
-    let f_theta = student.net.forward(x_t / sd, t_vec.clone(), masks.as_ref());
+    let f_theta = student.net.forward(x_t / sd, t_vec.clone(), labels, masks.as_ref());
     let w = weight.forward(t_vec);
     let per_row = (f_theta - f_minus - g).powf_scalar(2.0).sum_dim(1).reshape([b]) / d as f64;
     let loss = (w.clone().exp() * per_row - w).mean();
@@ -257,6 +271,7 @@ pub fn trigflow_diffusion_loss(
     model: &Denoiser,
     weight: &AdaptiveWeight,
     x0: Tensor<2>,
+    labels: Option<&Tensor<2>>,
     cfg: &ScmConfig,
     progress: Progress,
     noise: &Noise,
@@ -273,7 +288,7 @@ pub fn trigflow_diffusion_loss(
     let v = z * column(&cos, &device) - x0 * column(&sin, &device);
     let masks = model.dropout_masks(b, noise, progress.streams(), &device);
     let t_vec = vector(&t, &device);
-    let f = model.net.forward(x_t / sd, t_vec.clone(), masks.as_ref());
+    let f = model.net.forward(x_t / sd, t_vec.clone(), labels, masks.as_ref());
     let w = weight.forward(t_vec);
     let per_row = (f - v / sd).powf_scalar(2.0).sum_dim(1).reshape([b]) / d as f64;
     (w.clone().exp() * per_row - w).mean()

@@ -8,7 +8,7 @@ use cm_core::sample::OdeSolver;
 
 use super::{Output, TauList, positive, tau_list};
 use crate::backend::Backend;
-use crate::eval::model_points;
+use crate::eval::{ClassPick, model_points_of};
 use crate::io::{load_model_dir, write_samples};
 
 #[derive(clap::Args)]
@@ -27,6 +27,10 @@ pub struct Args {
     /// ODE solver for --teacher-nfe.
     #[arg(long, value_enum, default_value = "heun")]
     solver: Solver,
+    /// Class-conditional models: draw every sample from this class, by number or by name (`3`, `Sneaker`),
+    /// or `none` for no class. Default: sample `i` from class `i mod classes`.
+    #[arg(long)]
+    class: Option<String>,
     #[command(flatten)]
     output: Output,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -57,6 +61,29 @@ pub fn run(a: Args) -> Result<()> {
         None => model.consistency_plan(TauRequest::or_default(a.taus.map(|t| t.0), a.steps as usize)),
     }
     .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
-    let pts = model_points(&model, &plan, a.output.n as usize, a.output.seed)?;
+    let pick = match &a.class {
+        None => ClassPick::Balanced,
+        Some(name) => {
+            class_pick(&model.card, name).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?
+        }
+    };
+    let pts = model_points_of(&model, &plan, a.output.n as usize, a.output.seed, pick)?;
     write_samples(&a.output.out, &pts, model.dim(), model.image_shape())
+}
+
+/// `--class`: a class of the card by number or name (case-insensitive), or `none`.
+pub fn class_pick(card: &cm_core::ModelCard, name: &str) -> Result<ClassPick, String> {
+    let k = card.model.architecture.classes();
+    if k == 0 {
+        return Err(format!("--class {name}: {} is not class-conditional: it takes no class", card.name));
+    }
+    if name.eq_ignore_ascii_case("none") {
+        return Ok(ClassPick::Unconditional);
+    }
+    let by_name = (0..k).find(|&c| card.class_name(c).eq_ignore_ascii_case(name));
+    let by_number = name.parse::<usize>().ok().filter(|&c| c < k);
+    by_name.or(by_number).map(ClassPick::One).ok_or_else(|| {
+        let names: Vec<String> = (0..k).map(|c| card.class_name(c)).collect();
+        format!("--class {name}: expected a class number 0 to {} or one of {names:?}, or `none`", k - 1)
+    })
 }

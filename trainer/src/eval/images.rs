@@ -36,6 +36,10 @@ pub struct ImageEntry {
     pub max_prob: f64,
     /// Mean RMS pixel distance from each image to its nearest training image (memorisation: near 0).
     pub nn_train: f64,
+    /// Class-conditional models: the share of samples the classifier puts in the class they were drawn
+    /// from (sample `i` from class `i mod classes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_accuracy: Option<f64>,
 }
 
 /// Everything `cm eval` prints for an image model.
@@ -67,6 +71,9 @@ impl ImageReport {
                 ("nn_train", e.nn_train),
             ] {
                 m.insert(format!("{k}_{suffix}"), v);
+            }
+            if let Some(a) = e.class_accuracy {
+                m.insert(format!("class_accuracy_{suffix}"), a);
             }
         };
         put("reference", &self.reference);
@@ -105,9 +112,26 @@ impl Reference {
         })
     }
 
-    /// Scores images `[n, D]`.
-    pub fn score(&self, classifier: &LeNet, pixels: &[f32], seed: u64) -> Result<ImageEntry> {
+    /// Scores images `[n, D]`; `drawn_from`: a class-conditional model's classes, image `i` drawn from class
+    /// `i mod drawn_from` (scored by `class_accuracy`).
+    pub fn score(
+        &self,
+        classifier: &LeNet,
+        pixels: &[f32],
+        seed: u64,
+        drawn_from: Option<usize>,
+    ) -> Result<ImageEntry> {
         let (f, probs) = embed_rows(classifier, pixels, self.dim)?;
+        let class_accuracy = drawn_from.filter(|&k| k > 0).map(|k| {
+            let rows: Vec<&[f32]> = probs.chunks_exact(self.classes.max(1)).collect();
+            let hits = (rows.iter().enumerate())
+                .filter(|(i, p)| {
+                    let best = (p.iter().enumerate()).max_by(|a, b| a.1.total_cmp(b.1)).map(|(c, _)| c);
+                    best == Some(i % k)
+                })
+                .count();
+            hits as f64 / rows.len().max(1) as f64
+        });
         let d = self.feature_dim;
         let (precision, recall) = precision_recall(&self.features, &f, d, 3);
         let stats = class_stats(&probs, self.classes);
@@ -121,6 +145,7 @@ impl Reference {
             class_kl: stats.kl_to_uniform,
             max_prob: stats.mean_max_prob,
             nn_train: self.nn_train(pixels),
+            class_accuracy,
         })
     }
 
@@ -152,13 +177,13 @@ pub fn evaluate_images(
     let reference = Reference::new(classifier, test, train)?;
     // Training images that are not the ones the memorisation distance searches would score 0 there:
     // the reference row's `nn_train` uses test images instead, the value a non-memorising model shows.
-    let mut ref_entry = reference.score(classifier, &train.spread(n, 0).pixels, seed)?;
+    let mut ref_entry = reference.score(classifier, &train.spread(n, 0).pixels, seed, None)?;
     ref_entry.nn_train = reference.nn_train(&test.pixels);
     let mut consistency = BTreeMap::new();
     let mut teacher = None;
     for (name, plan) in super::plans(model, teacher_nfe, extra_taus)? {
         let pts = model_points(model, &plan, n, seed)?;
-        let mut e = reference.score(classifier, &pts, seed)?;
+        let mut e = reference.score(classifier, &pts, seed, Some(model.denoiser.classes()))?;
         e.nfe = Some(plan.nfe());
         match plan {
             Plan::Consistency(taus) => {

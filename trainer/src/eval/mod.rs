@@ -34,19 +34,59 @@ pub(crate) fn device_of(denoiser: &Denoiser) -> Device {
     denoiser.net.devices().into_iter().next().unwrap_or_else(Device::flex)
 }
 
-/// `n` samples of a loaded model by `plan` (checked against the model: [`Model::sample`]) with seed
-/// `seed`, `[n, D]` flattened, in chunks so memory stays bounded.
-pub fn model_points(model: &Model, plan: &Plan, n: usize, seed: u64) -> Result<Vec<f32>> {
-    let device = device_of(&model.denoiser);
-    let noise = Noise::new(seed);
-    chunked(&model.denoiser, n, |first, rows| model.sample(plan, Rows::new(&noise, first, rows), &device))
+/// Which class each sample of a class-conditional model is drawn from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassPick {
+    /// Sample `i` from class `i mod classes`: every class equally often (the evaluation's choice, against
+    /// test splits whose classes are about equally frequent). No class for an unconditional model.
+    Balanced,
+    /// Every sample from this class (an error for an unconditional model).
+    One(usize),
+    /// No class: the label-dropout branch of a conditional model, or an unconditional model.
+    Unconditional,
 }
 
-/// `n` samples of a bare denoiser (inside a training run, before its card exists) by `plan`.
+impl ClassPick {
+    /// The classes of samples `first..first + n` for a model of `classes` classes, `None` for no class.
+    pub fn rows(self, classes: usize, first: usize, n: usize) -> Option<Vec<usize>> {
+        match self {
+            ClassPick::Balanced if classes > 0 => Some((first..first + n).map(|i| i % classes).collect()),
+            ClassPick::One(c) => Some(vec![c; n]),
+            ClassPick::Balanced | ClassPick::Unconditional => None,
+        }
+    }
+}
+
+/// `n` samples of a loaded model by `plan` (checked against the model: [`Model::sample`]) with seed
+/// `seed`, `[n, D]` flattened, in chunks so memory stays bounded; a class-conditional model's balanced
+/// over its classes ([`ClassPick::Balanced`]).
+pub fn model_points(model: &Model, plan: &Plan, n: usize, seed: u64) -> Result<Vec<f32>> {
+    model_points_of(model, plan, n, seed, ClassPick::Balanced)
+}
+
+/// [`model_points`] of the classes `pick` asks for.
+pub fn model_points_of(model: &Model, plan: &Plan, n: usize, seed: u64, pick: ClassPick) -> Result<Vec<f32>> {
+    let device = device_of(&model.denoiser);
+    let noise = Noise::new(seed);
+    let k = model.denoiser.classes();
+    chunked(&model.denoiser, n, |first, rows| {
+        let classes = pick.rows(k, first, rows);
+        let r = Rows::new(&noise, first, rows);
+        model.sample(plan, classes.as_deref().map_or(r, |c| r.with_classes(c)), &device)
+    })
+}
+
+/// `n` samples of a bare denoiser (inside a training run, before its card exists) by `plan`; a
+/// class-conditional one's balanced over its classes.
 pub fn points(denoiser: &Denoiser, plan: &Plan, n: usize, seed: u64) -> Result<Vec<f32>> {
     let device = device_of(denoiser);
     let noise = Noise::new(seed);
-    chunked(denoiser, n, |first, rows| plan.run(denoiser, Rows::new(&noise, first, rows), &device, |_| {}))
+    let k = denoiser.classes();
+    chunked(denoiser, n, |first, rows| {
+        let classes = ClassPick::Balanced.rows(k, first, rows);
+        let r = Rows::new(&noise, first, rows);
+        plan.run(denoiser, classes.as_deref().map_or(r, |c| r.with_classes(c)), &device, |_| {})
+    })
 }
 
 /// Rows `0..n` drawn `chunk` at a time by `draw(first, rows)`, read back and checked finite.

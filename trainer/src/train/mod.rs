@@ -168,19 +168,31 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// A class-conditional run's labels after label dropout (each withheld with probability
+    /// `label_dropout`, drawn from the step's own stream); none for other runs.
+    fn labels(&self, labels: Vec<usize>, streams: cm_core::objective::Streams) -> Vec<Option<usize>> {
+        let cfg = self.ctx.cfg;
+        if cfg.network.classes() == 0 {
+            return Vec::new();
+        }
+        let coins = self.ctx.noise.uniforms(streams.labels(), streams.first_row, labels.len(), 1);
+        labels.into_iter().zip(coins).map(|(c, u)| ((u as f64) >= cfg.label_dropout).then_some(c)).collect()
+    }
+
     /// Step `k` from `state`: the optimiser step, the target and EMA updates, and the metrics line, sample
     /// grid and checkpoint that are due.
     fn step(&mut self, state: TrainState, k: u64) -> Result<TrainState> {
         let cfg = self.ctx.cfg;
         let progress = Progress::new(k, cfg.steps);
         let streams = progress.streams();
-        let batch = self.source.batch(cfg.seed, streams.data(), cfg.batch);
+        let (batch, labels) = self.source.batch(cfg.seed, streams.data(), cfg.batch);
+        let labels = self.labels(labels, streams);
         let lr = cfg.optimizer.lr_at(k, cfg.steps);
         let sample_due =
             self.shape.is_some() && cfg.sample_every > 0 && (k + 1).is_multiple_of(cfg.sample_every);
         // A sample grid's step is logged too, so its probe has a line to go in.
         let log_now = (k + 1).is_multiple_of(cfg.log_every.max(1)) || k + 1 == cfg.steps || sample_due;
-        let grads = self.shards.grads(&self.ctx, &state, &batch, progress, log_now);
+        let grads = self.shards.grads(&self.ctx, &state, (&batch, &labels), progress, log_now);
         let (loss, schedule) = (grads.loss, grads.schedule);
         let mut state = state.apply(grads, lr);
         if let Schedule::Discrete { mu, .. } = schedule {
@@ -266,6 +278,11 @@ impl Run<'_> {
         let (cfg, out) = (self.ctx.cfg, self.out);
         // The run's model as every caller sees one (core's `Model`): evaluated and sampled through it.
         let mut model = Model::new(bare_card(cfg), ema);
+        if let Source::Images { set, .. } = &self.source
+            && model.denoiser.classes() > 0
+        {
+            model.card.class_names = set.class_names.clone();
+        }
         let (metrics, report) = match (&self.source, self.shape) {
             (Source::Toy(dataset), _) => {
                 let report = eval::evaluate(&model, *dataset, 4096, cfg.seed.wrapping_add(1), 35, None)?;
@@ -340,9 +357,13 @@ fn metrics_up_to(path: &Path, step: u64) -> String {
 /// An 8×8 grid of one-step samples (diffusion models: Heun at 35 NFE), seed fixed across the run so
 /// successive grids show the same noise.
 fn sample_grid(model: &Denoiser, cfg: &TrainConfig, shape: [usize; 3]) -> Result<Vec<u8>> {
-    let n = 64;
-    let pts = eval::points(model, &Plan::preview(cfg.method, &model.range), n, cfg.seed)?;
-    Ok(grid_png(&pts, shape, 8, grid_zoom(shape)))
+    // A class-conditional model's samples cycle through its classes: one column per class.
+    let columns = match model.classes() {
+        k @ 2..=16 => k,
+        _ => 8,
+    };
+    let pts = eval::points(model, &Plan::preview(cfg.method, &model.range), columns * 8, cfg.seed)?;
+    Ok(grid_png(&pts, shape, columns, grid_zoom(shape)))
 }
 
 /// The consistency probe of a consistency-model image run that has a diffusion model at hand: the
@@ -391,5 +412,6 @@ fn bare_card(cfg: &TrainConfig) -> ModelCard {
         provenance: BTreeMap::new(),
         taus: BTreeMap::new(),
         weights_sha256: None,
+        class_names: Vec::new(),
     }
 }

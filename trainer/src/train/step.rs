@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::prelude::*;
 use cm_core::host::rows;
+use cm_core::model::one_hot;
 use cm_core::objective::{
     AdaptiveWeight, CtConfig, Levels, Progress, ScmConfig, Teacher, ct_loss, edm_loss, scm_loss,
     trigflow_diffusion_loss,
@@ -82,12 +83,19 @@ impl Grads {
 }
 
 impl StepContext<'_> {
-    /// The method's loss on `x0` (rows `progress.first_row..` of step `progress.k`), with its schedule.
-    fn loss(&self, nets: Nets, x0: Tensor<2>, progress: Progress) -> (Tensor<1>, Schedule) {
+    /// The method's loss on `x0` of classes `labels` (rows `progress.first_row..` of step `progress.k`),
+    /// with its schedule.
+    fn loss(
+        &self,
+        nets: Nets,
+        x0: Tensor<2>,
+        labels: Option<&Tensor<2>>,
+        progress: Progress,
+    ) -> (Tensor<1>, Schedule) {
         let (cfg, noise, model) = (self.cfg, self.noise, nets.model);
         let w = || nets.weight.expect("TrigFlow methods have w_phi");
         match cfg.method {
-            Method::Edm => (edm_loss(model, x0, &cfg.edm, noise, progress.streams()), Schedule::None),
+            Method::Edm => (edm_loss(model, x0, labels, &cfg.edm, noise, progress.streams()), Schedule::None),
             Method::Ct | Method::Ict | Method::Ect | Method::Cd => {
                 // mu = 0 (iCT): the target is the student itself, without autodiff.
                 let valid;
@@ -100,14 +108,24 @@ impl StepContext<'_> {
                 };
                 let solver = cfg.teacher.as_ref().map(|t| t.solver);
                 let teach = nets.teacher.zip(solver).map(|(model, solver)| Teacher { model, solver });
-                let step = ct_loss(model, t, x0, &self.ct, progress, noise, teach);
+                let step = ct_loss(model, t, x0, labels, &self.ct, progress, noise, teach);
                 (step.loss, Schedule::Discrete { levels: step.levels, mu: step.mu })
             }
             Method::Trigflow => {
-                (trigflow_diffusion_loss(model, w(), x0, &self.scm, progress, noise), Schedule::None)
+                (trigflow_diffusion_loss(model, w(), x0, labels, &self.scm, progress, noise), Schedule::None)
             }
             Method::Sct | Method::Scd => {
-                let step = scm_loss(model, &model.valid(), w(), x0, &self.scm, progress, noise, nets.teacher);
+                let step = scm_loss(
+                    model,
+                    &model.valid(),
+                    w(),
+                    x0,
+                    labels,
+                    &self.scm,
+                    progress,
+                    noise,
+                    nets.teacher,
+                );
                 (step.loss, Schedule::Tangent { r: step.r })
             }
         }
@@ -119,11 +137,12 @@ impl StepContext<'_> {
         &self,
         nets: Nets,
         x0: Tensor<2>,
+        labels: Option<Tensor<2>>,
         progress: Progress,
         share: Option<f64>,
         read: bool,
     ) -> ShardGrads {
-        let (loss, schedule) = self.loss(nets, x0, progress);
+        let (loss, schedule) = self.loss(nets, x0, labels.as_ref(), progress);
         let loss = match share {
             Some(share) => loss * share,
             None => loss,
@@ -174,25 +193,27 @@ impl Shards {
         self.devices.len()
     }
 
-    /// The gradients of `state`'s model and `w_phi` on `batch` (step `progress.k`), with the loss where
-    /// `log` asks.
+    /// The gradients of `state`'s model and `w_phi` on `batch` of classes `labels` (one per row for a
+    /// class-conditional model, `None` where withheld; empty otherwise) at step `progress.k`, with the
+    /// loss where `log` asks.
     pub(super) fn grads(
         &self,
         ctx: &StepContext,
         state: &TrainState,
-        batch: &[f32],
+        (batch, labels): (&[f32], &[Option<usize>]),
         progress: Progress,
         log: bool,
     ) -> StepGrads {
         if self.len() == 1 {
             let x0 = rows(batch, ctx.cfg.batch, ctx.dim, &self.device);
+            let labels = labels_on(labels, state.model.classes(), &self.device);
             let nets = Nets {
                 model: &state.model,
                 weight: state.weight.as_ref(),
                 target: state.target.as_ref(),
                 teacher: self.teacher.as_ref(),
             };
-            let s = ctx.shard(nets, x0, progress, None, log);
+            let s = ctx.shard(nets, x0, labels, progress, None, log);
             StepGrads {
                 model: Grads::One(s.model),
                 weight: s.weight.map(Grads::One),
@@ -200,7 +221,7 @@ impl Shards {
                 schedule: s.schedule,
             }
         } else {
-            let shards = self.split(ctx, state, batch, progress);
+            let shards = self.split(ctx, state, (batch, labels), progress);
             let (schedule, loss) =
                 (shards[0].schedule, log.then(|| shards.iter().filter_map(|s| s.loss).sum()));
             let mut model_grads = MultiGradientsParams::default();
@@ -222,9 +243,10 @@ impl Shards {
         &self,
         ctx: &StepContext,
         state: &TrainState,
-        batch: &[f32],
+        (batch, labels): (&[f32], &[Option<usize>]),
         progress: Progress,
     ) -> Vec<ShardGrads> {
+        let classes = state.model.classes();
         let (n, size, dim) = (self.len(), ctx.cfg.batch, ctx.dim);
         std::thread::scope(|scope| {
             let handles: Vec<_> = (self.devices.iter().zip(&self.teachers).enumerate())
@@ -232,6 +254,7 @@ impl Shards {
                     let rows = size * i / n..size * (i + 1) / n;
                     let part = &batch[rows.start * dim..rows.end * dim];
                     let x0 = cm_core::host::rows(part, rows.len(), dim, dev);
+                    let labels = labels_on(labels.get(rows.clone()).unwrap_or(&[]), classes, dev);
                     let m = state.model.clone().fork(dev);
                     let w = state.weight.clone().map(|w| w.fork(dev));
                     let t = state.target.clone().map(|t| t.fork(&dev.clone().inner()));
@@ -246,7 +269,7 @@ impl Shards {
                                 target: t.as_ref(),
                                 teacher: teach.as_ref(),
                             };
-                            ctx.shard(nets, x0, progress.shard(rows.start), Some(share), true)
+                            ctx.shard(nets, x0, labels, progress.shard(rows.start), Some(share), true)
                         };
                         match pool {
                             Some(pool) => pool.install(step),
@@ -274,6 +297,12 @@ impl TrainState {
 
 /// On the CPU, each of `shards` > 1 batch shards runs its operations in a rayon pool of its own (the
 /// machine's threads shared out, at least one each), so the shards train side by side without waiting
+/// A class-conditional model's one-hot labels of a batch's rows on `device` (none for other models). The
+/// labels come from the training data, whose classes the recipe was checked against.
+fn labels_on(labels: &[Option<usize>], classes: usize, device: &Device) -> Option<Tensor<2>> {
+    (classes > 0).then(|| one_hot(labels, classes, device).expect("labels checked against the data"))
+}
+
 /// on one shared pool. Empty for one shard and for GPUs.
 fn cpu_shard_pools(backend: Backend, shards: usize) -> Result<Vec<rayon::ThreadPool>> {
     if backend != Backend::Cpu || shards < 2 {
