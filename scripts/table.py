@@ -14,7 +14,8 @@ train-vs-test reference. `ict` and `ect` start from the EDM teacher's weights (i
 `sct` and `scd` from the TrigFlow teacher's (`trigflow`, the same network), `sct-scratch` and `scd-scratch`
 from random ones (`scd-scratch` distils the EDM teacher).
 MNIST 28 px (`configs/mnist-<method>-28.toml`, rows "mnist 28 px"): the same metric with classifiers/mnist-28, so
-its numbers compare only with each other.
+its numbers compare only with each other. Class-conditional MNIST (`configs/mnist-<method>-cond.toml`, rows "mnist by
+class"): samples drawn from every digit in turn, against the same test split.
 Two steps use the card's tuned tau where it has one (`cm tune`, named in the row), else iCT's 0.821 (sCM's
 t_mid = 1.1 for sct/scd); four steps the card's tuned list where it has one (marked "tuned"), else the geometric
 spread around that default (`schedule::default_taus`).
@@ -34,7 +35,7 @@ def sig4(v):
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 METHODS = ["edm", "trigflow", "ct", "ict-scratch", "ict", "ect", "cd", "sct-scratch", "sct", "scd-scratch", "scd",
-           "edm-28", "ict-28", "ect-28", "cd-28"]
+           "edm-28", "ict-28", "ect-28", "cd-28", "trigflow-cond", "sct-cond"]
 TEACHERS = ("edm", "trigflow")
 DATASETS = {
     "moons": ("sliced W2", "sliced_w2"),
@@ -60,6 +61,11 @@ def recorded_matches(recipe: dict, recorded: dict, path: str = "") -> list:
     return bad
 
 
+def base(method: str) -> str:
+    """The method of a recipe name: `cd-28` (MNIST at 28 px) and `sct-cond` (class-conditional) are cd and sct."""
+    return method.removesuffix("-28").removesuffix("-cond")
+
+
 def cm(*args):
     binary = ROOT / "target/release/cm"
     cmd = [str(binary)] if binary.exists() else ["cargo", "run", "--release", "-q", "-p", "cm-trainer", "--"]
@@ -75,7 +81,7 @@ def model_dir(dataset: str, method: str, train: bool) -> pathlib.Path | None:
         out = ROOT / "runs/table" / name
         cm("train", "--config", str(recipe_path), "--out", str(out), "--force")
         if dataset != "moons":
-            eval_args = ["--teacher-nfe", "35"] if method.removesuffix("-28") in TEACHERS else []
+            eval_args = ["--teacher-nfe", "35"] if base(method) in TEACHERS else []
             cm("eval", "--model", str(out / "model"), "--n", "4096", "--write-card", *eval_args)
         return out / "model"
     bundled = ROOT / "www/models" / name
@@ -100,7 +106,9 @@ def main():
             if not (ROOT / "configs" / f"{dataset}-{method}.toml").exists():
                 continue
             d = model_dir(dataset, method, train)
-            label, method = (f"{dataset} 28 px", method[:-3]) if method.endswith("-28") else (dataset, method)
+            label = f"{dataset} 28 px" if method.endswith("-28") else f"{dataset} by class" if method.endswith("-cond") \
+                else dataset
+            method = base(method)
             if d is None:
                 print(f"| {label} | {metric} | {method} | – | not trained | | | | | |")
                 continue

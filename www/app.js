@@ -316,6 +316,7 @@ function classPlan(m, n) {
 function fillClasses(m) {
   const names = m?.classes ?? [];
   $('class-label').hidden = names.length === 0;
+  $('guidance-label').hidden = names.length === 0;
   const select = $('class');
   const previous = select.value;
   const options = [['each', 'each class'], ...names.map((c, i) => [String(i), c]), ['none', 'no class']];
@@ -640,9 +641,11 @@ async function modelPanels(m, parent, settings, id) {
   const show = (canvas, pixels, colour, cols) =>
     (m.shape ? drawImages(canvas, pixels, m.shape, cols) : draw(canvas, pixels, colour));
   if (isDiffusion(m)) {
-    const p = panel(`${m.name} teacher · Heun`, parent);
     const plan = classPlan(m, m.shape ? TEACHER_IMAGES : n);
-    const r = await app.teacher(m.name, nfe, plan.n, BigInt(seed), false, plan.classes);
+    // Classifier-free guidance of the teacher's ODE, where samples have a class (wasm checks the range).
+    const w = plan.classes ? Number($('guidance').value) : 1;
+    const p = panel(`${m.name} teacher · Heun${w !== 1 ? ` · guidance ${w}` : ''}`, parent);
+    const r = await app.teacher(m.name, nfe, plan.n, BigInt(seed), false, plan.classes, w);
     if (id !== runId) return false;
     show(p.canvas, r.points, '#b4471f', plan.cols);
     p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
@@ -768,10 +771,10 @@ async function renderCompare(others, set, id) {
 }
 
 // Used by the browser test to compare with native `cm sample` (same weights, same noise).
-window.cmParity = async (name, taus, n, seed) => {
+window.cmParity = async (name, taus, n, seed, classes) => {
   const m = catalogue.find((c) => c.name === name);
   if (m && !(await ensureLoaded(m))) throw new Error(`${name} could not be loaded`);
-  return Array.from((await app.sample(name, taus.length + 1, taus, n, BigInt(seed))).points);
+  return Array.from((await app.sample(name, taus.length + 1, taus, n, BigInt(seed), classes)).points);
 };
 window.cmLoad = (cardText, bytes) => app.load_model(cardText, new Uint8Array(bytes));
 
@@ -780,7 +783,7 @@ async function main() {
   // Shareable settings: ?backend=cpu&dataset=moons&seed=3&n=512&k=4&nfe=35&compare=1
   const params = new URLSearchParams(location.search);
   if (params.get('backend')) $('prefer').value = params.get('backend');
-  for (const id of ['seed', 'n', 'k', 'nfe', 'taus']) if (params.get(id)) $(id).value = params.get(id);
+  for (const id of ['seed', 'n', 'k', 'nfe', 'taus', 'guidance']) if (params.get(id)) $(id).value = params.get(id);
   const askedClass = params.get('class');
   $('compare').open = params.get('compare') === '1';
   await startApp();
@@ -788,7 +791,7 @@ async function main() {
   if (params.get('dataset')) $('dataset').value = params.get('dataset');
   if (askedClass) $('class').innerHTML = `<option value="${askedClass.replace(/[<&"]/g, '')}"></option>`;
   for (const id of ['dataset', 'seed', 'n', 'k', 'nfe']) $(id).addEventListener('change', () => { editor.fresh = true; render(); });
-  for (const id of ['taus', 'jump-sigma', 'data-sigma', 'class']) $(id).addEventListener('change', render);
+  for (const id of ['taus', 'jump-sigma', 'data-sigma', 'class', 'guidance']) $(id).addEventListener('change', render);
   $('own-load').addEventListener('click', loadOwn);
   // Opening the comparison loads and draws the other models (their weights are fetched only then).
   $('compare').addEventListener('toggle', () => { if ($('compare').open) render(); });

@@ -8,7 +8,7 @@ use burn::prelude::*;
 
 use crate::card::{Method, ModelCard};
 use crate::edit::{Edit, interpolate};
-use crate::model::{Denoiser, one_hot};
+use crate::model::{Denoiser, Guided, check_guidance, one_hot};
 use crate::param::{NoiseRange, Parameterisation};
 use crate::rng::Noise;
 use crate::sample::{OdeSolver, check_taus, consistency_sample, ode_sample};
@@ -44,7 +44,8 @@ impl Taus {
 }
 
 /// Which samples: rows `first..first + n` of the streams of seed `noise`, and for a class-conditional
-/// model the class of each (`classes[i]` for row `first + i`; none: no class). Row `i` is the same
+/// model the class of each (`classes[i]` for row `first + i`; none: no class) and, when it is sampled by
+/// its PF-ODE, the classifier-free guidance weight (`model::Guided`; 1: none). Row `i` is the same
 /// whatever the batch it is drawn in, so a caller may draw in chunks.
 #[derive(Clone, Copy)]
 pub struct Rows<'a> {
@@ -52,16 +53,22 @@ pub struct Rows<'a> {
     pub first: usize,
     pub n: usize,
     pub classes: Option<&'a [usize]>,
+    pub guidance: f64,
 }
 
 impl<'a> Rows<'a> {
     pub fn new(noise: &'a Noise, first: usize, n: usize) -> Self {
-        Self { noise, first, n, classes: None }
+        Self { noise, first, n, classes: None, guidance: 1.0 }
     }
 
     /// The same rows, each drawn from its class in `classes` (one per row).
     pub fn with_classes(self, classes: &'a [usize]) -> Self {
         Self { classes: Some(classes), ..self }
+    }
+
+    /// The same rows with classifier-free guidance `w` along the PF-ODE (needs classes).
+    pub fn with_guidance(self, guidance: f64) -> Self {
+        Self { guidance, ..self }
     }
 
     /// The rows' classes as one-hot rows for `denoiser`, checked: one class per row, each in range, and
@@ -140,8 +147,18 @@ impl Plan {
         on_step: impl FnMut(&Tensor<2>),
     ) -> Result<Tensor<2>, String> {
         let labels = rows.labels(denoiser, device)?;
-        let Rows { noise, first, n, .. } = rows;
+        let Rows { noise, first, n, guidance, .. } = rows;
+        check_guidance(guidance)?;
+        if guidance != 1.0 && labels.is_none() {
+            return Err(format!(
+                "guidance {guidance} needs a class for every sample: it pushes each toward its class"
+            ));
+        }
         match self {
+            Plan::Consistency(_) if guidance != 1.0 => Err(format!(
+                "guidance {guidance} applies to sampling a diffusion model by its ODE; a consistency model \
+                 distilled from a guided teacher has its guidance built in"
+            )),
             Plan::Consistency(taus) => {
                 consistency_sample(denoiser, labels.as_ref(), noise, first, n, taus.as_slice(), device)
             }
@@ -151,7 +168,7 @@ impl Plan {
                 }
                 Ok(ode_sample(
                     denoiser,
-                    labels.as_ref(),
+                    Guided { labels: labels.as_ref(), guidance },
                     noise,
                     first..first + n,
                     *solver,

@@ -54,6 +54,53 @@ pub fn one_hot(labels: &[Option<usize>], classes: usize, device: &Device) -> Res
     Ok(rows(&v, labels.len(), classes, device))
 }
 
+/// The most guidance a sampler or recipe may ask for (the papers use 1-10).
+pub const MAX_GUIDANCE: f64 = 100.0;
+
+/// What a diffusion model's denoiser is asked along its PF-ODE: each row's class (one-hot, see
+/// [`one_hot`]) and the classifier-free guidance weight `w` (Ho & Salimans 2022) in EDM coordinates,
+/// `D_w(x, sigma, c) = D(x, sigma) + w (D(x, sigma, c) - D(x, sigma))`: `w = 1` is the plain conditional
+/// denoiser, `w = 0` the unconditional one (the label-dropout branch), `w > 1` pushes away from it. The
+/// score is linear in `D` (`s = (D - x) / sigma^2`), so this is the guided score of the paper.
+#[derive(Clone, Copy, Debug)]
+pub struct Guided<'a> {
+    pub labels: Option<&'a Tensor<2>>,
+    pub guidance: f64,
+}
+
+impl<'a> Guided<'a> {
+    /// No class: the unconditional denoiser.
+    pub const NONE: Guided<'static> = Guided { labels: None, guidance: 1.0 };
+
+    /// The classes of `labels`, without guidance (`w = 1`).
+    pub fn labels(labels: Option<&'a Tensor<2>>) -> Self {
+        Self { labels, guidance: 1.0 }
+    }
+
+    /// `D_w(x, sigma, c)` of `model`: one pass where there are no labels or `w = 1`, else two.
+    pub fn denoise(&self, model: &Denoiser, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
+        match self.labels {
+            Some(labels) if self.guidance != 1.0 => {
+                let unconditional = model.forward(x.clone(), sigma);
+                let conditional = model.forward_labelled(x, sigma, Some(labels));
+                unconditional.clone() + (conditional - unconditional) * self.guidance
+            }
+            labels => model.forward_labelled(x, sigma, labels),
+        }
+    }
+}
+
+/// Checks a guidance weight: finite and in `[0, MAX_GUIDANCE]`.
+pub fn check_guidance(w: f64) -> Result<(), String> {
+    if (0.0..=MAX_GUIDANCE).contains(&w) {
+        Ok(())
+    } else {
+        Err(format!(
+            "guidance must be a number from 0 to {MAX_GUIDANCE} (1: none, the plain conditional model), got {w}"
+        ))
+    }
+}
+
 /// A denoiser (EDM) or consistency function (CM, TrigFlow) in EDM coordinates.
 #[derive(Module, Debug)]
 pub struct Denoiser {

@@ -4,7 +4,7 @@
 use burn::prelude::*;
 
 use crate::host::{column, rows};
-use crate::model::Denoiser;
+use crate::model::{Denoiser, Guided};
 use crate::param::NoiseRange;
 use crate::rng::Noise;
 use crate::schedule::karras_sampling;
@@ -128,7 +128,7 @@ impl OdeSolver {
 /// including the start, for drawing trajectories. `z: [B, D]` -> `[B, D]`.
 pub fn solve_pf_ode(
     model: &Denoiser,
-    labels: Option<&Tensor<2>>,
+    cond: Guided,
     z: Tensor<2>,
     sigmas: &[f64],
     solver: OdeSolver,
@@ -137,7 +137,7 @@ pub fn solve_pf_ode(
     let mut x = z * sigmas[0];
     on_step(&x);
     for w in sigmas.windows(2) {
-        x = ode_step(model, labels, x, &[w[0]], &[w[1]], solver);
+        x = ode_step(model, cond, x, &[w[0]], &[w[1]], solver);
         on_step(&x);
     }
     x
@@ -148,7 +148,7 @@ pub fn solve_pf_ode(
 /// Euler when `sigma_next` is 0 (EDM's last step). `x: [B, D]` -> `[B, D]`.
 pub fn ode_step(
     model: &Denoiser,
-    labels: Option<&Tensor<2>>,
+    cond: Guided,
     x: Tensor<2>,
     sigma: &[f64],
     sigma_next: &[f64],
@@ -157,11 +157,10 @@ pub fn ode_step(
     let device = x.device();
     let col = |v: &[f64]| column(v, &device);
     let step: Vec<f64> = sigma_next.iter().zip(sigma).map(|(n, s)| n - s).collect();
-    let d = (x.clone() - model.forward_labelled(x.clone(), sigma, labels)) / col(sigma);
+    let d = (x.clone() - cond.denoise(model, x.clone(), sigma)) / col(sigma);
     let x_euler = x.clone() + d.clone() * col(&step);
     if solver == OdeSolver::Heun && sigma_next.iter().all(|&s| s > 0.0) {
-        let d_next =
-            (x_euler.clone() - model.forward_labelled(x_euler, sigma_next, labels)) / col(sigma_next);
+        let d_next = (x_euler.clone() - cond.denoise(model, x_euler, sigma_next)) / col(sigma_next);
         x + (d + d_next) * col(&step) * 0.5
     } else {
         x_euler
@@ -173,7 +172,7 @@ pub fn ode_step(
 #[allow(clippy::too_many_arguments)]
 pub fn ode_sample(
     model: &Denoiser,
-    labels: Option<&Tensor<2>>,
+    cond: Guided,
     noise: &Noise,
     rows: core::ops::Range<usize>,
     solver: OdeSolver,
@@ -182,5 +181,5 @@ pub fn ode_sample(
     on_step: impl FnMut(&Tensor<2>),
 ) -> Tensor<2> {
     let z = normals(noise, 0, rows.start, rows.len(), model.dim(), device);
-    solve_pf_ode(model, labels, z, &solver.grid(nfe, &model.range), solver, on_step)
+    solve_pf_ode(model, cond, z, &solver.grid(nfe, &model.range), solver, on_step)
 }

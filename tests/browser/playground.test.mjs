@@ -68,12 +68,12 @@ function readNpy(file) {
   return Array.from(new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length)));
 }
 
-function nativeSamples(taus, n, seed, model = 'moons-ict') {
+function nativeSamples(taus, n, seed, model = 'moons-ict', extra = []) {
   assert.ok(cmBin, 'set CM_BIN to the cm binary for the parity test');
   const out = path.join(os.tmpdir(), `cm-native-${process.pid}-${seed}.npy`);
   const schedule = taus.length ? ['--taus', taus.join(',')] : ['--steps', '1'];
   execFileSync(cmBin, ['sample', '--model', path.join(root, 'www/models', model), ...schedule,
-    '--n', String(n), '--seed', String(seed), '--out', out]);
+    '--n', String(n), '--seed', String(seed), '--out', out, ...extra]);
   return readNpy(out);
 }
 
@@ -129,7 +129,8 @@ test('image models draw sample grids, and match native sampling', async () => {
     // 1, 2 and 4 steps of every bundled MNIST consistency model (64 images each), one teacher panel (16 images).
     const cards = JSON.parse(fs.readFileSync(path.join(dist, 'models/index.json'), 'utf8')).models
       .map((name) => JSON.parse(fs.readFileSync(path.join(dist, 'models', name, 'config.json'), 'utf8')))
-      .filter((c) => c.dataset === 'mnist' && c.model.architecture.resolution === 16); // 28 px: the mnist-28 view
+      // 28 px: the mnist-28 view; class-conditional models: the mnist-classes view.
+      .filter((c) => c.dataset === 'mnist' && c.model.architecture.resolution === 16 && !c.model.architecture.classes);
     const teachers = cards.filter((c) => c.method === 'edm' || c.method === 'trigflow').length;
     const students = cards.length - teachers;
     assert.ok(students >= 1 && teachers >= 1, `bundled MNIST models: ${cards.map((c) => c.name)}`);
@@ -573,6 +574,42 @@ test('MNIST at 28 px is its own view: its best model beside its teacher, and a 2
     // The editor starts from a real 28 px test digit (index.json's mnist-28 example), not an upscaled 16 px one.
     assert.match(await page.locator('#edit-ref').textContent(), /MNIST test split at 28 px/);
     await page.screenshot({ path: path.join(artifacts, 'playground-mnist-28.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('class-conditional models have a "by class" view: a class menu, one column per class, and native parity by class', async () => {
+  const browser = await launch(false);
+  try {
+    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist-classes&nfe=9&k=2&class=7');
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', await page.locator('#message').textContent());
+    const views = await page.$$eval('#dataset option', (os) => os.map((o) => [o.value, o.textContent]));
+    assert.ok(views.some(([v, t]) => v === 'mnist-classes' && t === 'mnist by class'), `views: ${views}`);
+    assert.equal(await page.locator('#class-label').isVisible(), true);
+    const options = await page.$$eval('#class option', (os) => os.map((o) => o.textContent));
+    assert.deepEqual(options, ['each class', ...'0123456789'.split(''), 'no class']);
+    assert.equal(await page.locator('#class').inputValue(), '7', 'the ?class= URL parameter picks the class');
+    assert.match(await page.locator('#best-title').textContent(), /mnist-sct-cond and its teacher mnist-trigflow-cond/);
+    const lead = await page.$$eval('#panels figcaption .title', (ts) => ts.map((t) => t.textContent));
+    assert.deepEqual(lead, ['mnist-sct-cond · 1 step', 'mnist-sct-cond · 2 steps', 'mnist-trigflow-cond teacher · Heun']);
+    // One class: the page's samples are `cm sample --class 7`'s, row for row.
+    const web = await page.evaluate(() => window.cmParity('mnist-sct-cond', [], 4, 3, new Uint32Array(4).fill(7)));
+    const native = nativeSamples([], 4, 3, 'mnist-sct-cond', ['--class', '7']);
+    const maxDiff = Math.max(...web.map((v, i) => Math.abs(v - native[i])));
+    console.log(`[classes] mnist-sct-cond class 7 parity: max |web - native| = ${maxDiff.toExponential(2)}`);
+    assert.ok(maxDiff < 2e-3, `web and native class-7 samples differ by ${maxDiff}`);
+    // Every class in turn: 64 samples round up to 7 rows of 10 columns, one per digit.
+    await page.selectOption('#class', 'each');
+    await page.waitForFunction(() => document.body.dataset.status === 'ready' && document.querySelectorAll('#panels canvas[data-images]').length === 3);
+    const counts = await page.$$eval('#panels canvas[data-images]', (cs) => cs.map((c) => Number(c.dataset.images)));
+    assert.deepEqual(counts, [70, 70, 20], `images per panel: ${counts}`);
+    await page.screenshot({ path: path.join(artifacts, 'playground-mnist-classes.png'), fullPage: true });
+    // Back to an unconditional view: the menu hides.
+    await page.selectOption('#dataset', 'mnist');
+    await page.waitForFunction(() => document.body.dataset.status === 'ready');
+    assert.equal(await page.locator('#class-label').isVisible(), false);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

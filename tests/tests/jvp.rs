@@ -185,7 +185,8 @@ fn edm_teacher_velocity_is_its_negated_network_in_trigflow_time() {
     let b = 6;
     let t: Vec<f64> = (0..b).map(|i| 0.05 + 1.45 * i as f64 / (b - 1) as f64).collect();
     let x_t = tensor(randn(5, 1, b * 2, 1.0), [b, 2], &device);
-    let got = host(cm_core::objective::trigflow_velocity(&teacher, None, x_t.clone(), &t));
+    let got =
+        host(cm_core::objective::trigflow_velocity(&teacher, cm_core::model::Guided::NONE, x_t.clone(), &t));
     let c_noise: Vec<f64> = t.iter().map(|&t| 0.25 * (sd * t.tan()).ln()).collect();
     let f = host(teacher.net.forward(x_t / sd, tensor(c_noise, [b], &device), None, None));
     let err = got.iter().zip(&f).fold(0.0f64, |m, (g, f)| m.max((g + sd * f).abs()));
@@ -214,7 +215,17 @@ fn scm_loss_matches_a_host_computation_of_algorithm_1() {
     {
         let cfg = ScmConfig { tangent_warmup: 4, jvp: mode, ..ScmConfig::default() };
         let teach = distil.then_some(&teacher);
-        let step = scm_loss(&model, &model, &weight, x0.clone(), None, &cfg, progress, &noise, teach);
+        let step = scm_loss(
+            &model,
+            &model,
+            &weight,
+            x0.clone(),
+            None,
+            &cfg,
+            progress,
+            &noise,
+            teach.map(|t| (t, 1.0)),
+        );
         assert_eq!(step.r, 0.5);
         let got: f64 = step.loss.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()[0];
 

@@ -276,6 +276,46 @@ fn conditional_unet_takes_one_hot_classes_and_zero_rows_mean_no_class() {
     assert!(!json.contains("classes"), "{json}");
 }
 
+/// Classifier-free guidance `D_w = D + w (D_c - D)`: `w = 1` is the conditional denoiser, `w = 0` the
+/// unconditional one, `w = 3` the extrapolation by the formula; no labels means no guidance. Sampling
+/// refuses guidance without classes, guidance of consistency jumps, and a weight out of range.
+#[test]
+fn classifier_free_guidance_is_the_papers_extrapolation_and_is_checked() {
+    use cm_core::model::{Guided, one_hot};
+    use cm_core::{Plan, Rows, Taus};
+    let mut cfg = unet_config(0.0);
+    cfg.classes = 3;
+    let (m, device) = build(Architecture::UNet(cfg), Parameterisation::Edm, 23);
+    let x = normals(&Noise::new(6), 0, 0, 2, m.dim(), &device);
+    let labels = one_hot(&[Some(1), Some(2)], 3, &device).unwrap();
+    let sigma = [1.5];
+    let u = host(m.forward(x.clone(), &sigma));
+    let c = host(m.forward_labelled(x.clone(), &sigma, Some(&labels)));
+    let guided = |w: f64| host(Guided { labels: Some(&labels), guidance: w }.denoise(&m, x.clone(), &sigma));
+    assert!(max_abs_diff(&guided(1.0), &c) < 1e-6);
+    assert!(max_abs_diff(&guided(0.0), &u) < 1e-5);
+    let by_formula: Vec<f32> = u.iter().zip(&c).map(|(u, c)| u + 3.0 * (c - u)).collect();
+    assert!(max_abs_diff(&guided(3.0), &by_formula) < 1e-4);
+    assert!(max_abs_diff(&c, &u) > 1e-3, "the classes must matter for this test to mean anything");
+    assert_eq!(host(Guided { labels: None, guidance: 3.0 }.denoise(&m, x, &sigma)), u);
+
+    let noise = Noise::new(1);
+    let ode = Plan::heun(5);
+    let classes = [0, 2];
+    let rows = Rows::new(&noise, 0, 2).with_classes(&classes);
+    assert!(ode.run(&m, rows.with_guidance(2.0), &device, |_| {}).is_ok());
+    let err = |plan: &Plan, r: Rows| plan.run(&m, r, &device, |_| {}).map(|_| ()).unwrap_err();
+    let e = err(&ode, Rows::new(&noise, 0, 2).with_guidance(2.0));
+    assert!(e.contains("guidance 2") && e.contains("class"), "{e}");
+    let jumps = Plan::Consistency(Taus::new(vec![], &m.range, m.range.sigma_max).unwrap());
+    let e = err(&jumps, rows.with_guidance(2.0));
+    assert!(e.contains("built in"), "{e}");
+    for w in [-1.0, f64::NAN, 1000.0] {
+        let e = err(&ode, rows.with_guidance(w));
+        assert!(e.contains("guidance must be"), "{w}: {e}");
+    }
+}
+
 /// `one_hot`: a column per class, zero rows for no class, and a class out of range is an error naming it.
 #[test]
 fn one_hot_rows_and_their_errors() {

@@ -387,6 +387,42 @@ fn class_conditional_runs_sample_and_score_by_class() {
     std::fs::write(d.join("drop.toml"), conditional(0, "mnist")).unwrap();
     let out = cm_in(&d, &test_data(), &["train", "--config", "drop.toml", "--out", "r0"]);
     fails_with(&out, &["label_dropout", "network.classes"]);
+
+    // Classifier-free guidance: a conditional teacher samples guided by its ODE, and CD distils the
+    // guided teacher; guidance needs classes, a diffusion model, and a teacher of the student's classes.
+    let edm = conditional(10, "mnist").replace("method = \"ict\"", "method = \"edm\"");
+    std::fs::write(d.join("t.toml"), &edm).unwrap();
+    ok(&cm_in(&d, &test_data(), &["train", "--config", "t.toml", "--out", "teacher"]));
+    let teach = |args: &[&str]| {
+        let mut all =
+            vec!["sample", "--model", "teacher/model", "--teacher-nfe", "3", "--n", "4", "--out", "t.npy"];
+        all.extend_from_slice(args);
+        cm_in(&d, &test_data(), &all)
+    };
+    ok(&teach(&["--class", "3"]));
+    let plain = read("t.npy");
+    ok(&teach(&["--class", "3", "--guidance", "3"]));
+    assert_ne!(read("t.npy"), plain, "guidance changes the teacher's samples");
+    fails_with(&teach(&["--class", "none", "--guidance", "3"]), &["guidance 3", "class"]);
+    fails_with(&teach(&["--guidance", "-2"]), &["guidance must be"]);
+    let args = ["sample", "--model", "run/model", "--class", "3", "--guidance", "2", "--out", "x.npy"];
+    fails_with(&cm_in(&d, &test_data(), &args), &["built in"]);
+    let cd = |guidance: &str, classes: usize| {
+        conditional(classes, "mnist")
+            .replace("method = \"ict\"", "method = \"cd\"")
+            .replace("label_dropout = 0.25\n", if classes > 0 { "label_dropout = 0.25\n" } else { "" })
+            + &format!("[teacher]\npath = \"teacher/model\"\nguidance = {guidance}\n")
+    };
+    std::fs::write(d.join("cd.toml"), cd("2.0", 10)).unwrap();
+    ok(&cm_in(&d, &test_data(), &["train", "--config", "cd.toml", "--out", "guided"]));
+    let card = std::fs::read_to_string(d.join("guided/model/config.json")).unwrap();
+    assert!(card.contains("\"guidance\": 2.0"), "the card's recipe records the guidance");
+    std::fs::write(d.join("cd0.toml"), cd("1.0", 0)).unwrap();
+    let out = cm_in(&d, &test_data(), &["train", "--config", "cd0.toml", "--out", "g0"]);
+    fails_with(&out, &["teacher.path", "10 classes", "network.classes"]);
+    std::fs::write(d.join("cd1.toml"), cd("2.0", 0)).unwrap();
+    let out = cm_in(&d, &test_data(), &["train", "--config", "cd1.toml", "--out", "g1"]);
+    fails_with(&out, &["teacher.guidance", "class-conditional"]);
 }
 
 /// The float data of a `.npy` file (after its header).

@@ -199,7 +199,8 @@ impl App {
         })
     }
 
-    /// Teacher (Heun) samples, a class-conditional model's of `classes` (omitted: no class): resolves to
+    /// Teacher (Heun) samples, a class-conditional model's of `classes` (omitted: no class) with
+    /// classifier-free guidance `guidance` (omitted: 1, none): resolves to
     /// `{points, ms, nfe, path?: Float32Array [(steps+1)*n*D]}`.
     pub fn teacher(
         &self,
@@ -209,13 +210,15 @@ impl App {
         seed: u64,
         trajectory: bool,
         classes: Option<Vec<u32>>,
+        guidance: Option<f64>,
     ) -> Promise {
         let found = self.loaded(&name);
         future_to_promise(async move {
             let (m, device) = found?;
             let t0 = now_ms();
             let classes = classes.map(|c| c.into_iter().map(|c| c as usize).collect::<Vec<_>>());
-            let (x, path, plan) = state::teacher(&m, nfe, n, seed, classes.as_deref(), &device, trajectory)
+            let conditioning = (classes.as_deref(), guidance.unwrap_or(1.0));
+            let (x, path, plan) = state::teacher(&m, nfe, n, seed, conditioning, &device, trajectory)
                 .map_err(|e| JsValue::from_str(&e))?;
             let pts = read(x).await?;
             let ms = now_ms() - t0;

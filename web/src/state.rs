@@ -187,19 +187,20 @@ fn rows<'a>(noise: &'a Noise, n: usize, classes: Option<&'a [usize]>) -> Rows<'a
 /// Heun PF-ODE samples at `nfe` evaluations (any model with a PF-ODE, `Model::has_ode`, as `cm sample
 /// --teacher-nfe`); with `trajectory`, every intermediate state too
 /// (`steps + 1` tensors `[n, D]`). Returns the plan too (its NFE).
+#[allow(clippy::too_many_arguments)]
 pub fn teacher(
     m: &Model,
     nfe: usize,
     n: usize,
     seed: u64,
-    classes: Option<&[usize]>,
+    (classes, guidance): (Option<&[usize]>, f64),
     device: &Device,
     trajectory: bool,
 ) -> Result<(Tensor<2>, Vec<Tensor<2>>, Plan), String> {
     let plan = m.ode_plan(OdeSolver::Heun, nfe)?;
     let mut path = Vec::new();
     let noise = Noise::new(seed);
-    let x = m.sample_path(&plan, rows(&noise, n, classes), device, |x| {
+    let x = m.sample_path(&plan, rows(&noise, n, classes).with_guidance(guidance), device, |x| {
         if trajectory {
             path.push(x.clone())
         }

@@ -36,7 +36,7 @@ fn every_bundled_model_loads_and_samples() {
         let x = if m.is_consistency() {
             state::sample(&m, 2, None, 64, 0, None, &device).unwrap().0
         } else {
-            state::teacher(&m, 9, 64, 0, None, &device, false).unwrap().0
+            state::teacher(&m, 9, 64, 0, (None, 1.0), &device, false).unwrap().0
         };
         let v = x.into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(v.len(), 64 * m.card.model.architecture.dim(), "{name}: 64 samples of the data dimension");
@@ -66,7 +66,7 @@ fn mismatched_weights_name_the_model_and_file() {
 fn trajectories_have_one_state_per_step() {
     let (p, device) = with_model("moons-edm");
     let (_, path, plan) =
-        state::teacher(&p.get("moons-edm").unwrap(), 35, 8, 1, None, &device, true).unwrap();
+        state::teacher(&p.get("moons-edm").unwrap(), 35, 8, 1, (None, 1.0), &device, true).unwrap();
     assert_eq!((path.len(), plan.nfe()), (18 + 1, 35));
 }
 
@@ -280,7 +280,7 @@ fn jumps_from_the_teachers_trajectories_land_near_its_origin() {
     let grid = state::teacher_sigmas(&teacher, 35);
     assert_eq!(*r.sigmas.last().unwrap(), grid[grid.len() - 2], "the last state above 0 is included");
     let origin = host(r.origin);
-    let ode = host(state::teacher(&teacher, 35, 8, 3, None, &device, false).unwrap().0);
+    let ode = host(state::teacher(&teacher, 35, 8, 3, (None, 1.0), &device, false).unwrap().0);
     assert!(origin.iter().zip(&ode).all(|(a, b)| (a - b).abs() < 1e-5), "origin = the teacher's ODE sample");
     let one_step = host(state::sample(&student, 1, None, 8, 3, None, &device).unwrap().0);
     let jumps: Vec<Vec<f32>> = r.jumps.into_iter().map(host).collect();
@@ -310,4 +310,61 @@ fn jumps_from_the_teachers_trajectories_land_near_its_origin() {
     p.load(&card, weights).unwrap();
     let moons = p.get("moons-edm").unwrap();
     assert!(state::ode_jumps(&moons, &student, 35, 8, 4, 3, &device).unwrap_err().contains("same data"));
+}
+
+/// Class-conditional models have a view of their own (`mnist-classes`), led by the conditional
+/// consistency model beside its conditional teacher; a class changes the sample from the same noise; no
+/// class is the label-dropout branch; a class for an unconditional model, one out of range, or a class
+/// list of the wrong length is refused with the reason.
+#[test]
+fn class_conditional_models_get_their_own_view_and_sample_by_class() {
+    let device = Device::flex();
+    let mut p = Playground::new(device.clone());
+    for name in ["mnist-sct-cond", "mnist-trigflow-cond", "mnist-sct", "mnist-trigflow"] {
+        let (card, weights) = bundled(name);
+        p.load(&card, weights).unwrap();
+    }
+    assert!(p.datasets().contains(&"mnist-classes".to_string()), "{:?}", p.datasets());
+    let lineup = p.lineup("mnist-classes");
+    assert_eq!(lineup.featured.as_deref(), Some("mnist-sct-cond"));
+    assert_eq!(lineup.teacher.as_deref(), Some("mnist-trigflow-cond"));
+    assert!(lineup.others.is_empty(), "{lineup:?}");
+    let plain = p.lineup("mnist");
+    assert_eq!(plain.featured.as_deref(), Some("mnist-sct"));
+    let facts = state::facts(p.card("mnist-sct-cond").unwrap());
+    assert_eq!(facts["classes"], serde_json::json!(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]));
+    assert_eq!(state::facts(p.card("mnist-sct").unwrap())["classes"], serde_json::json!([]));
+
+    let m = p.get("mnist-sct-cond").unwrap();
+    let draw = |classes: Option<&[usize]>| {
+        let x = state::sample(&m, 1, None, 4, 5, classes, &device).unwrap().0;
+        x.into_data().try_to_vec::<f32>().unwrap()
+    };
+    let (three, seven, none) = (draw(Some(&[3; 4])), draw(Some(&[7; 4])), draw(None));
+    let rms = |a: &[f32], b: &[f32]| {
+        (a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f32>() / a.len() as f32).sqrt()
+    };
+    assert!(
+        rms(&three, &seven) > 0.1 && rms(&three, &none) > 0.05,
+        "{} {}",
+        rms(&three, &seven),
+        rms(&three, &none)
+    );
+    // Rows keep their class whatever the batch: row 1 of [3, 7, 3, 3] is row 1 of all sevens.
+    let mixed = draw(Some(&[3, 7, 3, 3]));
+    let d = m.dim();
+    assert_eq!(mixed[d..2 * d], seven[d..2 * d]);
+    assert_eq!(mixed[..d], three[..d]);
+    let t = p.get("mnist-trigflow-cond").unwrap();
+    let teacher = state::teacher(&t, 9, 2, 5, (Some(&[3, 7]), 1.0), &device, false).unwrap().0;
+    assert_eq!(teacher.dims(), [2, d]);
+
+    let err = |r: Result<_, String>| r.map(|_| ()).unwrap_err();
+    let unconditional = p.get("mnist-sct").unwrap();
+    let e = err(state::sample(&unconditional, 1, None, 2, 0, Some(&[3, 3]), &device));
+    assert!(e.contains("not class-conditional"), "{e}");
+    let e = err(state::sample(&m, 1, None, 2, 0, Some(&[3, 10]), &device));
+    assert!(e.contains("class 10") && e.contains("10 classes"), "{e}");
+    let e = err(state::sample(&m, 1, None, 3, 0, Some(&[3, 3]), &device));
+    assert!(e.contains("2 classes given for 3 samples"), "{e}");
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::Progress;
 use crate::distance::Distance;
 use crate::host::{column, vector};
-use crate::model::Denoiser;
+use crate::model::{Denoiser, Guided};
 use crate::net::DropoutMasks;
 use crate::rng::Noise;
 use crate::sample::{OdeSolver, normals, ode_step};
@@ -197,12 +197,14 @@ pub struct CtStep {
     pub mu: f64,
 }
 
-/// A diffusion teacher for consistency distillation: its denoiser (any device without autodiff) and
-/// the ODE solver of one step.
+/// A diffusion teacher for consistency distillation: its denoiser (any device without autodiff), the
+/// ODE solver of one step, and for a class-conditional teacher the classifier-free guidance weight of
+/// its steps (`model::Guided`; 1: none), which the student learns to reproduce in one jump.
 #[derive(Clone, Copy)]
 pub struct Teacher<'a> {
     pub model: &'a Denoiser,
     pub solver: OdeSolver,
+    pub guidance: f64,
 }
 
 /// The consistency-training loss at step `k` of `total` (`progress`). `target` is the EMA network `theta-`
@@ -237,7 +239,8 @@ pub fn ct_loss(
         // The teacher runs without autodiff; its output is a constant for the student.
         Some(t) => {
             let labels = labels.map(|l| l.clone().inner());
-            ode_step(t.model, labels.as_ref(), x_hi.clone().inner(), &sigma_hi, &sigma_lo_net, t.solver)
+            let cond = Guided { labels: labels.as_ref(), guidance: t.guidance };
+            ode_step(t.model, cond, x_hi.clone().inner(), &sigma_hi, &sigma_lo_net, t.solver)
         }
     };
     let masks = student.dropout_masks(b, noise, streams, &device);

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::Progress;
 use crate::host::{column, vector};
 use crate::jvp::Dual;
-use crate::model::Denoiser;
+use crate::model::{Denoiser, Guided};
 use crate::net::DropoutMasks;
 use crate::net::embedding::embed;
 use crate::param::{Parameterisation, trigflow_sigma, trigflow_t};
@@ -116,12 +116,7 @@ pub fn proposal_t(tau: f64, sigma_data: f64) -> f64 {
 /// `dx_t/dt = (cos t x_t - D) / sin t`. For an EDM teacher this is exactly `-sigma_data F_edm(x_t / sigma_data,
 /// c_noise(sigma))` (EDM's `c_in x_sigma = x_t / sigma_data`), the exact EDM -> TrigFlow conversion; for a
 /// TrigFlow model it is `sigma_data F`. `x_t: [B, D]`, `t` per row, all in `(0, pi/2)`.
-pub fn trigflow_velocity(
-    teacher: &Denoiser,
-    labels: Option<&Tensor<2>>,
-    x_t: Tensor<2>,
-    t: &[f64],
-) -> Tensor<2> {
+pub fn trigflow_velocity(teacher: &Denoiser, cond: Guided, x_t: Tensor<2>, t: &[f64]) -> Tensor<2> {
     let device = x_t.device();
     let sd = teacher.range.sigma_data;
     let cos: Vec<f64> = t.iter().map(|&t| libm::cos(t)).collect();
@@ -129,7 +124,7 @@ pub fn trigflow_velocity(
     let sigma: Vec<f64> = t.iter().map(|&t| trigflow_sigma(t, sd)).collect();
     let cos = column(&cos, &device);
     let x_sigma = x_t.clone() / cos.clone();
-    let d = teacher.forward_labelled(x_sigma, &sigma, labels);
+    let d = cond.denoise(teacher, x_sigma, &sigma);
     (x_t * cos - d) / column(&sin, &device)
 }
 
@@ -210,7 +205,8 @@ fn trigflow_point(
 /// `e^{w(t)} / D ||F_theta(x_t / sd, t) - F^- - g||^2 - w(t)`, with
 /// `g = -cos^2 t (sd F^- - dx_t/dt) - r cos t sin t (x_t + sd dF^-/dt)` normalised by `||g|| + c`.
 /// `student` (TrigFlow parameterisation) carries gradients; `target` is the same weights without
-/// autodiff (`student.valid()`), through which the JVP runs; `teacher` runs without autodiff.
+/// autodiff (`student.valid()`), through which the JVP runs; `teacher` (with its guidance weight, see
+/// `model::Guided`) runs without autodiff and sees the rows' `labels`.
 #[allow(clippy::too_many_arguments)]
 pub fn scm_loss(
     student: &Denoiser,
@@ -221,7 +217,7 @@ pub fn scm_loss(
     cfg: &ScmConfig,
     progress: Progress,
     noise: &Noise,
-    teacher: Option<&Denoiser>,
+    teacher: Option<(&Denoiser, f64)>,
 ) -> ScmStep {
     assert_eq!(student.parameterisation, Parameterisation::TrigFlow, "sCM trains TrigFlow models");
     let device = x0.device();
@@ -235,7 +231,10 @@ pub fn scm_loss(
     let inner_labels = labels.map(|l| l.clone().inner());
     let dxdt = match teacher {
         None => (z * cos.clone() - x0 * sin).inner(),
-        Some(teacher) => trigflow_velocity(teacher, inner_labels.as_ref(), x_t_const.clone(), &t),
+        Some((teacher, guidance)) => {
+            let cond = Guided { labels: inner_labels.as_ref(), guidance };
+            trigflow_velocity(teacher, cond, x_t_const.clone(), &t)
+        }
     };
     let masks = student.dropout_masks(b, noise, progress.streams(), &device);
     let inner_masks = masks.as_ref().map(DropoutMasks::inner);

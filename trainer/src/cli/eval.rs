@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use cm_core::Model;
 use cm_core::data2d::Dataset2d;
 
@@ -33,13 +33,26 @@ pub struct Args {
     /// Store the 1/2/4-step (or teacher) metrics in the model's card.
     #[arg(long)]
     write_card: bool,
+    /// Class-conditional diffusion models: classifier-free guidance weight of the teacher row's ODE
+    /// (1: none; not written to the card, which records the model unguided).
+    #[arg(long, allow_negative_numbers = true, default_value = "1")]
+    guidance: f64,
     #[command(flatten)]
     images: ImageSource,
 }
 
 /// Evaluates the model, prints the report, and stores its flat metrics in the card when asked.
 pub fn run(a: Args) -> Result<()> {
+    if a.guidance != 1.0 && a.write_card {
+        bail!("--guidance {} with --write-card: the card records the model unguided; drop one", a.guidance);
+    }
     let mut model = load_model_dir(&a.model, &Backend::Cpu.device()?)?;
+    if a.guidance != 1.0 && ImageDataset::from_name(&model.card.dataset).is_none() {
+        bail!(
+            "--guidance: {} is not an image model; guidance needs a class-conditional image model",
+            a.model.display()
+        );
+    }
     let extra = a.taus.as_ref().map(|t| t.0.clone());
     let (metrics, json) = if let Some(set) = ImageDataset::from_name(&model.card.dataset) {
         image_report(&model, set, &a, extra).with_context(|| a.model.display().to_string())?
@@ -69,7 +82,15 @@ fn image_report(
     let test = a.images.images(model, set, Split::Test)?.take(a.n as usize);
     let train = a.images.images(model, set, Split::Train)?;
     let lenet = a.images.classifier(model, set)?;
-    let report =
-        evaluate_images(model, &lenet, &test, &train, set.name(), a.seed, a.teacher_nfe as usize, extra)?;
+    let report = evaluate_images(
+        model,
+        &lenet,
+        &test,
+        &train,
+        set.name(),
+        a.seed,
+        (a.teacher_nfe as usize, a.guidance),
+        extra,
+    )?;
     Ok((report.flat_metrics(), serde_json::to_value(&report)?))
 }

@@ -31,6 +31,10 @@ pub struct Args {
     /// or `none` for no class. Default: sample `i` from class `i mod classes`.
     #[arg(long)]
     class: Option<String>,
+    /// Class-conditional diffusion models (--teacher-nfe): classifier-free guidance weight w of the ODE,
+    /// `D + w (D_c - D)` (1: none, 0: no class).
+    #[arg(long, allow_negative_numbers = true, default_value = "1")]
+    guidance: f64,
     #[command(flatten)]
     output: Output,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -67,7 +71,8 @@ pub fn run(a: Args) -> Result<()> {
             class_pick(&model.card, name).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?
         }
     };
-    let pts = model_points_of(&model, &plan, a.output.n as usize, a.output.seed, pick)?;
+    let pts = model_points_of(&model, &plan, a.output.n as usize, a.output.seed, pick, a.guidance)
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", a.model.display()))?;
     write_samples(&a.output.out, &pts, model.dim(), model.image_shape())
 }
 

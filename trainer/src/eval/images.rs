@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::features::{Gaussian, class_stats, frechet_distance, kid, nearest_distances, precision_recall};
 use super::lenet::LeNet;
-use super::model_points;
+use super::{ClassPick, model_points_of};
 use crate::classifier::embed_rows;
 use crate::data::ImageSet;
 
@@ -23,6 +23,9 @@ pub struct ImageEntry {
     pub nfe: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub taus: Option<Vec<f64>>,
+    /// Classifier-free guidance of a diffusion model's ODE, where not 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<f64>,
     /// Fréchet distance between LeNet-feature Gaussians (the FID formula on our classifier).
     pub fid: f64,
     /// Kernel distance (cubic polynomial kernel, unbiased MMD^2), mean over subsets.
@@ -138,6 +141,7 @@ impl Reference {
         Ok(ImageEntry {
             nfe: None,
             taus: None,
+            guidance: None,
             fid: frechet_distance(&self.gaussian, &Gaussian::fit(&f, d)),
             kid: kid(&self.features, &f, d, 10, 1000, seed).0,
             precision,
@@ -170,7 +174,7 @@ pub fn evaluate_images(
     train: &ImageSet,
     dataset: &str,
     seed: u64,
-    teacher_nfe: usize,
+    (teacher_nfe, guidance): (usize, f64),
     extra_taus: Option<Vec<f64>>,
 ) -> Result<ImageReport> {
     let n = test.len();
@@ -182,9 +186,11 @@ pub fn evaluate_images(
     let mut consistency = BTreeMap::new();
     let mut teacher = None;
     for (name, plan) in super::plans(model, teacher_nfe, extra_taus)? {
-        let pts = model_points(model, &plan, n, seed)?;
+        let w = if matches!(plan, Plan::Ode { .. }) { guidance } else { 1.0 };
+        let pts = model_points_of(model, &plan, n, seed, ClassPick::Balanced, w)?;
         let mut e = reference.score(classifier, &pts, seed, Some(model.denoiser.classes()))?;
         e.nfe = Some(plan.nfe());
+        e.guidance = (w != 1.0).then_some(w);
         match plan {
             Plan::Consistency(taus) => {
                 e.taus = Some(taus.as_slice().to_vec());

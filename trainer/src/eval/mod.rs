@@ -61,17 +61,25 @@ impl ClassPick {
 /// `seed`, `[n, D]` flattened, in chunks so memory stays bounded; a class-conditional model's balanced
 /// over its classes ([`ClassPick::Balanced`]).
 pub fn model_points(model: &Model, plan: &Plan, n: usize, seed: u64) -> Result<Vec<f32>> {
-    model_points_of(model, plan, n, seed, ClassPick::Balanced)
+    model_points_of(model, plan, n, seed, ClassPick::Balanced, 1.0)
 }
 
-/// [`model_points`] of the classes `pick` asks for.
-pub fn model_points_of(model: &Model, plan: &Plan, n: usize, seed: u64, pick: ClassPick) -> Result<Vec<f32>> {
+/// [`model_points`] of the classes `pick` asks for, with classifier-free guidance `guidance` along a
+/// diffusion model's ODE (1: none; checked by core).
+pub fn model_points_of(
+    model: &Model,
+    plan: &Plan,
+    n: usize,
+    seed: u64,
+    pick: ClassPick,
+    guidance: f64,
+) -> Result<Vec<f32>> {
     let device = device_of(&model.denoiser);
     let noise = Noise::new(seed);
     let k = model.denoiser.classes();
     chunked(&model.denoiser, n, |first, rows| {
         let classes = pick.rows(k, first, rows);
-        let r = Rows::new(&noise, first, rows);
+        let r = Rows::new(&noise, first, rows).with_guidance(guidance);
         model.sample(plan, classes.as_deref().map_or(r, |c| r.with_classes(c)), &device)
     })
 }

@@ -195,6 +195,14 @@ fn load_fitting(
     if card.model.range != cfg.noise {
         bail!("field `{field}`: {shown} has noise range {:?}, this recipe {:?}", card.model.range, cfg.noise);
     }
+    // A class-conditional student learns each class from a teacher that sees the same class.
+    let (theirs, ours) = (card.model.architecture.classes(), cfg.network.classes());
+    if teacher && theirs != ours {
+        bail!(
+            "field `{field}`: {shown} is conditioned on {theirs} classes, this recipe's network on {ours} \
+             (`network.classes`): a teacher and its student take the same classes"
+        );
+    }
     // Starting weights must be the recipe's network: same sizes and the same time-embedding
     // frequencies (those are computed from the config, not stored, so a mismatch would load silently).
     if starts && card.model.architecture.without_dropout() != cfg.network.without_dropout() {

@@ -107,7 +107,9 @@ impl StepContext<'_> {
                     }
                 };
                 let solver = cfg.teacher.as_ref().map(|t| t.solver);
-                let teach = nets.teacher.zip(solver).map(|(model, solver)| Teacher { model, solver });
+                let guidance = cfg.teacher.as_ref().map_or(1.0, |t| t.guidance);
+                let teach =
+                    nets.teacher.zip(solver).map(|(model, solver)| Teacher { model, solver, guidance });
                 let step = ct_loss(model, t, x0, labels, &self.ct, progress, noise, teach);
                 (step.loss, Schedule::Discrete { levels: step.levels, mu: step.mu })
             }
@@ -124,7 +126,7 @@ impl StepContext<'_> {
                     &self.scm,
                     progress,
                     noise,
-                    nets.teacher,
+                    nets.teacher.map(|t| (t, cfg.teacher.as_ref().map_or(1.0, |c| c.guidance))),
                 );
                 (step.loss, Schedule::Tangent { r: step.r })
             }
