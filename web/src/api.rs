@@ -202,6 +202,7 @@ impl App {
     /// Teacher (Heun) samples, a class-conditional model's of `classes` (omitted: no class) with
     /// classifier-free guidance `guidance` (omitted: 1, none): resolves to
     /// `{points, ms, nfe, path?: Float32Array [(steps+1)*n*D]}`.
+    #[allow(clippy::too_many_arguments)]
     pub fn teacher(
         &self,
         name: String,
