@@ -234,12 +234,13 @@ pub fn ct_loss(
     let col = |v: &[f64]| column(v, &device);
     let z = normals(noise, streams.z(), streams.first_row, b, d, &device);
     let x_hi = x0.clone() + z.clone() * col(&sigma_hi);
+    // The teacher and the target run without autodiff, so they see the labels on the inner backend.
+    let inner_labels = labels.map(|l| l.clone().inner());
     let x_lo = match teacher {
         None => x0 + z * col(&sigma_lo),
         // The teacher runs without autodiff; its output is a constant for the student.
         Some(t) => {
-            let labels = labels.map(|l| l.clone().inner());
-            let cond = Guided { labels: labels.as_ref(), guidance: t.guidance };
+            let cond = Guided { labels: inner_labels.as_ref(), guidance: t.guidance };
             ode_step(t.model, cond, x_hi.clone().inner(), &sigma_hi, &sigma_lo_net, t.solver)
         }
     };
@@ -247,7 +248,6 @@ pub fn ct_loss(
     let f_student = student.forward_masked(x_hi, &sigma_hi, labels, masks.as_ref());
     // The target runs without autodiff (no graph recorded only to be cut off); its output is a constant.
     let inner_masks = masks.as_ref().map(DropoutMasks::inner);
-    let inner_labels = labels.map(|l| l.clone().inner());
     let f_target = Tensor::from_inner(target.forward_masked(
         x_lo.inner(),
         &sigma_lo_net,

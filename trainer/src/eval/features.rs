@@ -352,6 +352,8 @@ pub struct ClassStats {
     pub mean_max_prob: f64,
     /// `h_c`: fraction of rows whose argmax is class `c`, length `C`.
     pub histogram: Vec<f64>,
+    /// Each row's argmax class.
+    pub predicted: Vec<usize>,
 }
 
 /// Argmax histogram, its KL divergence to the uniform distribution and the mean top probability of
@@ -365,21 +367,24 @@ pub fn class_stats(probs: &[f32], classes: usize) -> ClassStats {
                 kl_to_uniform: f64::NAN,
                 mean_max_prob: f64::NAN,
                 histogram: vec![f64::NAN; classes],
+                predicted: Vec::new(),
             };
         }
     };
     let mut counts = vec![0usize; classes];
     let mut max_sum = 0.0;
+    let mut predicted = Vec::with_capacity(n);
     for row in probs.chunks_exact(classes) {
         let (c, &p) =
             row.iter().enumerate().fold((0, &row[0]), |best, cur| if cur.1 > best.1 { cur } else { best });
         counts[c] += 1;
         max_sum += p as f64;
+        predicted.push(c);
     }
     let histogram: Vec<f64> = counts.iter().map(|&c| c as f64 / n as f64).collect();
     let kl_to_uniform =
         histogram.iter().filter(|&&h| h > 0.0).map(|h| h * (h * classes as f64).ln()).sum::<f64>();
-    ClassStats { kl_to_uniform, mean_max_prob: max_sum / n as f64, histogram }
+    ClassStats { kl_to_uniform, mean_max_prob: max_sum / n as f64, histogram, predicted }
 }
 
 /// For each query row, `min_r |q - r| / sqrt(d)` over the `reference` rows: the RMS per-dimension

@@ -125,19 +125,13 @@ impl Reference {
         drawn_from: Option<usize>,
     ) -> Result<ImageEntry> {
         let (f, probs) = embed_rows(classifier, pixels, self.dim)?;
-        let class_accuracy = drawn_from.filter(|&k| k > 0).map(|k| {
-            let rows: Vec<&[f32]> = probs.chunks_exact(self.classes.max(1)).collect();
-            let hits = (rows.iter().enumerate())
-                .filter(|(i, p)| {
-                    let best = (p.iter().enumerate()).max_by(|a, b| a.1.total_cmp(b.1)).map(|(c, _)| c);
-                    best == Some(i % k)
-                })
-                .count();
-            hits as f64 / rows.len().max(1) as f64
-        });
         let d = self.feature_dim;
         let (precision, recall) = precision_recall(&self.features, &f, d, 3);
         let stats = class_stats(&probs, self.classes);
+        let class_accuracy = drawn_from.filter(|&k| k > 0).map(|k| {
+            let hits = (stats.predicted.iter().enumerate()).filter(|&(i, &c)| c == i % k).count();
+            hits as f64 / stats.predicted.len().max(1) as f64
+        });
         Ok(ImageEntry {
             nfe: None,
             taus: None,
