@@ -643,7 +643,8 @@ async function modelPanels(m, parent, settings, id) {
   if (isDiffusion(m)) {
     const plan = classPlan(m, m.shape ? TEACHER_IMAGES : n);
     // Classifier-free guidance of the teacher's ODE, where samples have a class (wasm checks the range).
-    const w = plan.classes ? Number($('guidance').value) : 1;
+    const typed = $('guidance').valueAsNumber;
+    const w = plan.classes && Number.isFinite(typed) ? typed : 1;
     const p = panel(`${m.name} teacher · Heun${w !== 1 ? ` · guidance ${w}` : ''}`, parent);
     const r = await app.teacher(m.name, nfe, plan.n, BigInt(seed), false, plan.classes, w);
     if (id !== runId) return false;

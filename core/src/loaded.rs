@@ -149,6 +149,11 @@ impl Plan {
         let labels = rows.labels(denoiser, device)?;
         let Rows { noise, first, n, guidance, .. } = rows;
         check_guidance(guidance)?;
+        if guidance != 1.0 && denoiser.classes() == 0 {
+            return Err(format!(
+                "guidance {guidance}: this model is not class-conditional, so it has nothing to guide"
+            ));
+        }
         if guidance != 1.0 && labels.is_none() {
             return Err(format!(
                 "guidance {guidance} needs a class for every sample: it pushes each toward its class"
@@ -397,6 +402,11 @@ impl Model {
         device: &Device,
     ) -> Result<OdeJumps, String> {
         let plan = self.ode_plan(OdeSolver::Heun, nfe)?;
+        if rows.classes.is_some() || rows.guidance != 1.0 {
+            return Err("the jumps are measured with no class (a conditional model's no-class branch): \
+                        rows for ode_jumps take no classes or guidance"
+                .into());
+        }
         if !student.is_consistency() {
             return Err(format!(
                 "{} is a diffusion model ({}): the jumps are a consistency model's; a diffusion model gives the trajectories",

@@ -162,8 +162,6 @@ fn denoiser(p: Parameterisation, seed: u64, device: &Device) -> cm_core::Denoise
     m
 }
 
-/// The exact EDM -> TrigFlow conversion: an EDM teacher's velocity is `-sigma_data F_edm(x_t / sigma_data,
-/// ln(sigma) / 4)` at `sigma = sigma_data tan t`, computed here straight from the raw network.
 /// A class-conditional U-Net: the label embedding is a constant of the JVP (mixed classes and a no-class
 /// row), and the tangent still matches finite differences.
 #[test]
@@ -177,6 +175,8 @@ fn conditional_unet_jvp_matches_finite_differences() {
     assert!(err < 2e-8, "relative JVP error {err}");
 }
 
+/// The exact EDM -> TrigFlow conversion: an EDM teacher's velocity is `-sigma_data F_edm(x_t / sigma_data,
+/// ln(sigma) / 4)` at `sigma = sigma_data tan t`, computed here straight from the raw network.
 #[test]
 fn edm_teacher_velocity_is_its_negated_network_in_trigflow_time() {
     let device = f64_device();

@@ -310,6 +310,10 @@ fn classifier_free_guidance_is_the_papers_extrapolation_and_is_checked() {
     let jumps = Plan::Consistency(Taus::new(vec![], &m.range, m.range.sigma_max).unwrap());
     let e = err(&jumps, rows.with_guidance(2.0));
     assert!(e.contains("built in"), "{e}");
+    let (plain, _) = unet(Parameterisation::Edm, 3, 0.0);
+    let e =
+        ode.run(&plain, Rows::new(&noise, 0, 2).with_guidance(2.0), &device, |_| {}).map(|_| ()).unwrap_err();
+    assert!(e.contains("not class-conditional"), "{e}");
     for w in [-1.0, f64::NAN, 1000.0] {
         let e = err(&ode, rows.with_guidance(w));
         assert!(e.contains("guidance must be"), "{w}: {e}");

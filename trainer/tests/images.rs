@@ -407,6 +407,8 @@ fn class_conditional_runs_sample_and_score_by_class() {
     fails_with(&teach(&["--guidance", "-2"]), &["guidance must be"]);
     let args = ["sample", "--model", "run/model", "--class", "3", "--guidance", "2", "--out", "x.npy"];
     fails_with(&cm_in(&d, &test_data(), &args), &["built in"]);
+    let args = ["eval", "--model", "run/model", "--n", "8", "--guidance", "2"];
+    fails_with(&cm_in(&d, &test_data(), &args), &["--guidance 2", "consistency model"]);
     let cd = |guidance: &str, classes: usize| {
         conditional(classes, "mnist")
             .replace("method = \"ict\"", "method = \"cd\"")

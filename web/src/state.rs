@@ -81,8 +81,9 @@ impl Playground {
         self.models.get(name).cloned().ok_or_else(|| format!("no model named {name:?} is loaded"))
     }
 
-    /// The page's views of the known cards, in name order: one per dataset, and one more per further
-    /// image resolution of a dataset (see [`view`](Self::view)).
+    /// The page's views of the known cards, in name order: one per dataset, one more per further image
+    /// resolution of a dataset, and one per such view for its class-conditional models (see
+    /// [`view`](Self::view)).
     pub fn datasets(&self) -> Vec<String> {
         let set: std::collections::BTreeSet<_> = self.cards.values().map(|c| self.view(c)).collect();
         set.into_iter().collect()

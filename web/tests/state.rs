@@ -360,6 +360,12 @@ fn class_conditional_models_get_their_own_view_and_sample_by_class() {
     assert_eq!(teacher.dims(), [2, d]);
 
     let err = |r: Result<_, String>| r.map(|_| ()).unwrap_err();
+    // The strip's jumps are measured with no class; rows that carry classes are refused, not ignored.
+    let noise = cm_core::rng::Noise::new(0);
+    let classes = [3, 3];
+    let rows = cm_core::Rows::new(&noise, 0, 2).with_classes(&classes);
+    let e = t.ode_jumps(&m, 9, 4, rows, &device).map(|_| ()).unwrap_err();
+    assert!(e.contains("no classes"), "{e}");
     let unconditional = p.get("mnist-sct").unwrap();
     let e = err(state::sample(&unconditional, 1, None, 2, 0, Some(&[3, 3]), &device));
     assert!(e.contains("not class-conditional"), "{e}");

@@ -49,7 +49,7 @@ pub struct UNetConfig {
     #[serde(default)]
     pub ada_norm: AdaNorm,
     /// Class labels the network is conditioned on (0: unconditional). A label enters as a one-hot row
-    /// scaled by `sqrt(classes)` through a linear map added to the noise embedding (EDM's `map_label`);
+    /// scaled by `sqrt(classes)` through a linear map added to the noise embedding (`map_label` of EDM's ADM network, bias-free);
     /// an all-zero row asks for no class.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub classes: usize,
@@ -383,7 +383,7 @@ pub enum Stage {
     Up(Conv2d),
 }
 
-/// `F(x, c_noise)` on images.
+/// `F(x, c_noise)` on images (`F(x, c_noise, label)` for a class-conditional network).
 #[derive(Module, Debug)]
 pub struct UNet {
     /// `map_label`: one-hot class rows to the noise embedding's width (conditional networks only).

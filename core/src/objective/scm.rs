@@ -115,7 +115,8 @@ pub fn proposal_t(tau: f64, sigma_data: f64) -> f64 {
 /// `D(x_sigma, sigma)` at `sigma = sigma_data tan t`, `x_sigma = x_t / cos t`,
 /// `dx_t/dt = (cos t x_t - D) / sin t`. For an EDM teacher this is exactly `-sigma_data F_edm(x_t / sigma_data,
 /// c_noise(sigma))` (EDM's `c_in x_sigma = x_t / sigma_data`), the exact EDM -> TrigFlow conversion; for a
-/// TrigFlow model it is `sigma_data F`. `x_t: [B, D]`, `t` per row, all in `(0, pi/2)`.
+/// TrigFlow model it is `sigma_data F`. `x_t: [B, D]`, `t` per row, all in `(0, pi/2)`. `D` is `cond`'s:
+/// the rows' classes, with classifier-free guidance where `cond` asks (`model::Guided`).
 pub fn trigflow_velocity(teacher: &Denoiser, cond: Guided, x_t: Tensor<2>, t: &[f64]) -> Tensor<2> {
     let device = x_t.device();
     let sd = teacher.range.sigma_data;

@@ -47,6 +47,14 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--guidance {} with --write-card: the card records the model unguided; drop one", a.guidance);
     }
     let mut model = load_model_dir(&a.model, &Backend::Cpu.device()?)?;
+    if a.guidance != 1.0 && model.is_consistency() {
+        bail!(
+            "--guidance {}: {} is a consistency model, sampled by jumps; guidance applies to a diffusion \
+             model's ODE (a student distilled from a guided teacher has it built in)",
+            a.guidance,
+            a.model.display()
+        );
+    }
     if a.guidance != 1.0 && ImageDataset::from_name(&model.card.dataset).is_none() {
         bail!(
             "--guidance: {} is not an image model; guidance needs a class-conditional image model",

@@ -354,7 +354,7 @@ fn metrics_up_to(path: &Path, step: u64) -> String {
         .collect()
 }
 
-/// An 8×8 grid of one-step samples (diffusion models: Heun at 35 NFE), seed fixed across the run so
+/// An 8×8 grid (a class-conditional model's: a column per class, 8 rows) of one-step samples (diffusion models: Heun at 35 NFE), seed fixed across the run so
 /// successive grids show the same noise.
 fn sample_grid(model: &Denoiser, cfg: &TrainConfig, shape: [usize; 3]) -> Result<Vec<u8>> {
     // A class-conditional model's samples cycle through its classes: one column per class.

@@ -205,6 +205,12 @@ fn load_fitting(
     }
     // Starting weights must be the recipe's network: same sizes and the same time-embedding
     // frequencies (those are computed from the config, not stored, so a mismatch would load silently).
+    if starts && theirs != ours {
+        bail!(
+            "field `{field}`: {shown} is conditioned on {theirs} classes, this recipe's network on {ours} \
+             (`network.classes`): starting weights must be the recipe's network"
+        );
+    }
     if starts && card.model.architecture.without_dropout() != cfg.network.without_dropout() {
         let why = if teacher { " (init_from_teacher)" } else { "" };
         bail!(

@@ -297,14 +297,14 @@ impl TrainState {
     }
 }
 
-/// On the CPU, each of `shards` > 1 batch shards runs its operations in a rayon pool of its own (the
-/// machine's threads shared out, at least one each), so the shards train side by side without waiting
 /// A class-conditional model's one-hot labels of a batch's rows on `device` (none for other models). The
 /// labels come from the training data, whose classes the recipe was checked against.
 fn labels_on(labels: &[Option<usize>], classes: usize, device: &Device) -> Option<Tensor<2>> {
     (classes > 0).then(|| one_hot(labels, classes, device).expect("labels checked against the data"))
 }
 
+/// On the CPU, each of `shards` > 1 batch shards runs its operations in a rayon pool of its own (the
+/// machine's threads shared out, at least one each), so the shards train side by side without waiting
 /// on one shared pool. Empty for one shard and for GPUs.
 fn cpu_shard_pools(backend: Backend, shards: usize) -> Result<Vec<rayon::ThreadPool>> {
     if backend != Backend::Cpu || shards < 2 {
