@@ -303,13 +303,32 @@ const TEACHER_IMAGES = 16;
 // label-dropout branch). `classes` is what wasm takes (undefined: no class); `cols` lays out the grid.
 function classPlan(m, n) {
   const k = m.classes?.length ?? 0;
+  const total = $('class').value === 'each' && k ? Math.ceil(n / k) * k : n;
+  const classes = rowClasses(m, total);
+  return { n: total, classes, cols: classes && $('class').value === 'each' ? k : undefined };
+}
+
+// The class of each of `n` rows by the class menu (row `i` of class `i mod k` for "each class"), or
+// undefined for no class (an unconditional model, or "no class").
+function rowClasses(m, n) {
+  const k = m.classes?.length ?? 0;
   const choice = $('class').value;
-  if (!k || choice === 'none' || choice === '') return { n, classes: undefined, cols: undefined };
-  if (choice === 'each') {
-    const total = Math.ceil(n / k) * k;
-    return { n: total, classes: Uint32Array.from({ length: total }, (_, i) => i % k), cols: k };
-  }
-  return { n, classes: new Uint32Array(n).fill(Number(choice)), cols: undefined };
+  if (!k || choice === 'none' || choice === '') return undefined;
+  if (choice === 'each') return Uint32Array.from({ length: n }, (_, i) => i % k);
+  return new Uint32Array(n).fill(Number(choice));
+}
+
+// The teacher guidance the input asks for, where rows have classes (1: none; wasm checks the range).
+function guidanceFor(classes) {
+  const typed = $('guidance').valueAsNumber;
+  return classes && Number.isFinite(typed) ? typed : 1;
+}
+
+// The classes of rows in words, for a caption: "class 7", "classes 0, 1, 2, 3", or nothing.
+function classWords(m, classes) {
+  if (!classes) return '';
+  const names = [...new Set(Array.from(classes))].map((c) => m.classes[c]);
+  return names.length === 1 ? ` · class ${names[0]}` : ` · classes ${names.join(', ')}`;
 }
 
 // The class menu, for a view whose lead model is class-conditional: kept where the classes are the same.
@@ -322,7 +341,9 @@ function fillClasses(m) {
   const options = [['each', 'each class'], ...names.map((c, i) => [String(i), c]), ['none', 'no class']];
   const html = options.map(([v, t]) => `<option value="${v}">${t.replace(/[<&"]/g, '')}</option>`).join('');
   if (select.innerHTML !== html) select.innerHTML = html;
-  select.value = options.some(([v]) => v === previous) ? previous : 'each';
+  // `?class=` may name the class (`Sneaker`) as well as number it.
+  const named = names.findIndex((c) => c.toLowerCase() === previous.toLowerCase());
+  select.value = options.some(([v]) => v === previous) ? previous : named >= 0 ? String(named) : 'each';
 }
 
 // For educators: from the same points on the teacher's PF-ODE trajectories (at the first grid level
@@ -399,7 +420,11 @@ async function showStrip(teacher, students, nfe, seed, id) {
 
 // `current()`: whether this draw is still the one asked for (a later menu choice supersedes it).
 async function drawStrip(p, teacher, student, nfe, seed, id, current = () => true) {
-  const r = await app.ode_jumps(teacher.name, student.name, nfe, STRIP_LEVELS, STRIP_ROWS, BigInt(seed));
+  // A class-conditional pair: each trajectory of its class by the menu (the teacher's ODE guided as its
+  // panel is), and the student jumps with that class.
+  const classes = student.classes?.length ? rowClasses(teacher, STRIP_ROWS) : undefined;
+  const guidance = guidanceFor(classes);
+  const r = await app.ode_jumps(teacher.name, student.name, nfe, STRIP_LEVELS, STRIP_ROWS, BigInt(seed), classes, guidance);
   if (id !== runId || !current()) return;
   const shape = student.shape;
   const [c, h, w] = shape;
@@ -459,7 +484,7 @@ async function drawStrip(p, teacher, student, nfe, seed, id, current = () => tru
   p.canvas.dataset.jumpRms = Array.from(r.jump_rms).join(',');
   p.canvas.dataset.denoisedRms = Array.from(r.denoised_rms).join(',');
   const mean = (a) => Array.from(a).reduce((s, v) => s + v, 0) / a.length;
-  p.stat.textContent = `${STRIP_ROWS} trajectories, ${levels} levels · mean RMS to the origin: jump ${mean(r.jump_rms).toFixed(3)}, teacher ${mean(r.denoised_rms).toFixed(3)} · ${r.ms.toFixed(0)} ms`;
+  p.stat.textContent = `${STRIP_ROWS} trajectories${classWords(teacher, classes)}${guidance !== 1 ? ` · guidance ${guidance}` : ''} · ${levels} levels · mean RMS to the origin: jump ${mean(r.jump_rms).toFixed(3)}, teacher ${mean(r.denoised_rms).toFixed(3)} · ${r.ms.toFixed(0)} ms`;
   p.canvas.title = 'rows per trajectory: the ODE state (scaled to the data\'s spread), the teacher\'s denoised estimate (the mean: blurred at large σ), the consistency model\'s one-step jump (ideally the origin, at every level)';
 }
 
@@ -590,22 +615,29 @@ async function runEdit() {
   const sigma = Number($('sigma').value);
   const seed = intInput('seed', 0, 2 ** 31);
   const stat = $('edit-stat');
+  // A class-conditional model fills in what the class menu asks: one class, or with "each class" one
+  // result per class (interpolation: a path within one class; none with "each class").
+  const each = $('class').value === 'each' && m.classes?.length;
+  let classes;
   try {
     let r;
     if (task === 'interpolate') {
-      r = await app.interpolate(m.name, BigInt(seed), BigInt(seed + 1), INTERP_FRAMES, null);
+      classes = each ? undefined : rowClasses(m, INTERP_FRAMES);
+      r = await app.interpolate(m.name, BigInt(seed), BigInt(seed + 1), INTERP_FRAMES, null, classes);
       editor.frames = r.points;
     } else {
       const [name, factor] = task.startsWith('super-resolution') ? ['super-resolution', Number(task.split('-').pop())] : [task, 2];
+      const n = each ? m.classes.length : EDIT_RESULTS;
+      classes = rowClasses(m, n);
       // null: the edit's default τ list (core's Edit::default_taus, as `cm edit`). Denoising adds the
       // seed's noise in wasm (core's Edit::inputs, as `cm edit denoise`) and returns the noisy copies.
-      r = await app.edit(m.name, name, Array.from(editor.reference), Array.from(editor.mask), null, sigma, factor, EDIT_RESULTS, BigInt(seed));
-      if (name === 'denoise') drawImages($('edit-input'), r.input.slice(0, r.points.length / EDIT_RESULTS), editor.shape);
+      r = await app.edit(m.name, name, Array.from(editor.reference), Array.from(editor.mask), null, sigma, factor, n, BigInt(seed), classes);
+      if (name === 'denoise') drawImages($('edit-input'), r.input.slice(0, r.points.length / n), editor.shape);
     }
     drawImages($('edit-output'), r.points, m.shape);
-    stat.textContent = `${task} · NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
+    stat.textContent = `${task}${classWords(m, classes)} · NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
     $('interp').disabled = task !== 'interpolate';
-    window.cmLastEdit = { task, seed, model: m.name, reference: Array.from(editor.reference), input: Array.from(r.input ?? editor.reference), mask: Array.from(editor.mask), points: Array.from(r.points) };
+    window.cmLastEdit = { task, seed, classes: classes && Array.from(classes), model: m.name, reference: Array.from(editor.reference), input: Array.from(r.input ?? editor.reference), mask: Array.from(editor.mask), points: Array.from(r.points) };
   } catch (e) {
     stat.textContent = `failed: ${e.message ?? e}`;
     window.cmLastEdit = { task, error: String(e.message ?? e) };
@@ -642,9 +674,8 @@ async function modelPanels(m, parent, settings, id) {
     (m.shape ? drawImages(canvas, pixels, m.shape, cols) : draw(canvas, pixels, colour));
   if (isDiffusion(m)) {
     const plan = classPlan(m, m.shape ? TEACHER_IMAGES : n);
-    // Classifier-free guidance of the teacher's ODE, where samples have a class (wasm checks the range).
-    const typed = $('guidance').valueAsNumber;
-    const w = plan.classes && Number.isFinite(typed) ? typed : 1;
+    // Classifier-free guidance of the teacher's ODE, where samples have a class.
+    const w = guidanceFor(plan.classes);
     const p = panel(`${m.name} teacher · Heun${w !== 1 ? ` · guidance ${w}` : ''}`, parent);
     const r = await app.teacher(m.name, nfe, plan.n, BigInt(seed), false, plan.classes, w);
     if (id !== runId) return false;

@@ -216,11 +216,13 @@ impl Edit {
         rows
     }
 
-    /// Runs the edit on references `y: [B, D]` (rows `first..` of `noise`'s streams) with `taus`.
+    /// Runs the edit on references `y: [B, D]` (rows `first..` of `noise`'s streams) with `taus`, each row
+    /// of the class in its row of `labels` where given (one-hot `[B, classes]`, [`crate::model::one_hot`]).
     pub fn run(
         &self,
         model: &Denoiser,
         y: Tensor<2>,
+        labels: Option<&Tensor<2>>,
         taus: &[f64],
         noise: &Noise,
         first: usize,
@@ -245,7 +247,7 @@ impl Edit {
             Some(c) => c.project(x, &y, shape),
             None => x,
         };
-        multistep_from(model, None, x_start, sigma_start, taus, fresh, project)
+        multistep_from(model, labels, x_start, sigma_start, taus, fresh, project)
     }
 }
 
@@ -270,12 +272,20 @@ pub fn slerp_rows(z0: &[f32], z1: &[f32], n: usize) -> Vec<f32> {
 }
 
 /// `n >= 2` samples along the spherical path from the noise of seed `a` to the noise of seed `b` (CM §6),
-/// each mapped with `taus` (re-noised from `a`'s streams).
-pub fn interpolate(model: &Denoiser, a: u64, b: u64, n: usize, taus: &[f64], device: &Device) -> Tensor<2> {
+/// each mapped with `taus` (re-noised from `a`'s streams), of the class in its row of `labels` where given.
+pub fn interpolate(
+    model: &Denoiser,
+    labels: Option<&Tensor<2>>,
+    a: u64,
+    b: u64,
+    n: usize,
+    taus: &[f64],
+    device: &Device,
+) -> Tensor<2> {
     let d = model.dim();
     let n = n.max(2);
     let rows = slerp_rows(&Noise::new(a).normals(0, 0, 1, d), &Noise::new(b).normals(0, 0, 1, d), n);
     let z = crate::host::rows(&rows, n, d, device);
     let noise = Noise::new(a);
-    multistep(model, None, z, taus, |j| normals(&noise, 1 + j as u64, 0, n, d, device), |x| x)
+    multistep(model, labels, z, taus, |j| normals(&noise, 1 + j as u64, 0, n, d, device), |x| x)
 }

@@ -61,9 +61,9 @@ impl<'a> Rows<'a> {
         Self { noise, first, n, classes: None, guidance: 1.0 }
     }
 
-    /// The same rows, each drawn from its class in `classes` (one per row).
-    pub fn with_classes(self, classes: &'a [usize]) -> Self {
-        Self { classes: Some(classes), ..self }
+    /// The same rows, each drawn from its class in `classes` (one per row) where given, else with no class.
+    pub fn with_classes(self, classes: Option<&'a [usize]>) -> Self {
+        Self { classes, ..self }
     }
 
     /// The same rows with classifier-free guidance `w` along the PF-ODE (needs classes).
@@ -347,13 +347,17 @@ impl Model {
     }
 
     /// Runs `edit` on the clean reference image `y` (`[D]`): `n` results, each with its own noise rows of
-    /// `seed`. Denoising first adds seeded noise of its level to each row ([`Edit::inputs`]), so the page
-    /// and `cm edit` start from the same noisy images for the same seed.
+    /// `seed`, and for a class-conditional model each of its class in `classes` where given (one per
+    /// result: "fill this in as a 7"; none: no class, the model's label-dropout branch). Denoising first
+    /// adds seeded noise of its level to each row ([`Edit::inputs`]), so the page and `cm edit` start from
+    /// the same noisy images for the same seed.
+    #[allow(clippy::too_many_arguments)]
     pub fn edit(
         &self,
         edit: &Edit,
         y: &[f32],
         n: usize,
+        classes: Option<&[usize]>,
         taus: &Taus,
         seed: u64,
         device: &Device,
@@ -366,31 +370,40 @@ impl Model {
         edit.validate(&self.denoiser, taus.as_slice())?;
         let n = n.max(1);
         let noise = Noise::new(seed);
+        let labels = Rows::new(&noise, 0, n).with_classes(classes).labels(&self.denoiser, device)?;
         let inputs = edit.inputs(y, n, &noise);
         let rows = crate::host::rows(&inputs, n, d, device);
-        let results = edit.run(&self.denoiser, rows, taus.as_slice(), &noise, 0);
+        let results = edit.run(&self.denoiser, rows, labels.as_ref(), taus.as_slice(), &noise, 0);
         Ok(Edited { inputs, results })
     }
 
-    /// `n >= 2` samples along the spherical path between the noises of seeds `a` and `b` (CM §6).
+    /// `n >= 2` samples along the spherical path between the noises of seeds `a` and `b` (CM §6), of
+    /// `classes` where given (one per sample, as [`Rows`]).
     pub fn interpolate(
         &self,
         a: u64,
         b: u64,
         n: usize,
+        classes: Option<&[usize]>,
         taus: &Taus,
         device: &Device,
     ) -> Result<Tensor<2>, String> {
         self.consistency_only("interpolation")?;
         let range = &self.denoiser.range;
         check_taus(taus.as_slice(), range, range.sigma_max)?;
-        Ok(interpolate(&self.denoiser, a, b, n, taus.as_slice(), device))
+        let n = n.max(2);
+        let noise = Noise::new(a);
+        let labels = Rows::new(&noise, 0, n).with_classes(classes).labels(&self.denoiser, device)?;
+        Ok(interpolate(&self.denoiser, labels.as_ref(), a, b, n, taus.as_slice(), device))
     }
 
     /// Solves this model's PF-ODE (Heun, `nfe` evaluations) for `rows` and, at up to `levels` states of
     /// the trajectory spread evenly over its grid (fewer where the grid or `student`'s range has fewer) (the first and the last state above 0 included; only
     /// levels inside `student`'s noise range), takes this model's denoised estimate and `student`'s
-    /// one-step jump. The first state is `sigma_max z`, so where both models share `sigma_max` the first
+    /// one-step jump. Rows with classes follow each class's ODE (guided where `rows` say, as in
+    /// [`Plan::run`]): the denoised estimate is the guided one, and `student`, which must take the same
+    /// classes, jumps with each row's class (a student distilled from the guided teacher lands on the
+    /// guided ODE's origin). The first state is `sigma_max z`, so where both models share `sigma_max` the first
     /// jump is `student`'s one-step sample of the same rows (exactly for EDM- and CM-form students; a
     /// TrigFlow student samples from `sqrt(sigma_max^2 + sigma_data^2) z`, 2e-5 further out at 80).
     pub fn ode_jumps(
@@ -402,11 +415,6 @@ impl Model {
         device: &Device,
     ) -> Result<OdeJumps, String> {
         let plan = self.ode_plan(OdeSolver::Heun, nfe)?;
-        if rows.classes.is_some() || rows.guidance != 1.0 {
-            return Err("the jumps are measured with no class (a conditional model's no-class branch): \
-                        rows for ode_jumps take no classes or guidance"
-                .into());
-        }
         if !student.is_consistency() {
             return Err(format!(
                 "{} is a diffusion model ({}): the jumps are a consistency model's; a diffusion model gives the trajectories",
@@ -428,6 +436,17 @@ impl Model {
                 self.dim()
             ));
         }
+        let labels = rows.labels(&self.denoiser, device)?;
+        if labels.is_some() && student.denoiser.classes() != self.denoiser.classes() {
+            return Err(format!(
+                "{} takes {} classes and {} takes {}: the jumps of a class need a student of the same classes",
+                self.name(),
+                self.denoiser.classes(),
+                student.name(),
+                student.denoiser.classes()
+            ));
+        }
+        let guided = Guided { labels: labels.as_ref(), guidance: rows.guidance };
         let grid = OdeSolver::Heun.grid(nfe, &self.denoiser.range);
         let chosen = jump_levels(&grid, &student.denoiser.range, levels).map_err(|e| {
             format!("{}'s {nfe}-evaluation ODE grid and {}: {e}", self.name(), student.name())
@@ -449,10 +468,14 @@ impl Model {
             ));
         }
         let sigmas: Vec<f64> = chosen.iter().map(|&i| grid[i]).collect();
-        let denoised =
-            states.iter().zip(&sigmas).map(|(x, &s)| self.denoiser.forward(x.clone(), &[s])).collect();
-        let jumps =
-            states.iter().zip(&sigmas).map(|(x, &s)| student.denoiser.forward(x.clone(), &[s])).collect();
+        let denoised = states
+            .iter()
+            .zip(&sigmas)
+            .map(|(x, &s)| guided.denoise(&self.denoiser, x.clone(), &[s]))
+            .collect();
+        let jumps = (states.iter().zip(&sigmas))
+            .map(|(x, &s)| student.denoiser.forward_labelled(x.clone(), &[s], labels.as_ref()))
+            .collect();
         Ok(OdeJumps { sigmas, states, denoised, jumps, origin })
     }
 

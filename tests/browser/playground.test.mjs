@@ -606,6 +606,40 @@ test('class-conditional models have a "by class" view: a class menu, one column 
     const counts = await page.$$eval('#panels canvas[data-images]', (cs) => cs.map((c) => Number(c.dataset.images)));
     assert.deepEqual(counts, [70, 70, 20], `images per panel: ${counts}`);
     await page.screenshot({ path: path.join(artifacts, 'playground-mnist-classes.png'), fullPage: true });
+    // The strip follows each class's ODE, and the student jumps with that class.
+    const strip = await page.locator('#how figcaption .stat').first().textContent();
+    assert.match(strip, /^4 trajectories · classes 0, 1, 2, 3 · 5 levels/);
+    // The editor fills in as the menu asks: "each class" gives one result per digit...
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cm-class-edit-'));
+    const png = path.join(dir, 'ref.png');
+    fs.writeFileSync(png, greyPng(16, (x, y) => (x > 4 && x < 11 && y > 2 && y < 13 ? 230 : 20)));
+    await page.setInputFiles('#upload', png);
+    await page.waitForFunction(() => document.querySelector('#edit-ref').textContent === 'ref.png');
+    await page.selectOption('#task', 'denoise');
+    const runEdit = async () => {
+      await page.evaluate(() => { window.cmLastEdit = null; });
+      await page.click('#run-edit');
+      await page.waitForFunction(() => window.cmLastEdit !== null, null, { timeout: 120_000 });
+      const last = await page.evaluate(() => window.cmLastEdit);
+      assert.equal(last.error, undefined, last.error);
+      return last;
+    };
+    const each = await runEdit();
+    assert.deepEqual(each.classes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.equal(each.points.length, 10 * 256);
+    assert.match(await page.locator('#edit-stat').textContent(), /^denoise · classes 0, 1, 2/);
+    // ...and one class gives `cm edit denoise --class 7`'s results for the same seed.
+    await page.selectOption('#class', '7');
+    await page.waitForFunction(() => document.body.dataset.status === 'ready');
+    const seven = await runEdit();
+    assert.deepEqual(seven.classes, [7, 7, 7, 7]);
+    const sigma = await page.locator('#sigma').inputValue();
+    execFileSync(cmBin, ['edit', 'denoise', '--model', path.join(root, 'www/models', seven.model), '--input', png,
+      '--sigma', sigma, '--seed', String(seven.seed), '--n', '4', '--class', '7', '--out', path.join(dir, 'out.npy')]);
+    const native7 = readNpy(path.join(dir, 'out.npy'));
+    const editDiff = Math.max(...seven.points.map((v, i) => Math.abs(v - native7[i])));
+    console.log(`[classes] ${seven.model} denoise as a 7: max |web - native| = ${editDiff.toExponential(2)}`);
+    assert.ok(editDiff < 2e-3, `the page's class-7 edit differs from cm edit's by ${editDiff}`);
     // Back to an unconditional view: the menu hides.
     await page.selectOption('#dataset', 'mnist');
     await page.waitForFunction(() => document.body.dataset.status === 'ready');

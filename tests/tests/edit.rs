@@ -79,7 +79,7 @@ fn edits_keep_what_is_known_and_generate_the_rest() {
             let edit = Edit { start: cm_core::edit::Start::Prior, constraint: Some(c.clone()) };
             for taus in [vec![], vec![0.821], vec![5.0, 0.821]] {
                 edit.validate(&m, &taus).unwrap();
-                let x = edit.run(&m, y.clone(), &taus, &Noise::new(3), 0);
+                let x = edit.run(&m, y.clone(), None, &taus, &Noise::new(3), 0);
                 let known_x = host(c.known_part(x.clone(), shape));
                 let known_y = host(c.known_part(y.clone(), shape));
                 let kept = known_x.iter().zip(&known_y).fold(0f32, |a, (p, q)| a.max((p - q).abs()));
@@ -91,7 +91,7 @@ fn edits_keep_what_is_known_and_generate_the_rest() {
         }
         // Colourisation keeps the BT.601 luminance itself (not only its normalised axis).
         if channels == 3 {
-            let x = host(Edit::colourise().run(&m, y.clone(), &[0.821], &Noise::new(3), 0));
+            let x = host(Edit::colourise().run(&m, y.clone(), None, &[0.821], &Noise::new(3), 0));
             let yh = host(y.clone());
             let hw = 64;
             let luma = |v: &[f32], b: usize, p: usize| {
@@ -111,7 +111,7 @@ fn denoising_and_stroke_guidance_start_from_the_reference() {
     let y = normals(&Noise::new(9), 0, 0, 2, 64, &device);
     for edit in [Edit::denoise(0.5), Edit::stroke(2.0)] {
         edit.validate(&m, &[0.1]).unwrap();
-        let x = edit.run(&m, y.clone(), &[0.1], &Noise::new(1), 0);
+        let x = edit.run(&m, y.clone(), None, &[0.1], &Noise::new(1), 0);
         assert_eq!(x.dims(), [2, 64]);
         assert!(host(x).iter().all(|v| v.is_finite()));
     }

@@ -302,7 +302,7 @@ fn classifier_free_guidance_is_the_papers_extrapolation_and_is_checked() {
     let noise = Noise::new(1);
     let ode = Plan::heun(5);
     let classes = [0, 2];
-    let rows = Rows::new(&noise, 0, 2).with_classes(&classes);
+    let rows = Rows::new(&noise, 0, 2).with_classes(Some(&classes));
     assert!(ode.run(&m, rows.with_guidance(2.0), &device, |_| {}).is_ok());
     let err = |plan: &Plan, r: Rows| plan.run(&m, r, &device, |_| {}).map(|_| ()).unwrap_err();
     let e = err(&ode, Rows::new(&noise, 0, 2).with_guidance(2.0));

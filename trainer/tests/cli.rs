@@ -468,6 +468,30 @@ fn trajectory_measures_jumps_from_the_teachers_ode() {
         &cm(&["trajectory", "--model", student, "--teacher", teacher, "--show", "65"]),
         &["at most 64"],
     );
+
+    // A class-conditional pair follows each class's ODE (every class in turn unless --class says), and
+    // the student jumps with that class: nearer the origin than with no class. Guidance changes the ODE.
+    let (cs, ct) = (models.join("mnist-sct-cond"), models.join("mnist-trigflow-cond"));
+    let (cs, ct) = (cs.to_str().unwrap(), ct.to_str().unwrap());
+    let jumps = |extra: &[&str]| {
+        let mut args = vec!["trajectory", "--model", cs, "--teacher", ct, "--n", "10", "--levels", "2"];
+        args.extend_from_slice(extra);
+        let out = cm(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (each, none, guided) = (jumps(&[]), jumps(&["--class", "none"]), jumps(&["--guidance", "2"]));
+    assert_eq!((each["classes"].as_str(), none["classes"].is_null()), (Some("each"), true));
+    let rms = |r: &serde_json::Value| r["levels"][0]["jump_rms"].as_f64().unwrap();
+    assert!(rms(&each) < rms(&none), "{each} {none}");
+    assert_ne!(rms(&each), rms(&guided));
+    assert_eq!(jumps(&["--class", "7"])["classes"].as_str(), Some("7"));
+    let args = ["trajectory", "--model", student, "--teacher", ct, "--n", "2", "--class", "3"];
+    fails_with(&cm(&args), &["same classes"]);
+    fails_with(
+        &cm(&["trajectory", "--model", cs, "--teacher", teacher, "--class", "3"]),
+        &["not class-conditional"],
+    );
     fails_with(
         &cm(&[
             "trajectory",

@@ -179,3 +179,55 @@ fn bad_edit_input_is_named() {
         &["image model"],
     );
 }
+
+/// A class-conditional model edits "as a class": the filled pixels follow `--class` (by number or name;
+/// `each` gives result `i` class `i mod 10`), the known ones stay, and the report names the classes;
+/// interpolation takes a class too; a class for an unconditional model or an unknown one is refused.
+#[test]
+fn a_conditional_model_fills_in_the_class_asked() {
+    let d = tmp("classes");
+    let (input, mask) = (d.join("in.png"), d.join("mask.png"));
+    grey_png(&input, ring);
+    grey_png(&mask, |y, _| if y >= 8 { 255 } else { 0 });
+    let (i, m) = (input.to_str().unwrap(), mask.to_str().unwrap());
+    let cond = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models/mnist-sct-cond");
+    let md = cond.to_str().unwrap();
+    let out = |name: &str| d.join(name).to_str().unwrap().to_string();
+    let fill = |class: &str, file: &str, n: &str| {
+        cm(&[
+            "edit", "inpaint", "--model", md, "--input", i, "--mask", m, "--n", n, "--class", class, "--out",
+            file,
+        ])
+    };
+    let (three, seven) = (out("3.npy"), out("7.npy"));
+    let r = report(&fill("3", &three, "2"));
+    assert_eq!(r["classes"], serde_json::json!([3, 3]), "{r}");
+    assert!(r["metrics"]["mse_known"].as_f64().unwrap() < 1e-10, "{r}");
+    report(&fill("7", &seven, "2"));
+    assert_ne!(std::fs::read(&three).unwrap(), std::fs::read(&seven).unwrap(), "the class changes the fill");
+    let r = report(&fill("each", &out("each.npy"), "12"));
+    let each: Vec<u64> = (0..12).map(|i| i % 10).collect();
+    assert_eq!(r["classes"], serde_json::json!(each), "{r}");
+    let r =
+        report(&cm(&["edit", "inpaint", "--model", md, "--input", i, "--mask", m, "--out", &out("n.npy")]));
+    assert!(r["classes"].is_null(), "no --class: no class, {r}");
+    let r = report(&cm(&[
+        "edit",
+        "interpolate",
+        "--model",
+        md,
+        "--n",
+        "3",
+        "--class",
+        "5",
+        "--out",
+        &out("f.npy"),
+    ]));
+    assert_eq!(r["classes"], serde_json::json!([5, 5, 5]), "{r}");
+    fails_with(&fill("cat", &out("x.npy"), "2"), &["--class cat", "0 to 9", "each"]);
+    let plain = model();
+    let out_x = out("x.npy");
+    let args =
+        ["edit", "inpaint", "--model", &plain, "--input", i, "--mask", m, "--class", "3", "--out", &out_x];
+    fails_with(&cm(&args), &["--class 3", "not class-conditional"]);
+}

@@ -419,6 +419,12 @@ fn class_conditional_runs_sample_and_score_by_class() {
     ok(&cm_in(&d, &test_data(), &["train", "--config", "cd.toml", "--out", "guided"]));
     let card = std::fs::read_to_string(d.join("guided/model/config.json")).unwrap();
     assert!(card.contains("\"guidance\": 2.0"), "the card's recipe records the guidance");
+    // Its consistency probe follows the guided ODE of every class in turn, and jumps with each class.
+    let metrics = std::fs::read_to_string(d.join("guided/metrics.jsonl")).unwrap();
+    let probed: Vec<f64> = (metrics.lines())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["jump_rms_sigma_max"].as_f64())
+        .collect();
+    assert!(!probed.is_empty() && probed.iter().all(|v| v.is_finite() && *v > 0.0), "{metrics}");
     std::fs::write(d.join("cd0.toml"), cd("1.0", 0)).unwrap();
     let out = cm_in(&d, &test_data(), &["train", "--config", "cd0.toml", "--out", "g0"]);
     fails_with(&out, &["teacher.path", "10 classes", "network.classes"]);

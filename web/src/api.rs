@@ -169,7 +169,7 @@ impl App {
         future_to_promise(async move {
             let (m, device) = found?;
             let t0 = now_ms();
-            let classes = classes.map(|c| c.into_iter().map(|c| c as usize).collect::<Vec<_>>());
+            let classes = usizes(classes);
             let (x, plan) = state::sample(&m, steps, taus, n, seed, classes.as_deref(), &device)
                 .map_err(|e| JsValue::from_str(&e))?;
             let pts = read(x).await?;
@@ -217,7 +217,7 @@ impl App {
         future_to_promise(async move {
             let (m, device) = found?;
             let t0 = now_ms();
-            let classes = classes.map(|c| c.into_iter().map(|c| c as usize).collect::<Vec<_>>());
+            let classes = usizes(classes);
             let conditioning = (classes.as_deref(), guidance.unwrap_or(1.0));
             let (x, path, plan) = state::teacher(&m, nfe, n, seed, conditioning, &device, trajectory)
                 .map_err(|e| JsValue::from_str(&e))?;
@@ -231,11 +231,13 @@ impl App {
         })
     }
 
-    /// For educators: `n` of `teacher`'s Heun trajectories and, at `levels` states on them,
+    /// For educators: `n` of `teacher`'s Heun trajectories (of `classes`, one per trajectory, guided by
+    /// `guidance`, where given) and, at `levels` states on them,
     /// `teacher`'s denoised estimate and `student`'s one-step jump (`state::ode_jumps`). Resolves to
     /// `{sigmas: Float64Array [L], states, denoised, jumps: Float32Array [L*n*D] (level-major; states
     /// scaled to the data's spread for drawing), origin: Float32Array [n*D] (the ODE's end), jump_rms,
     /// denoised_rms: Float64Array [L] (RMS distance to the origin), ms}`.
+    #[allow(clippy::too_many_arguments)]
     pub fn ode_jumps(
         &self,
         teacher: String,
@@ -244,13 +246,17 @@ impl App {
         levels: usize,
         n: usize,
         seed: u64,
+        classes: Option<Vec<u32>>,
+        guidance: Option<f64>,
     ) -> Promise {
         let found = self.loaded(&teacher).and_then(|t| Ok((t, self.loaded(&student)?.0)));
         future_to_promise(async move {
             let ((t, device), s) = found?;
             let t0 = now_ms();
-            let r =
-                state::ode_jumps(&t, &s, nfe, levels, n, seed, &device).map_err(|e| JsValue::from_str(&e))?;
+            let classes = usizes(classes);
+            let conditioning = (classes.as_deref(), guidance.unwrap_or(1.0));
+            let r = state::ode_jumps(&t, &s, nfe, levels, n, seed, conditioning, &device)
+                .map_err(|e| JsValue::from_str(&e))?;
             let origin = read(r.origin).await?;
             let sigma_data = t.denoiser.range.sigma_data;
             let (mut states, mut denoised, mut jumps) = (Vec::new(), Vec::new(), Vec::new());
@@ -284,8 +290,8 @@ impl App {
         Ok(Float32Array::from(row.as_slice()))
     }
 
-    /// Zero-shot edit of one clean image (see `state::edit`; `taus` null: the edit's default list):
-    /// resolves to `{points: Float32Array [n*D], input: Float32Array [n*D], ms, nfe, taus}` where `input`
+    /// Zero-shot edit of one clean image (see `state::edit`; `taus` null: the edit's default list; a
+    /// class-conditional model's results of `classes`, one per result, where given): resolves to `{points: Float32Array [n*D], input: Float32Array [n*D], ms, nfe, taus}` where `input`
     /// holds the rows the edit started from (denoising: the noisy copies).
     #[allow(clippy::too_many_arguments)]
     pub fn edit(
@@ -299,13 +305,27 @@ impl App {
         factor: usize,
         n: usize,
         seed: u64,
+        classes: Option<Vec<u32>>,
     ) -> Promise {
         let found = self.loaded(&name);
         future_to_promise(async move {
             let (m, device) = found?;
             let t0 = now_ms();
-            let (edited, taus) = state::edit(&m, &task, &image, &mask, taus, sigma, factor, n, seed, &device)
-                .map_err(|e| JsValue::from_str(&e))?;
+            let classes = usizes(classes);
+            let (edited, taus) = state::edit(
+                &m,
+                &task,
+                &image,
+                &mask,
+                taus,
+                sigma,
+                factor,
+                n,
+                seed,
+                classes.as_deref(),
+                &device,
+            )
+            .map_err(|e| JsValue::from_str(&e))?;
             let pts = read(edited.results).await?;
             let o = result(&pts, now_ms() - t0, taus.nfe(), None)?;
             set(&o, "input", &Float32Array::from(edited.inputs.as_slice()).into())?;
@@ -314,19 +334,34 @@ impl App {
         })
     }
 
-    /// `n` images between the noises of seeds `a` and `b` (`taus` null: one step): resolves to `{points, ms,
-    /// nfe}` (`nfe` per image).
-    pub fn interpolate(&self, name: String, a: u64, b: u64, n: usize, taus: Option<Vec<f64>>) -> Promise {
+    /// `n` images between the noises of seeds `a` and `b` (`taus` null: one step; of `classes`, one per
+    /// image, where given): resolves to `{points, ms, nfe}` (`nfe` per image).
+    #[allow(clippy::too_many_arguments)]
+    pub fn interpolate(
+        &self,
+        name: String,
+        a: u64,
+        b: u64,
+        n: usize,
+        taus: Option<Vec<f64>>,
+        classes: Option<Vec<u32>>,
+    ) -> Promise {
         let found = self.loaded(&name);
         future_to_promise(async move {
             let (m, device) = found?;
             let t0 = now_ms();
-            let (x, taus) =
-                state::interpolate(&m, a, b, n, taus, &device).map_err(|e| JsValue::from_str(&e))?;
+            let classes = usizes(classes);
+            let (x, taus) = state::interpolate(&m, a, b, n, taus, classes.as_deref(), &device)
+                .map_err(|e| JsValue::from_str(&e))?;
             let pts = read(x).await?;
             Ok(result(&pts, now_ms() - t0, taus.nfe(), None)?.into())
         })
     }
+}
+
+/// Class numbers from JavaScript as indices.
+fn usizes(classes: Option<Vec<u32>>) -> Option<Vec<usize>> {
+    classes.map(|c| c.into_iter().map(|c| c as usize).collect())
 }
 
 fn set(o: &js_sys::Object, key: &str, value: &JsValue) -> Result<(), JsValue> {

@@ -176,13 +176,7 @@ pub fn sample(
     device: &Device,
 ) -> Result<(Tensor<2>, Plan), String> {
     let plan = m.consistency_plan(TauRequest::or_default(taus, steps))?;
-    Ok((m.sample(&plan, rows(&Noise::new(seed), n, classes), device)?, plan))
-}
-
-/// Rows `0..n` of `noise`, of `classes` where given.
-fn rows<'a>(noise: &'a Noise, n: usize, classes: Option<&'a [usize]>) -> Rows<'a> {
-    let r = Rows::new(noise, 0, n);
-    classes.map_or(r, |c| r.with_classes(c))
+    Ok((m.sample(&plan, Rows::new(&Noise::new(seed), 0, n).with_classes(classes), device)?, plan))
 }
 
 /// Heun PF-ODE samples at `nfe` evaluations (any model with a PF-ODE, `Model::has_ode`, as `cm sample
@@ -201,7 +195,8 @@ pub fn teacher(
     let plan = m.ode_plan(OdeSolver::Heun, nfe)?;
     let mut path = Vec::new();
     let noise = Noise::new(seed);
-    let x = m.sample_path(&plan, rows(&noise, n, classes).with_guidance(guidance), device, |x| {
+    let rows = Rows::new(&noise, 0, n).with_classes(classes).with_guidance(guidance);
+    let x = m.sample_path(&plan, rows, device, |x| {
         if trajectory {
             path.push(x.clone())
         }
@@ -217,9 +212,11 @@ pub fn teacher_sigmas(m: &Model, nfe: usize) -> Vec<f64> {
 /// At most this many trajectories in the page's ODE-path-vs-jumps strip (each is a row of images).
 pub const MAX_JUMP_ROWS: usize = 16;
 
-/// `n` of the teacher's Heun trajectories (`nfe` evaluations, rows of `seed`) and, at `levels` states
-/// on them, the teacher's denoised estimate and the consistency model's one-step jump (core's
-/// `Model::ode_jumps`, as `cm trajectory`).
+/// `n` of the teacher's Heun trajectories (`nfe` evaluations, rows of `seed`; of `classes` where given,
+/// one per trajectory, with classifier-free guidance `guidance`) and, at `levels` states on them, the
+/// teacher's denoised estimate and the consistency model's one-step jump (core's `Model::ode_jumps`, as
+/// `cm trajectory`).
+#[allow(clippy::too_many_arguments)]
 pub fn ode_jumps(
     teacher: &Model,
     student: &Model,
@@ -227,12 +224,15 @@ pub fn ode_jumps(
     levels: usize,
     n: usize,
     seed: u64,
+    (classes, guidance): (Option<&[usize]>, f64),
     device: &Device,
 ) -> Result<OdeJumps, String> {
     if !(1..=MAX_JUMP_ROWS).contains(&n) {
         return Err(format!("need 1 to {MAX_JUMP_ROWS} trajectories, got {n}"));
     }
-    teacher.ode_jumps(student, nfe, levels, Rows::new(&Noise::new(seed), 0, n), device)
+    let noise = Noise::new(seed);
+    let rows = Rows::new(&noise, 0, n).with_classes(classes).with_guidance(guidance);
+    teacher.ode_jumps(student, nfe, levels, rows, device)
 }
 
 /// The model's output for points `x: [n, D]` at one noise level (a consistency model's jump to the
@@ -276,7 +276,9 @@ pub fn image(m: &Model, rgba: &[u8]) -> Result<Vec<f32>, String> {
 
 /// Zero-shot edit of the image `y` (`[D]`, values in `[-1, 1]`) by `task` (`inpaint` with `mask` (1 =
 /// generate), `colourise`, `super-resolution` by `factor`, `denoise` / `stroke` at `sigma`): `n` results
-/// `[n, D]` and the rows they started from (denoising: `y` plus the seed's noise, as `cm edit denoise`).
+/// `[n, D]`, a class-conditional model's each of its class in `classes` where given (one per result; as
+/// `cm edit --class`), and the rows they started from (denoising: `y` plus the seed's noise, as `cm edit
+/// denoise`).
 #[allow(clippy::too_many_arguments)]
 pub fn edit(
     m: &Model,
@@ -288,24 +290,28 @@ pub fn edit(
     factor: usize,
     n: usize,
     seed: u64,
+    classes: Option<&[usize]>,
     device: &Device,
 ) -> Result<(Edited, Taus), String> {
     let edit = edit_for(task, mask, factor, sigma)?;
     let taus = m.edit_taus(&edit, TauRequest::or_default(taus, 4))?;
-    Ok((m.edit(&edit, y, n, &taus, seed, device)?, taus))
+    Ok((m.edit(&edit, y, n, classes, &taus, seed, device)?, taus))
 }
 
-/// `n` images along the spherical path between the noises of seeds `a` and `b` (CM §6), one step or `taus`.
+/// `n` images along the spherical path between the noises of seeds `a` and `b` (CM §6), one step or
+/// `taus`, of `classes` where given (one per image).
+#[allow(clippy::too_many_arguments)]
 pub fn interpolate(
     m: &Model,
     a: u64,
     b: u64,
     n: usize,
     taus: Option<Vec<f64>>,
+    classes: Option<&[usize]>,
     device: &Device,
 ) -> Result<(Tensor<2>, Taus), String> {
     let taus = m.taus(TauRequest::or_default(taus, 1))?;
-    Ok((m.interpolate(a, b, n.clamp(2, 256), &taus, device)?, taus))
+    Ok((m.interpolate(a, b, n.clamp(2, 256), classes, &taus, device)?, taus))
 }
 
 /// The edit a page task names (`inpaint` with `mask` (1 = generate), `colourise`, `super-resolution` by

@@ -11,6 +11,9 @@ fn bundled(name: &str) -> (String, Vec<u8>) {
     )
 }
 
+/// No class and no guidance: the conditioning of an unconditional model's rows.
+const NO_CLASS: (Option<&[usize]>, f64) = (None, 1.0);
+
 /// A playground on the CPU with the bundled model `name` loaded.
 fn with_model(name: &str) -> (Playground, Device) {
     let device = Device::flex();
@@ -96,7 +99,7 @@ fn editing_keeps_known_pixels_and_explains_bad_requests() {
     let d = y.len();
     let mask: Vec<f32> = (0..d).map(|i| if i % 16 < 8 { 1.0 } else { 0.0 }).collect();
     let edit = |task: &str, y: &[f32], mask: &[f32], taus: Option<Vec<f64>>, sigma: f64, n: usize| {
-        state::edit(&m, task, y, mask, taus, sigma, 4, n, 0, &device).map(|(e, _)| host(e.results))
+        state::edit(&m, task, y, mask, taus, sigma, 4, n, 0, None, &device).map(|(e, _)| host(e.results))
     };
     let x = edit("inpaint", &y, &mask, Some(vec![0.821]), 0.0, 3).unwrap();
     assert_eq!(x.len(), 3 * d);
@@ -110,13 +113,13 @@ fn editing_keeps_known_pixels_and_explains_bad_requests() {
         let x = edit(task, &y, &[], Some(vec![0.2]), sigma, 2).unwrap();
         assert!(x.iter().all(|v| v.is_finite()), "{task}");
     }
-    let (frames, taus) = state::interpolate(&m, 0, 1, 5, None, &device).unwrap();
+    let (frames, taus) = state::interpolate(&m, 0, 1, 5, None, None, &device).unwrap();
     assert_eq!((frames.dims(), taus.nfe()), ([5, d], 1));
     assert!(edit("colourise", &y, &[], None, 0.0, 1).unwrap_err().contains("3-channel"));
     assert!(edit("sharpen", &y, &[], None, 0.0, 1).unwrap_err().contains("sharpen"));
     assert!(edit("inpaint", &y[..10], &mask, None, 0.0, 1).unwrap_err().contains("10 values"));
     assert!(edit("denoise", &y, &[], Some(vec![0.9]), 0.5, 1).unwrap_err().contains("tau 0.9"));
-    let interp = state::interpolate(&m, 0, 1, 5, Some(vec![80.0]), &device).unwrap_err();
+    let interp = state::interpolate(&m, 0, 1, 5, Some(vec![80.0]), None, &device).unwrap_err();
     assert!(interp.contains("tau 80"), "interpolation checks its taus by the one rule: {interp}");
 }
 
@@ -130,7 +133,7 @@ fn edit_taus_are_the_models_four_step_list_below_the_start() {
     let mask: Vec<f32> = (0..m.dim()).map(|i| (i % 2) as f32).collect();
     // The list the page's edit call uses when it passes no taus (null), as `cm edit`.
     let used = |task: &str, mask: &[f32], sigma: f64| {
-        state::edit(&m, task, &y, mask, None, sigma, 2, 1, 0, &device)
+        state::edit(&m, task, &y, mask, None, sigma, 2, 1, 0, None, &device)
             .map(|(_, taus)| taus.as_slice().to_vec())
     };
     let four = m.denoiser.default_taus(4);
@@ -152,7 +155,8 @@ fn denoising_inputs_come_from_the_seeds_noise() {
     let (p, device) = with_model("mnist-ict");
     let m = p.get("mnist-ict").unwrap();
     let y = vec![0.25f32; m.dim()];
-    let inputs = |seed| state::edit(&m, "denoise", &y, &[], None, 0.5, 2, 3, seed, &device).unwrap().0.inputs;
+    let inputs =
+        |seed| state::edit(&m, "denoise", &y, &[], None, 0.5, 2, 3, seed, None, &device).unwrap().0.inputs;
     let eps = cm_core::rng::Noise::new(7).normals(cm_core::edit::DENOISE_STREAM, 0, 3, m.dim());
     let want: Vec<f32> = eps.iter().map(|e| 0.25 + 0.5 * e).collect();
     assert_eq!(inputs(7), want);
@@ -272,7 +276,7 @@ fn jumps_from_the_teachers_trajectories_land_near_its_origin() {
     p.load(&card, weights).unwrap();
     let (student, teacher) = (p.get("mnist-cd").unwrap(), p.get("mnist-edm").unwrap());
     let host = |t: burn::prelude::Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
-    let r = state::ode_jumps(&teacher, &student, 35, 8, 8, 3, &device).unwrap();
+    let r = state::ode_jumps(&teacher, &student, 35, 8, 8, 3, NO_CLASS, &device).unwrap();
     assert_eq!(r.sigmas.len(), 8);
     assert_eq!(r.states.len(), 8);
     assert_eq!(r.sigmas[0], teacher.denoiser.range.sigma_max);
@@ -297,19 +301,36 @@ fn jumps_from_the_teachers_trajectories_land_near_its_origin() {
         assert!(j < 0.7 * d, "sigma {sigma}: jump {j} vs denoised {d}");
     }
     // Fewer states than levels asked: every state above 0 (9 NFE: 5 steps); one level: sigma_max.
-    let few = state::ode_jumps(&teacher, &student, 9, 8, 2, 3, &device).unwrap();
+    let few = state::ode_jumps(&teacher, &student, 9, 8, 2, 3, NO_CLASS, &device).unwrap();
     assert_eq!(few.sigmas, state::teacher_sigmas(&teacher, 9)[..5].to_vec());
-    assert_eq!(state::ode_jumps(&teacher, &student, 35, 1, 2, 3, &device).unwrap().sigmas, vec![80.0]);
-    assert!(state::ode_jumps(&teacher, &student, 35, 8, 17, 3, &device).unwrap_err().contains("1 to 16"));
-    assert!(state::ode_jumps(&teacher, &student, 35, 0, 4, 3, &device).unwrap_err().contains("levels"));
-    assert!(
-        state::ode_jumps(&teacher, &teacher, 35, 8, 4, 3, &device).unwrap_err().contains("consistency model")
+    assert_eq!(
+        state::ode_jumps(&teacher, &student, 35, 1, 2, 3, NO_CLASS, &device).unwrap().sigmas,
+        vec![80.0]
     );
-    assert!(state::ode_jumps(&student, &student, 35, 8, 4, 3, &device).unwrap_err().contains("no PF-ODE"));
+    assert!(
+        state::ode_jumps(&teacher, &student, 35, 8, 17, 3, NO_CLASS, &device)
+            .unwrap_err()
+            .contains("1 to 16")
+    );
+    assert!(
+        state::ode_jumps(&teacher, &student, 35, 0, 4, 3, NO_CLASS, &device).unwrap_err().contains("levels")
+    );
+    assert!(
+        state::ode_jumps(&teacher, &teacher, 35, 8, 4, 3, NO_CLASS, &device)
+            .unwrap_err()
+            .contains("consistency model")
+    );
+    assert!(
+        state::ode_jumps(&student, &student, 35, 8, 4, 3, NO_CLASS, &device)
+            .unwrap_err()
+            .contains("no PF-ODE")
+    );
     let (card, weights) = bundled("moons-edm");
     p.load(&card, weights).unwrap();
     let moons = p.get("moons-edm").unwrap();
-    assert!(state::ode_jumps(&moons, &student, 35, 8, 4, 3, &device).unwrap_err().contains("same data"));
+    assert!(
+        state::ode_jumps(&moons, &student, 35, 8, 4, 3, NO_CLASS, &device).unwrap_err().contains("same data")
+    );
 }
 
 /// Class-conditional models have a view of their own (`mnist-classes`), led by the conditional
@@ -360,17 +381,84 @@ fn class_conditional_models_get_their_own_view_and_sample_by_class() {
     assert_eq!(teacher.dims(), [2, d]);
 
     let err = |r: Result<_, String>| r.map(|_| ()).unwrap_err();
-    // The strip's jumps are measured with no class; rows that carry classes are refused, not ignored.
-    let noise = cm_core::rng::Noise::new(0);
-    let classes = [3, 3];
-    let rows = cm_core::Rows::new(&noise, 0, 2).with_classes(&classes);
-    let e = t.ode_jumps(&m, 9, 4, rows, &device).map(|_| ()).unwrap_err();
-    assert!(e.contains("no classes"), "{e}");
     let unconditional = p.get("mnist-sct").unwrap();
     let e = err(state::sample(&unconditional, 1, None, 2, 0, Some(&[3, 3]), &device));
     assert!(e.contains("not class-conditional"), "{e}");
     let e = err(state::sample(&m, 1, None, 2, 0, Some(&[3, 10]), &device));
     assert!(e.contains("class 10") && e.contains("10 classes"), "{e}");
     let e = err(state::sample(&m, 1, None, 3, 0, Some(&[3, 3]), &device));
+    assert!(e.contains("2 classes given for 3 samples"), "{e}");
+}
+
+/// The class reaches the strip, the editor and interpolation of a class-conditional pair: the strip
+/// follows each class's ODE (its origin is the teacher's sample of those classes) and the student jumps
+/// with each row's class, landing nearer that origin than it does with no class; an edit's results
+/// differ by class where they are generated and keep the known pixels; every refusal names its cause.
+#[test]
+fn classes_reach_the_strip_the_editor_and_interpolation() {
+    let device = Device::flex();
+    let mut p = Playground::new(device.clone());
+    for name in ["mnist-sct-cond", "mnist-trigflow-cond", "mnist-sct"] {
+        let (card, weights) = bundled(name);
+        p.load(&card, weights).unwrap();
+    }
+    let (m, t) = (p.get("mnist-sct-cond").unwrap(), p.get("mnist-trigflow-cond").unwrap());
+    let host = |x: burn::prelude::Tensor<2>| x.into_data().try_to_vec::<f32>().unwrap();
+    let rms = cm_core::host::rms_distance;
+    let d = m.dim();
+
+    // The strip: 8 trajectories of digits 0-7.
+    let classes: Vec<usize> = (0..8).collect();
+    let r = state::ode_jumps(&t, &m, 35, 4, 8, 3, (Some(&classes), 1.0), &device).unwrap();
+    let origin = host(r.origin);
+    let ode = host(state::teacher(&t, 35, 8, 3, (Some(&classes), 1.0), &device, false).unwrap().0);
+    assert!(origin.iter().zip(&ode).all(|(a, b)| (a - b).abs() < 1e-5), "origin = the class's ODE sample");
+    let plain = state::ode_jumps(&t, &m, 35, 4, 8, 3, NO_CLASS, &device).unwrap();
+    let (with, without) =
+        (rms(&host(r.jumps[0].clone()), &origin), rms(&host(plain.jumps[0].clone()), &origin));
+    assert!(with < without, "from sigma_max, the class's jump {with} vs no class {without}");
+    let guided = state::ode_jumps(&t, &m, 35, 4, 8, 3, (Some(&classes), 2.0), &device).unwrap();
+    assert!(rms(&host(guided.origin), &origin) > 0.01, "guidance changes the ODE the strip follows");
+    let e = state::ode_jumps(&t, &p.get("mnist-sct").unwrap(), 35, 4, 2, 3, (Some(&[3, 7]), 1.0), &device)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.contains("10 classes") && e.contains("mnist-sct takes 0"), "{e}");
+    let e = state::ode_jumps(&t, &m, 35, 4, 2, 3, (None, 2.0), &device).map(|_| ()).unwrap_err();
+    assert!(e.contains("guidance 2") && e.contains("class"), "{e}");
+
+    // The editor: the lower half of a digit filled in as a 3 and as a 7.
+    let y = host(state::sample(&m, 1, None, 1, 11, Some(&[1]), &device).unwrap().0);
+    let mask: Vec<f32> = (0..d).map(|i| if i >= d / 2 { 1.0 } else { 0.0 }).collect();
+    let fill = |classes: Option<&[usize]>| {
+        let (e, _) = state::edit(&m, "inpaint", &y, &mask, None, 0.0, 2, 2, 5, classes, &device).unwrap();
+        host(e.results)
+    };
+    let (threes, sevens, none) = (fill(Some(&[3, 3])), fill(Some(&[7, 7])), fill(None));
+    let half = |x: &[f32], lower: bool| -> Vec<f32> {
+        let r = if lower { d / 2..d } else { 0..d / 2 };
+        x[r].to_vec()
+    };
+    assert!(rms(&half(&threes, true), &half(&sevens, true)) > 0.05, "the class changes the filled half");
+    assert!(rms(&half(&threes, true), &half(&none, true)) > 0.02, "a class is not the no-class branch");
+    for x in [&threes, &sevens] {
+        assert!(rms(&half(x, false), &half(&y, false)) < 1e-6, "the known half is kept");
+    }
+    let mixed = fill(Some(&[3, 7]));
+    assert_eq!(mixed[d..], sevens[d..], "each result has its own class, whatever its neighbours'");
+    let e = state::edit(&m, "inpaint", &y, &mask, None, 0.0, 2, 2, 5, Some(&[3]), &device)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.contains("1 classes given for 2 samples"), "{e}");
+    let u = p.get("mnist-sct").unwrap();
+    let e = state::edit(&u, "inpaint", &y, &mask, None, 0.0, 2, 1, 5, Some(&[3]), &device)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.contains("not class-conditional"), "{e}");
+
+    // Interpolation within a class.
+    let (a, _) = state::interpolate(&m, 0, 1, 3, None, Some(&[4, 4, 4]), &device).unwrap();
+    let (b, _) = state::interpolate(&m, 0, 1, 3, None, Some(&[9, 9, 9]), &device).unwrap();
+    assert!(rms(&host(a), &host(b)) > 0.05, "the class changes the path's images");
+    let e = state::interpolate(&m, 0, 1, 3, None, Some(&[4, 4]), &device).map(|_| ()).unwrap_err();
     assert!(e.contains("2 classes given for 3 samples"), "{e}");
 }

@@ -10,10 +10,11 @@ use cm_core::loaded::Edited;
 use cm_core::{Model, TauRequest, Taus};
 use serde_json::json;
 
+use super::sample::class_pick;
 use super::{TauList, at_most, tau_list};
 use crate::backend::Backend;
 use crate::data::read_image;
-use crate::eval::host;
+use crate::eval::{ClassPick, host};
 use crate::io::{grid_png, grid_zoom, load_model_dir, write_atomic, write_samples};
 
 /// The editing tasks of CM §6.
@@ -68,6 +69,11 @@ pub struct Args {
     n: u64,
     #[arg(long, default_value = "0")]
     seed: u64,
+    /// Class-conditional models: generate every result as this class, by number or name (`7`, `Sneaker`:
+    /// "fill this in as a 7"), `each` (result `i` as class `i mod classes`) or `none` (the default: no
+    /// class, the model's label-dropout branch).
+    #[arg(long)]
+    class: Option<String>,
     /// `.png` (a grid: the degraded input, then the results) or `.npy` (result rows).
     #[arg(long)]
     out: PathBuf,
@@ -107,9 +113,23 @@ fn interpolate(model: &Model, a: &Args, device: &Device) -> Result<serde_json::V
     let err = |e: String| anyhow::anyhow!("cm edit interpolate: {e}");
     let taus = model.taus(TauRequest::or_default(a.taus.clone().map(|t| t.0), 1)).map_err(err)?;
     let frames = (a.n as usize).max(2);
-    let x = model.interpolate(a.seed, a.seed.wrapping_add(1), frames, &taus, device).map_err(err)?;
+    let classes = classes(model, a, frames)?;
+    let x = model
+        .interpolate(a.seed, a.seed.wrapping_add(1), frames, classes.as_deref(), &taus, device)
+        .map_err(err)?;
     write_samples(&a.out, &host(x)?, model.dim(), model.image_shape())?;
-    Ok(json!({"task": "interpolate", "images": frames, "taus": taus.as_slice()}))
+    Ok(json!({"task": "interpolate", "images": frames, "taus": taus.as_slice(), "classes": classes}))
+}
+
+/// The class of each of `n` results that `--class` asks for (none: no class).
+fn classes(model: &Model, a: &Args, n: usize) -> Result<Option<Vec<usize>>> {
+    let pick = match &a.class {
+        None => ClassPick::Unconditional,
+        Some(name) => {
+            class_pick(&model.card, name).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?
+        }
+    };
+    Ok(pick.rows(model.denoiser.classes(), 0, n))
 }
 
 /// Every task but interpolation: reads `--input` (and `--mask`), runs the edit, writes the grid or rows.
@@ -122,7 +142,9 @@ fn edit(model: &Model, a: &Args, shape: [usize; 3], device: &Device) -> Result<s
     let err = |e: String| anyhow::anyhow!("cm edit {}: {e}", a.task.name());
     let taus = model.edit_taus(&edit, TauRequest::or_default(a.taus.clone().map(|t| t.0), 4)).map_err(err)?;
     let n = a.n as usize;
-    let Edited { inputs, results } = model.edit(&edit, &y, n, &taus, a.seed, device).map_err(err)?;
+    let classes = classes(model, a, n)?;
+    let Edited { inputs, results } =
+        model.edit(&edit, &y, n, classes.as_deref(), &taus, a.seed, device).map_err(err)?;
     let x = host(results)?;
     let (view, metrics) = view_and_metrics(&edit, &y, &inputs, &x[..y.len()], shape, device)?;
     if a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
@@ -135,7 +157,13 @@ fn edit(model: &Model, a: &Args, shape: [usize; 3], device: &Device) -> Result<s
     if let Some(path) = &a.save_input {
         write_samples(path, &inputs, y.len(), Some(shape))?;
     }
-    Ok(json!({"task": a.task.name(), "taus": Taus::as_slice(&taus), "images": n, "metrics": metrics}))
+    Ok(json!({
+        "task": a.task.name(),
+        "taus": Taus::as_slice(&taus),
+        "images": n,
+        "classes": classes,
+        "metrics": metrics
+    }))
 }
 
 /// The edit `--task` names, with its mask read from `--mask` (inpainting) or its `--sigma`.

@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "heun")]
     solver: Solver,
     /// Class-conditional models: draw every sample from this class, by number or by name (`3`, `Sneaker`),
-    /// or `none` for no class. Default: sample `i` from class `i mod classes`.
+    /// `each` (sample `i` from class `i mod classes`, the default) or `none` for no class.
     #[arg(long)]
     class: Option<String>,
     /// Class-conditional diffusion models (--teacher-nfe): classifier-free guidance weight w of the ODE,
@@ -76,7 +76,8 @@ pub fn run(a: Args) -> Result<()> {
     write_samples(&a.output.out, &pts, model.dim(), model.image_shape())
 }
 
-/// `--class`: a class of the card by number or name (case-insensitive), or `none`.
+/// `--class`: a class of the card by number or name (case-insensitive), `each` (every class in turn) or
+/// `none`.
 pub fn class_pick(card: &cm_core::ModelCard, name: &str) -> Result<ClassPick, String> {
     let k = card.model.architecture.classes();
     if k == 0 {
@@ -85,10 +86,16 @@ pub fn class_pick(card: &cm_core::ModelCard, name: &str) -> Result<ClassPick, St
     if name.eq_ignore_ascii_case("none") {
         return Ok(ClassPick::Unconditional);
     }
+    if name.eq_ignore_ascii_case("each") {
+        return Ok(ClassPick::Balanced);
+    }
     let by_name = (0..k).find(|&c| card.class_name(c).eq_ignore_ascii_case(name));
     let by_number = name.parse::<usize>().ok().filter(|&c| c < k);
     by_name.or(by_number).map(ClassPick::One).ok_or_else(|| {
         let names: Vec<String> = (0..k).map(|c| card.class_name(c)).collect();
-        format!("--class {name}: expected a class number 0 to {} or one of {names:?}, or `none`", k - 1)
+        format!(
+            "--class {name}: expected a class number 0 to {} or one of {names:?}, `each` or `none`",
+            k - 1
+        )
     })
 }

@@ -12,9 +12,10 @@ use cm_core::rng::Noise;
 use cm_core::{OdeJumps, Plan, Rows};
 use serde_json::json;
 
+use super::sample::class_pick;
 use super::{MAX_POINTS, at_most};
 use crate::backend::Backend;
-use crate::eval::{chunk, host};
+use crate::eval::{ClassPick, chunk, host};
 use crate::io::{grid_png, grid_zoom, load_model_dir, write_atomic};
 
 #[derive(clap::Args)]
@@ -38,6 +39,15 @@ pub struct Args {
     n: u64,
     #[arg(long, default_value = "0")]
     seed: u64,
+    /// Class-conditional models: the class of every trajectory, by number or name, `each` (trajectory
+    /// `i` of class `i mod classes`) or `none` (no class). Default: `each` where the model takes the
+    /// teacher's classes, else none.
+    #[arg(long)]
+    class: Option<String>,
+    /// Class-conditional teachers: classifier-free guidance weight w of the teacher's ODE (1: none), as
+    /// for a model distilled from that guided ODE (`[teacher] guidance`).
+    #[arg(long, allow_negative_numbers = true, default_value = "1")]
+    guidance: f64,
     /// Image models: a PNG strip of the first --show trajectories, three rows each (the ODE state at
     /// each level scaled to the data's spread, the teacher's denoised estimate, the jump), the
     /// trajectory's origin last in each row.
@@ -71,6 +81,14 @@ pub fn run(a: Args) -> Result<()> {
     // Only a strip that is written is kept (at most 64 trajectories: 3 x 64 rows of images).
     let show = if a.out.is_some() { (a.show as usize).min(n) } else { 0 };
     let noise = Noise::new(a.seed);
+    let k = teacher.denoiser.classes();
+    let pick = match &a.class {
+        None if k > 0 && student.denoiser.classes() == k => ClassPick::Balanced,
+        None => ClassPick::Unconditional,
+        Some(name) => {
+            class_pick(&teacher.card, name).map_err(|e| anyhow::anyhow!("{}: {e}", a.teacher.display()))?
+        }
+    };
     // Per level: summed squares of jump - origin and of denoised - origin, over every value.
     let mut sigmas = Vec::new();
     let (mut jump_sq, mut denoised_sq): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
@@ -78,8 +96,10 @@ pub fn run(a: Args) -> Result<()> {
     let step = chunk(&teacher.denoiser);
     for first in (0..n).step_by(step) {
         let rows = step.min(n - first);
+        let classes = pick.rows(k, first, rows);
+        let r = Rows::new(&noise, first, rows).with_classes(classes.as_deref()).with_guidance(a.guidance);
         let r = teacher
-            .ode_jumps(&student, a.nfe as usize, a.levels as usize, Rows::new(&noise, first, rows), &device)
+            .ode_jumps(&student, a.nfe as usize, a.levels as usize, r, &device)
             .map_err(|e| anyhow::anyhow!("cm trajectory: {e}"))?;
         let OdeJumps { sigmas: s, states, denoised, jumps, origin } = r;
         let origin = host(origin)?;
@@ -140,6 +160,12 @@ pub fn run(a: Args) -> Result<()> {
         "nfe": Plan::heun(a.nfe as usize).nfe(),
         "trajectories": n,
         "seed": a.seed,
+        "classes": match pick {
+            ClassPick::Balanced if k > 0 => json!("each"),
+            ClassPick::One(c) => json!(teacher.card.class_name(c)),
+            _ => json!(null),
+        },
+        "guidance": a.guidance,
         "levels": levels,
         "mean_jump_rms": jump.iter().sum::<f64>() / jump.len().max(1) as f64,
         "mean_denoised_rms": denoised.iter().sum::<f64>() / denoised.len().max(1) as f64,

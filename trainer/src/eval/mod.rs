@@ -79,8 +79,8 @@ pub fn model_points_of(
     let k = model.denoiser.classes();
     chunked(&model.denoiser, n, |first, rows| {
         let classes = pick.rows(k, first, rows);
-        let r = Rows::new(&noise, first, rows).with_guidance(guidance);
-        model.sample(plan, classes.as_deref().map_or(r, |c| r.with_classes(c)), &device)
+        let r = Rows::new(&noise, first, rows).with_classes(classes.as_deref()).with_guidance(guidance);
+        model.sample(plan, r, &device)
     })
 }
 
@@ -92,8 +92,7 @@ pub fn points(denoiser: &Denoiser, plan: &Plan, n: usize, seed: u64) -> Result<V
     let k = denoiser.classes();
     chunked(denoiser, n, |first, rows| {
         let classes = ClassPick::Balanced.rows(k, first, rows);
-        let r = Rows::new(&noise, first, rows);
-        plan.run(denoiser, classes.as_deref().map_or(r, |c| r.with_classes(c)), &device, |_| {})
+        plan.run(denoiser, Rows::new(&noise, first, rows).with_classes(classes.as_deref()), &device, |_| {})
     })
 }
 

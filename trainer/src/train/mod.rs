@@ -389,7 +389,15 @@ fn consistency_probe(
         },
         (None, None) => return Ok(None),
     };
-    Probe::new(&ode, &student.range, cfg.seed).map(Some)
+    // A class-conditional run probes every class in turn (the sample grid's columns), along the guided
+    // ODE where its teacher is distilled with guidance; a probe's model that takes other classes than
+    // the student (or none) is probed with no class.
+    let classes = (ode.classes() > 0 && ode.classes() == student.classes()).then_some(ode.classes());
+    let guidance = match (teacher, &cfg.teacher) {
+        (Some(_), Some(t)) if classes.is_some() => t.guidance,
+        _ => 1.0,
+    };
+    Probe::new(&ode, &student.range, cfg.seed, classes, guidance).map(Some)
 }
 
 /// `loss.png` from what `metrics.jsonl` holds so far.

@@ -7,6 +7,7 @@
 use anyhow::Result;
 use cm_core::host::{rms_distance, rows};
 use cm_core::loaded::jump_levels;
+use cm_core::model::one_hot;
 use cm_core::rng::Noise;
 use cm_core::sample::OdeSolver;
 use cm_core::{Denoiser, Plan, Rows};
@@ -24,19 +25,30 @@ pub(super) struct Probe {
     states: Vec<Vec<f32>>,
     origin: Vec<f32>,
     dim: usize,
+    /// A class-conditional run's class of each row (row `i`: class `i mod classes`).
+    classes: Option<Vec<usize>>,
 }
 
 impl Probe {
     /// Solves `ode`'s PF-ODE for rows `0..64` of `seed` and keeps the states a model of noise range
-    /// `student` jumps from.
-    pub(super) fn new(ode: &Denoiser, student: &cm_core::NoiseRange, seed: u64) -> Result<Self> {
+    /// `student` jumps from; with `classes`, row `i` follows class `i mod classes`'s ODE, guided by
+    /// `guidance` (1: none).
+    pub(super) fn new(
+        ode: &Denoiser,
+        student: &cm_core::NoiseRange,
+        seed: u64,
+        classes: Option<usize>,
+        guidance: f64,
+    ) -> Result<Self> {
         let grid = OdeSolver::Heun.grid(NFE, &ode.range);
         let chosen = jump_levels(&grid, student, LEVELS).map_err(anyhow::Error::msg)?;
         let device = device_of(ode);
         let noise = Noise::new(seed);
         let (mut kept, mut state) = (Vec::new(), 0);
+        let classes = classes.map(|k| (0..ROWS).map(|i| i % k).collect::<Vec<_>>());
+        let rows = Rows::new(&noise, 0, ROWS).with_classes(classes.as_deref()).with_guidance(guidance);
         let origin = Plan::heun(NFE)
-            .run(ode, Rows::new(&noise, 0, ROWS), &device, |x| {
+            .run(ode, rows, &device, |x| {
                 if chosen.contains(&state) {
                     kept.push(x.clone());
                 }
@@ -49,17 +61,26 @@ impl Probe {
             states,
             origin: host(origin)?,
             dim: ode.dim(),
+            classes,
         })
     }
 
     /// `model`'s one-step jump from each level's states: its RMS distance to the origin, per level.
     pub(super) fn measure(&self, model: &Denoiser) -> Result<Vec<f64>> {
         let device = device_of(model);
+        let labels = match &self.classes {
+            Some(c) => {
+                let rows: Vec<Option<usize>> = c.iter().map(|&c| Some(c)).collect();
+                Some(one_hot(&rows, model.classes(), &device).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
         self.states
             .iter()
             .zip(&self.sigmas)
             .map(|(x, &sigma)| {
-                let jump = host(model.forward(rows(x, ROWS, self.dim, &device), &[sigma]))?;
+                let x = rows(x, ROWS, self.dim, &device);
+                let jump = host(model.forward_labelled(x, &[sigma], labels.as_ref()))?;
                 Ok(rms_distance(&jump, &self.origin))
             })
             .collect()
