@@ -211,19 +211,39 @@ fn a_conditional_model_fills_in_the_class_asked() {
     let r =
         report(&cm(&["edit", "inpaint", "--model", md, "--input", i, "--mask", m, "--out", &out("n.npy")]));
     assert!(r["classes"].is_null(), "no --class: no class, {r}");
+    let five = |extra: &[&str]| {
+        let mut args = vec!["edit", "interpolate", "--model", md, "--n", "3", "--class", "5"];
+        args.extend_from_slice(extra);
+        cm(&args)
+    };
+    let f = out("f.npy");
+    let r = report(&five(&["--out", &f]));
+    assert_eq!(r["classes"], serde_json::json!([5, 5, 5]), "{r}");
+    // The dataset's LeNet reads each result's class: a path within class 5 is read as fives.
+    let classifiers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../classifiers");
+    let lenet = |name: &str| classifiers.join(name).to_str().unwrap().to_string();
+    let r = report(&five(&["--classifier", &lenet("mnist-16"), "--out", &f]));
+    assert_eq!(r["classes_read"].as_array().map(|a| a.len()), Some(3), "{r}");
+    assert!(r["class_accuracy"].as_f64().unwrap() >= 2.0 / 3.0, "{r}");
     let r = report(&cm(&[
         "edit",
-        "interpolate",
+        "inpaint",
         "--model",
         md,
-        "--n",
-        "3",
+        "--input",
+        i,
+        "--mask",
+        m,
         "--class",
-        "5",
+        "each",
+        "--classifier",
+        &lenet("mnist-16"),
         "--out",
-        &out("f.npy"),
+        &f,
     ]));
-    assert_eq!(r["classes"], serde_json::json!([5, 5, 5]), "{r}");
+    let acc = r["class_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc) && r["classes_read"].as_array().unwrap().len() == 4, "{r}");
+    fails_with(&five(&["--classifier", &lenet("mnist-28"), "--out", &f]), &["28 px", "cannot read"]);
     fails_with(&fill("cat", &out("x.npy"), "2"), &["--class cat", "0 to 9", "each"]);
     let plain = model();
     let out_x = out("x.npy");

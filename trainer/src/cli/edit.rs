@@ -1,7 +1,7 @@
 //! `cm edit`: zero-shot editing of images with a consistency model (CM Algorithm 4 through core's
 //! [`Model::edit`]), with the metric each task has.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
@@ -13,7 +13,9 @@ use serde_json::json;
 use super::sample::class_pick;
 use super::{TauList, at_most, tau_list};
 use crate::backend::Backend;
+use crate::classifier::{classifier_dir, embed_rows, load_classifier};
 use crate::data::read_image;
+use crate::eval::features::class_stats;
 use crate::eval::{ClassPick, host};
 use crate::io::{grid_png, grid_zoom, load_model_dir, write_atomic, write_samples};
 
@@ -74,6 +76,10 @@ pub struct Args {
     /// class, the model's label-dropout branch).
     #[arg(long)]
     class: Option<String>,
+    /// With --class: the LeNet classifier that reads each result's class (`class_accuracy` in the
+    /// report; default `classifiers/<dataset>-<resolution>`, skipped when that folder has none).
+    #[arg(long)]
+    classifier: Option<PathBuf>,
     /// `.png` (a grid: the degraded input, then the results) or `.npy` (result rows).
     #[arg(long)]
     out: PathBuf,
@@ -117,8 +123,56 @@ fn interpolate(model: &Model, a: &Args, device: &Device) -> Result<serde_json::V
     let x = model
         .interpolate(a.seed, a.seed.wrapping_add(1), frames, classes.as_deref(), &taus, device)
         .map_err(err)?;
-    write_samples(&a.out, &host(x)?, model.dim(), model.image_shape())?;
-    Ok(json!({"task": "interpolate", "images": frames, "taus": taus.as_slice(), "classes": classes}))
+    let x = host(x)?;
+    write_samples(&a.out, &x, model.dim(), model.image_shape())?;
+    let mut report =
+        json!({"task": "interpolate", "images": frames, "taus": taus.as_slice(), "classes": classes});
+    read_classes(model, a, classes.as_deref(), &x, &mut report)?;
+    Ok(report)
+}
+
+/// With classes asked and a classifier of the model's data at hand: how often it reads each result as
+/// the class asked (`class_accuracy`) and what it reads (`classes_read`, by name), added to `report`.
+fn read_classes(
+    model: &Model,
+    a: &Args,
+    classes: Option<&[usize]>,
+    results: &[f32],
+    report: &mut serde_json::Value,
+) -> Result<()> {
+    let (Some(classes), Some([_, r, _])) = (classes, model.image_shape()) else { return Ok(()) };
+    let dir = match &a.classifier {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = classifier_dir(Path::new("classifiers"), &model.card.dataset, r);
+            if !dir.join("config.json").is_file() {
+                return Ok(());
+            }
+            dir
+        }
+    };
+    let (card, lenet) = load_classifier(&dir, &Backend::Cpu.device()?)?;
+    let k = model.denoiser.classes();
+    if card.network.classes != k
+        || card.network.resolution != r
+        || card.network.channels != model.image_shape().map_or(0, |s| s[0])
+    {
+        bail!(
+            "{}: a classifier of {} classes at {} px ({} channels) cannot read {} ({k} classes at {r} px)",
+            dir.display(),
+            card.network.classes,
+            card.network.resolution,
+            card.network.channels,
+            model.name()
+        );
+    }
+    let (_, probs) = embed_rows(&lenet, results, model.dim())?;
+    let read = class_stats(&probs, k).predicted;
+    let hits = read.iter().zip(classes).filter(|(r, c)| r == c).count();
+    report["class_accuracy"] = json!(hits as f64 / classes.len().max(1) as f64);
+    report["classes_read"] = json!(read.iter().map(|&c| model.card.class_name(c)).collect::<Vec<_>>());
+    report["classifier"] = json!(dir.display().to_string());
+    Ok(())
 }
 
 /// The class of each of `n` results that `--class` asks for (none: no class).
@@ -157,13 +211,15 @@ fn edit(model: &Model, a: &Args, shape: [usize; 3], device: &Device) -> Result<s
     if let Some(path) = &a.save_input {
         write_samples(path, &inputs, y.len(), Some(shape))?;
     }
-    Ok(json!({
+    let mut report = json!({
         "task": a.task.name(),
         "taus": Taus::as_slice(&taus),
         "images": n,
         "classes": classes,
         "metrics": metrics
-    }))
+    });
+    read_classes(model, a, classes.as_deref(), &x, &mut report)?;
+    Ok(report)
 }
 
 /// The edit `--task` names, with its mask read from `--mask` (inpainting) or its `--sigma`.
