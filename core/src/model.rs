@@ -77,9 +77,11 @@ impl<'a> Guided<'a> {
         Self { labels, guidance: 1.0 }
     }
 
-    /// `D_w(x, sigma, c)` of `model`: one pass where there are no labels or `w = 1`, else two.
+    /// `D_w(x, sigma, c)` of `model`: one pass where there are no labels, `w = 1` (the conditional
+    /// model) or `w = 0` (the unconditional one), else two.
     pub fn denoise(&self, model: &Denoiser, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
         match self.labels {
+            Some(_) if self.guidance == 0.0 => model.forward(x, sigma),
             Some(labels) if self.guidance != 1.0 => {
                 let unconditional = model.forward(x.clone(), sigma);
                 let conditional = model.forward_labelled(x, sigma, Some(labels));
