@@ -35,7 +35,8 @@ def sig4(v):
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 METHODS = ["edm", "trigflow", "ct", "ict-scratch", "ict", "ect", "cd", "sct-scratch", "sct", "scd-scratch", "scd",
-           "edm-28", "ict-28", "ect-28", "cd-28", "trigflow-cond", "sct-cond"]
+           "edm-28", "ict-28", "ect-28", "cd-28", "trigflow-cond", "sct-cond",
+           "scd-cond"]
 TEACHERS = ("edm", "trigflow")
 DATASETS = {
     "moons": ("sliced W2", "sliced_w2"),
@@ -124,6 +125,9 @@ def main():
                 tuned = c.get("taus", {}).get("2")
                 two = f(key + "_2step") + (f" (tau {tuned[0]:.3g}, `cm tune`)" if tuned else "")
                 four = f(key + "_4step") + (" (tuned)" if "4" in c.get("taus", {}) and key + "_4step" in m else "")
+                # A student of a guided teacher (`[teacher] guidance`) says so: it distils another ODE.
+                w = (c.get("provenance", {}).get("config", {}).get("teacher") or {}).get("guidance", 1.0)
+                method += f" (teacher guidance {w:g})" if w != 1.0 else ""
                 print(f"| {label} | {metric} | {method} | {c['steps']} | {f(key + '_1step')} | {two} | {four} | | {ref} | {wall} |")
 
 
