@@ -609,6 +609,16 @@ test('class-conditional models have a "by class" view: a class menu, one column 
     // The strip follows each class's ODE, and the student jumps with that class.
     const strip = await page.locator('#how figcaption .stat').first().textContent();
     assert.match(strip, /^4 trajectories · classes 0, 1, 2, 3 · 5 levels/);
+    const stripModels = await page.$$eval('#strip-model option', (os) => os.map((o) => o.value));
+    assert.deepEqual(stripModels, ['mnist-sct-cond', 'mnist-scd-cond'], 'the guided student is in the strip menu');
+    // Teacher guidance: the teacher's panel and the strip's ODE follow it.
+    await page.fill('#guidance', '1.5');
+    await page.dispatchEvent('#guidance', 'change');
+    await page.waitForFunction(() => document.body.dataset.status === 'ready' && /guidance 1.5/.test(document.querySelector('#how figcaption .stat')?.textContent ?? ''));
+    assert.ok(await page.$$eval('#panels figcaption .title', (ts) => ts.some((t) => t.textContent === 'mnist-trigflow-cond teacher · Heun · guidance 1.5')));
+    await page.fill('#guidance', '1');
+    await page.dispatchEvent('#guidance', 'change');
+    await page.waitForFunction(() => document.body.dataset.status === 'ready' && !/guidance/.test(document.querySelector('#how figcaption .stat')?.textContent ?? 'guidance'));
     // The editor fills in as the menu asks: "each class" gives one result per digit...
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cm-class-edit-'));
     const png = path.join(dir, 'ref.png');
