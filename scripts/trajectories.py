@@ -6,6 +6,8 @@
 
 The teacher is the model the recipe distils or starts from (`teacher.path`, else `init_from`) when that is
 a diffusion model; a model trained from scratch is measured against its dataset's EDM teacher (at its resolution).
+A class-conditional pair follows every class in turn (`cm trajectory`'s default), along the ODE guided as the
+student's recipe guided its teacher (`[teacher] guidance`).
 """
 import json
 import os
@@ -37,8 +39,10 @@ for name in json.loads((MODELS / "index.json").read_text())["models"]:
     if c["method"] in DIFFUSION or c["provenance"]["config"]["network"]["kind"] != "unet":
         continue
     teacher = teacher_of(c)
+    guidance = (c["provenance"]["config"].get("teacher") or {}).get("guidance", 1.0)
     out = subprocess.run([CM, "trajectory", "--model", str(MODELS / name), "--teacher", str(MODELS / teacher),
-                          "--n", "256", "--seed", "1"], check=True, capture_output=True, text=True).stdout
+                          "--n", "256", "--seed", "1", "--guidance", str(guidance)],
+                         check=True, capture_output=True, text=True).stdout
     r = json.loads(out)
     rows.append((name, teacher, r, c["metrics"]["fid_1step"]))
 

@@ -391,7 +391,9 @@ impl Model {
         self.consistency_only("interpolation")?;
         let range = &self.denoiser.range;
         check_taus(taus.as_slice(), range, range.sigma_max)?;
-        let n = n.max(2);
+        if n < 2 {
+            return Err(format!("an interpolation draws at least 2 images (its two ends), {n} asked"));
+        }
         let noise = Noise::new(a);
         let labels = Rows::new(&noise, 0, n).with_classes(classes).labels(&self.denoiser, device)?;
         Ok(interpolate(&self.denoiser, labels.as_ref(), a, b, n, taus.as_slice(), device))

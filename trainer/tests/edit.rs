@@ -244,6 +244,30 @@ fn a_conditional_model_fills_in_the_class_asked() {
     let acc = r["class_accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc) && r["classes_read"].as_array().unwrap().len() == 4, "{r}");
     fails_with(&five(&["--classifier", &lenet("mnist-28"), "--out", &f]), &["28 px", "cannot read"]);
+    fails_with(
+        &five(&["--classifier", &lenet("fashion-mnist-16"), "--out", &f]),
+        &["fashion-mnist", "cannot read"],
+    );
+    let never = out("never.npy");
+    fails_with(&five(&["--classifier", &lenet("emoji-32"), "--out", &never]), &["cannot read"]);
+    assert!(
+        !d.join("never.npy").exists(),
+        "a classifier that cannot read is refused before anything is written"
+    );
+    let args = ["edit", "interpolate", "--model", md, "--class", "each", "--out", &f];
+    fails_with(&cm(&args), &["--class each", "one class"]);
+    let args = ["edit", "interpolate", "--model", md, "--classifier", &lenet("mnist-16"), "--out", &f];
+    fails_with(&cm(&args), &["--classifier", "needs --class"]);
+    // Without --classifier, the dataset's own from the working directory's classifiers/.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let from_root = std::process::Command::new(env!("CARGO_BIN_EXE_cm"))
+        .current_dir(&root)
+        .args(["edit", "interpolate", "--model", md, "--n", "3", "--class", "5", "--out", &f])
+        .env("CM_LOG", "off")
+        .output()
+        .unwrap();
+    let r = report(&from_root);
+    assert!(r["class_accuracy"].is_number() && r["classifier"] == "classifiers/mnist-16", "{r}");
     fails_with(&fill("cat", &out("x.npy"), "2"), &["--class cat", "0 to 9", "each"]);
     let plain = model();
     let out_x = out("x.npy");

@@ -276,8 +276,8 @@ pub fn image(m: &Model, rgba: &[u8]) -> Result<Vec<f32>, String> {
 
 /// Zero-shot edit of the image `y` (`[D]`, values in `[-1, 1]`) by `task` (`inpaint` with `mask` (1 =
 /// generate), `colourise`, `super-resolution` by `factor`, `denoise` / `stroke` at `sigma`): `n` results
-/// `[n, D]`, a class-conditional model's each of its class in `classes` where given (one per result; as
-/// `cm edit --class`), and the rows they started from (denoising: `y` plus the seed's noise, as `cm edit
+/// `[n, D]` — for a class-conditional model, result `i` of class `classes[i]` where given (as `cm edit
+/// --class`) — and the rows they started from (denoising: `y` plus the seed's noise, as `cm edit
 /// denoise`).
 #[allow(clippy::too_many_arguments)]
 pub fn edit(

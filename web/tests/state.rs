@@ -31,6 +31,9 @@ fn every_bundled_model_loads_and_samples() {
     .unwrap();
     let device = Device::flex();
     let mut p = Playground::new(device.clone());
+    let names: Vec<&str> = index["models"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(unique.len(), names.len(), "index.json lists a model twice: {names:?}");
     for name in index["models"].as_array().unwrap() {
         let name = name.as_str().unwrap();
         let (card, weights) = bundled(name);

@@ -13,9 +13,10 @@ use serde_json::json;
 use super::sample::class_pick;
 use super::{TauList, at_most, tau_list};
 use crate::backend::Backend;
-use crate::classifier::{classifier_dir, embed_rows, load_classifier};
+use crate::classifier::{CARD_FILE, classifier_dir, embed_rows, load_classifier};
 use crate::data::read_image;
 use crate::eval::features::class_stats;
+use crate::eval::lenet::LeNet;
 use crate::eval::{ClassPick, host};
 use crate::io::{grid_png, grid_zoom, load_model_dir, write_atomic, write_samples};
 
@@ -119,7 +120,11 @@ fn interpolate(model: &Model, a: &Args, device: &Device) -> Result<serde_json::V
     let err = |e: String| anyhow::anyhow!("cm edit interpolate: {e}");
     let taus = model.taus(TauRequest::or_default(a.taus.clone().map(|t| t.0), 1)).map_err(err)?;
     let frames = (a.n as usize).max(2);
+    if a.class.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("each")) {
+        bail!("--class each: an interpolation is one path within one class; pick a class (or none)");
+    }
     let classes = classes(model, a, frames)?;
+    let reader = reader(model, a)?;
     let x = model
         .interpolate(a.seed, a.seed.wrapping_add(1), frames, classes.as_deref(), &taus, device)
         .map_err(err)?;
@@ -127,47 +132,61 @@ fn interpolate(model: &Model, a: &Args, device: &Device) -> Result<serde_json::V
     write_samples(&a.out, &x, model.dim(), model.image_shape())?;
     let mut report =
         json!({"task": "interpolate", "images": frames, "taus": taus.as_slice(), "classes": classes});
-    read_classes(model, a, classes.as_deref(), &x, &mut report)?;
+    read_classes(model, reader.as_ref(), classes.as_deref(), &x, &mut report)?;
     Ok(report)
 }
 
-/// With classes asked and a classifier of the model's data at hand: how often it reads each result as
-/// the class asked (`class_accuracy`) and what it reads (`classes_read`, by name), added to `report`.
-fn read_classes(
-    model: &Model,
-    a: &Args,
-    classes: Option<&[usize]>,
-    results: &[f32],
-    report: &mut serde_json::Value,
-) -> Result<()> {
-    let (Some(classes), Some([_, r, _])) = (classes, model.image_shape()) else { return Ok(()) };
+/// The LeNet that reads what class each result is, where `--class` is given: `--classifier`, else the
+/// model's dataset's at its resolution (`classifiers/<dataset>-<px>`) where that folder has one. Loaded
+/// and checked against the model before anything is edited or written.
+fn reader(model: &Model, a: &Args) -> Result<Option<(PathBuf, LeNet)>> {
+    let Some([c, r, _]) = model.image_shape() else { return Ok(None) };
+    if a.class.is_none() {
+        if let Some(dir) = &a.classifier {
+            bail!("--classifier {}: it reads the class of each result, so it needs --class", dir.display());
+        }
+        return Ok(None);
+    }
     let dir = match &a.classifier {
         Some(dir) => dir.clone(),
         None => {
             let dir = classifier_dir(Path::new("classifiers"), &model.card.dataset, r);
-            if !dir.join("config.json").is_file() {
-                return Ok(());
+            if !dir.join(CARD_FILE).is_file() {
+                return Ok(None);
             }
             dir
         }
     };
     let (card, lenet) = load_classifier(&dir, &Backend::Cpu.device()?)?;
     let k = model.denoiser.classes();
-    if card.network.classes != k
-        || card.network.resolution != r
-        || card.network.channels != model.image_shape().map_or(0, |s| s[0])
-    {
+    let n = &card.network;
+    if card.dataset != model.card.dataset || n.classes != k || n.resolution != r || n.channels != c {
         bail!(
-            "{}: a classifier of {} classes at {} px ({} channels) cannot read {} ({k} classes at {r} px)",
+            "{}: a classifier of {} ({} classes at {} px, {} channels) cannot read {} ({}, {k} classes at {r} px)",
             dir.display(),
-            card.network.classes,
-            card.network.resolution,
-            card.network.channels,
-            model.name()
+            card.dataset,
+            n.classes,
+            n.resolution,
+            n.channels,
+            model.name(),
+            model.card.dataset
         );
     }
-    let (_, probs) = embed_rows(&lenet, results, model.dim())?;
-    let read = class_stats(&probs, k).predicted;
+    Ok(Some((dir, lenet)))
+}
+
+/// What `reader` reads in `results` against the classes asked: how often it agrees (`class_accuracy`)
+/// and what it reads (`classes_read`, by name), added to `report`.
+fn read_classes(
+    model: &Model,
+    reader: Option<&(PathBuf, LeNet)>,
+    classes: Option<&[usize]>,
+    results: &[f32],
+    report: &mut serde_json::Value,
+) -> Result<()> {
+    let (Some((dir, lenet)), Some(classes)) = (reader, classes) else { return Ok(()) };
+    let (_, probs) = embed_rows(lenet, results, model.dim())?;
+    let read = class_stats(&probs, model.denoiser.classes()).predicted;
     let hits = read.iter().zip(classes).filter(|(r, c)| r == c).count();
     report["class_accuracy"] = json!(hits as f64 / classes.len().max(1) as f64);
     report["classes_read"] = json!(read.iter().map(|&c| model.card.class_name(c)).collect::<Vec<_>>());
@@ -197,6 +216,7 @@ fn edit(model: &Model, a: &Args, shape: [usize; 3], device: &Device) -> Result<s
     let taus = model.edit_taus(&edit, TauRequest::or_default(a.taus.clone().map(|t| t.0), 4)).map_err(err)?;
     let n = a.n as usize;
     let classes = classes(model, a, n)?;
+    let reader = reader(model, a)?;
     let Edited { inputs, results } =
         model.edit(&edit, &y, n, classes.as_deref(), &taus, a.seed, device).map_err(err)?;
     let x = host(results)?;
@@ -218,7 +238,7 @@ fn edit(model: &Model, a: &Args, shape: [usize; 3], device: &Device) -> Result<s
         "classes": classes,
         "metrics": metrics
     });
-    read_classes(model, a, classes.as_deref(), &x, &mut report)?;
+    read_classes(model, reader.as_ref(), classes.as_deref(), &x, &mut report)?;
     Ok(report)
 }
 

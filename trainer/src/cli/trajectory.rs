@@ -89,6 +89,23 @@ pub fn run(a: Args) -> Result<()> {
             class_pick(&teacher.card, name).map_err(|e| anyhow::anyhow!("{}: {e}", a.teacher.display()))?
         }
     };
+    if a.guidance != 1.0 && pick.rows(k, 0, 1).is_none() {
+        let why = if k == 0 {
+            format!("{} is not class-conditional", teacher.name())
+        } else if student.denoiser.classes() != k {
+            format!(
+                "{} does not take {}'s classes, so its jumps are measured with none",
+                student.name(),
+                teacher.name()
+            )
+        } else {
+            "--class none asks for none".to_string()
+        };
+        bail!(
+            "--guidance {}: guidance pushes each trajectory toward its class, and these have none ({why})",
+            a.guidance
+        );
+    }
     // Per level: summed squares of jump - origin and of denoised - origin, over every value.
     let mut sigmas = Vec::new();
     let (mut jump_sq, mut denoised_sq): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());

@@ -86,3 +86,36 @@ impl Probe {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On the bundled conditional pair: a probe with classes follows each class's ODE (its origins are
+    /// not the no-class ones), guidance moves them again, and the student jumps with each row's class,
+    /// landing nearer that class's origin than it does asked for no class.
+    #[test]
+    fn a_conditional_probe_follows_each_class_and_its_guidance() {
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models");
+        let device = burn::prelude::Device::flex();
+        let teacher = crate::io::load_model_dir(&models.join("mnist-trigflow-cond"), &device).unwrap();
+        let student = crate::io::load_model_dir(&models.join("mnist-sct-cond"), &device).unwrap();
+        let (t, range) = (&teacher.denoiser, &student.denoiser.range);
+        let plain = Probe::new(t, range, 0, None, 1.0).unwrap();
+        let each = Probe::new(t, range, 0, Some(10), 1.0).unwrap();
+        let guided = Probe::new(t, range, 0, Some(10), 1.5).unwrap();
+        assert_eq!(each.classes.as_deref().map(|c| c[..3].to_vec()), Some(vec![0, 1, 2]));
+        assert_ne!(plain.origin, each.origin, "the classes reach the ODE");
+        assert_ne!(each.origin, guided.origin, "the guidance reaches the ODE");
+        let unlabelled = Probe {
+            sigmas: each.sigmas.clone(),
+            states: each.states.clone(),
+            origin: each.origin.clone(),
+            dim: each.dim,
+            classes: None,
+        };
+        let (with, without) =
+            (each.measure(&student.denoiser).unwrap()[0], unlabelled.measure(&student.denoiser).unwrap()[0]);
+        assert!(with < without, "from sigma_max, with its class {with} vs none {without}");
+    }
+}
