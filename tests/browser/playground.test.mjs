@@ -660,6 +660,28 @@ test('class-conditional models have a "by class" view: a class menu, one column 
   }
 });
 
+test('named classes: `?class=sneaker` picks Fashion-MNIST\'s Sneaker in its by-class view', async () => {
+  const browser = await launch(false);
+  try {
+    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=fashion-mnist-classes&nfe=9&k=2&class=sneaker');
+    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', await page.locator('#message').textContent());
+    const options = await page.$$eval('#class option', (os) => os.map((o) => o.textContent));
+    assert.ok(options.includes('Sneaker') && options.includes('Ankle boot'), `classes: ${options}`);
+    assert.equal(await page.locator('#class').inputValue(), '7', 'Sneaker is Fashion-MNIST\'s class 7');
+    assert.match(await page.locator('#best-title').textContent(), /fashion-mnist-sct-cond and its teacher fashion-mnist-trigflow-cond/);
+    assert.match(await page.locator('#how figcaption .stat').first().textContent(), /· class Sneaker ·/);
+    const web = await page.evaluate(() => window.cmParity('fashion-mnist-sct-cond', [], 4, 3, new Uint32Array(4).fill(7)));
+    const native = nativeSamples([], 4, 3, 'fashion-mnist-sct-cond', ['--class', 'Sneaker']);
+    const maxDiff = Math.max(...web.map((v, i) => Math.abs(v - native[i])));
+    console.log(`[classes] fashion-mnist-sct-cond Sneaker parity: max |web - native| = ${maxDiff.toExponential(2)}`);
+    assert.ok(maxDiff < 2e-3, `web and native Sneaker samples differ by ${maxDiff}`);
+    await page.screenshot({ path: path.join(artifacts, 'playground-fashion-classes.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('a weights file that does not match shows a message, not a dead page', async () => {
   const browser = await launch(false);
   try {
