@@ -73,8 +73,8 @@ pub struct Args {
     #[arg(long, default_value = "0")]
     seed: u64,
     /// Class-conditional models: generate every result as this class, by number or name (`7`, `Sneaker`:
-    /// "fill this in as a 7"), `each` (result `i` as class `i mod classes`) or `none` (the default: no
-    /// class, the model's label-dropout branch).
+    /// "fill this in as a 7"), `each` (result `i` as class `i mod classes`; not for interpolate, one path
+    /// within one class) or `none` (the default: no class, the model's label-dropout branch).
     #[arg(long)]
     class: Option<String>,
     /// With --class: the LeNet classifier that reads each result's class (`class_accuracy` in the
