@@ -61,6 +61,23 @@ async function openPage(browser, query) {
   return { page, errors, weights };
 }
 
+// Uploads the image file `png` as the editor's reference and waits until the page names it.
+async function uploadReference(page, png) {
+  await page.setInputFiles('#upload', png);
+  await page.waitForFunction((name) => document.querySelector('#edit-ref').textContent === name, path.basename(png));
+}
+
+// Runs the editor's current tool once and returns what the page did (`window.cmLastEdit`); an edit that
+// reports an error fails the test, named by `what`.
+async function runEdit(page, what = 'edit') {
+  await page.evaluate(() => { window.cmLastEdit = null; });
+  await page.click('#run-edit');
+  await page.waitForFunction(() => window.cmLastEdit !== null, null, { timeout: 120_000 });
+  const last = await page.evaluate(() => window.cmLastEdit);
+  assert.equal(last.error, undefined, `${what}: ${last.error}`);
+  return last;
+}
+
 function readNpy(file) {
   const buf = fs.readFileSync(file);
   const hlen = buf.readUInt16LE(8);
@@ -217,11 +234,7 @@ test('editing on the page: inpaint keeps unpainted pixels, super-resolution keep
     assert.ok(masked > 10, `painted mask pixels: ${masked}`);
     const run = async (task) => {
       await page.selectOption('#task', task);
-      await page.evaluate(() => { window.cmLastEdit = null; });
-      await page.click('#run-edit');
-      await page.waitForFunction(() => window.cmLastEdit !== null, null, { timeout: 120_000 });
-      const last = await page.evaluate(() => window.cmLastEdit);
-      assert.equal(last.error, undefined, `${task}: ${last.error}`);
+      const last = await runEdit(page, task);
       console.log(`[edit] ${task}: ${await page.locator('#edit-stat').textContent()}`);
       return last;
     };
@@ -382,14 +395,9 @@ test('denoising: the page and `cm edit denoise` start from the same noisy images
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cm-denoise-'));
     const png = path.join(dir, 'ref.png');
     fs.writeFileSync(png, greyPng(16, (x, y) => (x > 4 && x < 11 && y > 2 && y < 13 ? 230 : 20)));
-    await page.setInputFiles('#upload', png);
-    await page.waitForFunction(() => document.querySelector('#edit-ref').textContent === 'ref.png');
+    await uploadReference(page, png);
     await page.selectOption('#task', 'denoise');
-    await page.evaluate(() => { window.cmLastEdit = null; });
-    await page.click('#run-edit');
-    await page.waitForFunction(() => window.cmLastEdit !== null, null, { timeout: 120_000 });
-    const web = await page.evaluate(() => window.cmLastEdit);
-    assert.equal(web.error, undefined, web.error);
+    const web = await runEdit(page, 'denoise');
     const sigma = await page.locator('#sigma').inputValue();
     execFileSync(cmBin, ['edit', 'denoise', '--model', path.join(root, 'www/models', web.model), '--input', png,
       '--sigma', sigma, '--seed', String(web.seed), '--n', '4', '--save-input', path.join(dir, 'in.npy'),
@@ -424,15 +432,8 @@ test('the bundled colour model: emoji panels, and colourisation of a real test e
     assert.doesNotMatch(await page.locator('#best-note').textContent(), /Known failure/);
     assert.match(await page.locator('#edit-ref').textContent(), /test image 1\/16: emoji test split/);
     await page.selectOption('#task', 'colourise');
-    const edit = async () => {
-      await page.evaluate(() => { window.cmLastEdit = null; });
-      await page.click('#run-edit');
-      await page.waitForFunction(() => window.cmLastEdit !== null, null, { timeout: 120_000 });
-      return page.evaluate(() => window.cmLastEdit);
-    };
-    await edit(); // warm-up
-    const r = await edit();
-    assert.equal(r.error, undefined, r.error);
+    await runEdit(page, 'colourise'); // warm-up
+    const r = await runEdit(page, 'colourise');
     console.log(`[emoji] colourise: ${await page.locator('#edit-stat').textContent()}`);
     const hw = 32 * 32, d = 3 * hw;
     const luma = (v, o, p) => 0.299 * v[o + p] + 0.587 * v[o + hw + p] + 0.114 * v[o + 2 * hw + p];
@@ -464,8 +465,7 @@ test('the bundled colour model: emoji panels, and colourisation of a real test e
     await page.mouse.down();
     await page.mouse.move(box.x + box.width * 0.7, box.y + box.height * 0.5, { steps: 8 });
     await page.mouse.up();
-    const s = await edit();
-    assert.equal(s.error, undefined, s.error);
+    const s = await runEdit(page, 'stroke');
     const red = Array.from({ length: hw }, (_, p) => p).filter((p) => s.reference[p] === 1 && s.reference[hw + p] === -1 && s.reference[2 * hw + p] === -1);
     assert.ok(red.length >= 20, `red stroke pixels in the reference: ${red.length}`);
     console.log(`[emoji] stroke: ${await page.locator('#edit-stat').textContent()}`);
@@ -623,25 +623,16 @@ test('class-conditional models have a "by class" view: a class menu, one column 
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cm-class-edit-'));
     const png = path.join(dir, 'ref.png');
     fs.writeFileSync(png, greyPng(16, (x, y) => (x > 4 && x < 11 && y > 2 && y < 13 ? 230 : 20)));
-    await page.setInputFiles('#upload', png);
-    await page.waitForFunction(() => document.querySelector('#edit-ref').textContent === 'ref.png');
+    await uploadReference(page, png);
     await page.selectOption('#task', 'denoise');
-    const runEdit = async () => {
-      await page.evaluate(() => { window.cmLastEdit = null; });
-      await page.click('#run-edit');
-      await page.waitForFunction(() => window.cmLastEdit !== null, null, { timeout: 120_000 });
-      const last = await page.evaluate(() => window.cmLastEdit);
-      assert.equal(last.error, undefined, last.error);
-      return last;
-    };
-    const each = await runEdit();
+    const each = await runEdit(page, 'denoise, each class');
     assert.deepEqual(each.classes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert.equal(each.points.length, 10 * 256);
     assert.match(await page.locator('#edit-stat').textContent(), /^denoise · classes 0, 1, 2/);
     // ...and one class gives `cm edit denoise --class 7`'s results for the same seed.
     await page.selectOption('#class', '7');
     await page.waitForFunction(() => document.body.dataset.status === 'ready');
-    const seven = await runEdit();
+    const seven = await runEdit(page, 'denoise as a 7');
     assert.deepEqual(seven.classes, [7, 7, 7, 7]);
     const sigma = await page.locator('#sigma').inputValue();
     execFileSync(cmBin, ['edit', 'denoise', '--model', path.join(root, 'www/models', seven.model), '--input', png,

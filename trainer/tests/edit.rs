@@ -34,6 +34,17 @@ fn report(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("a JSON report")
 }
 
+/// A fresh folder `name` with a reference ring (`in.png`) and a mask of its lower half (`mask.png`), and
+/// their paths as strings.
+fn ring_and_lower_half(name: &str) -> (PathBuf, String, String) {
+    let d = tmp(name);
+    let (input, mask) = (d.join("in.png"), d.join("mask.png"));
+    grey_png(&input, ring);
+    grey_png(&mask, |y, _| if y >= 8 { 255 } else { 0 });
+    let path = |p: PathBuf| p.to_str().unwrap().to_string();
+    (d, path(input), path(mask))
+}
+
 /// A "digit": a bright ring on black.
 fn ring(y: usize, x: usize) -> u8 {
     let r = ((y as f64 - 7.5).powi(2) + (x as f64 - 7.5).powi(2)).sqrt();
@@ -42,11 +53,8 @@ fn ring(y: usize, x: usize) -> u8 {
 
 #[test]
 fn every_task_keeps_what_it_must_and_reports_its_metric() {
-    let d = tmp("tasks");
-    let (input, mask) = (d.join("in.png"), d.join("mask.png"));
-    grey_png(&input, ring);
-    grey_png(&mask, |y, _| if y >= 8 { 255 } else { 0 });
-    let (i, m, md) = (input.to_str().unwrap(), mask.to_str().unwrap(), model());
+    let (d, i, m) = ring_and_lower_half("tasks");
+    let (i, m, md) = (i.as_str(), m.as_str(), model());
     let out = |name: &str| d.join(name).to_str().unwrap().to_string();
 
     let r =
@@ -185,11 +193,8 @@ fn bad_edit_input_is_named() {
 /// interpolation takes a class too; a class for an unconditional model or an unknown one is refused.
 #[test]
 fn a_conditional_model_fills_in_the_class_asked() {
-    let d = tmp("classes");
-    let (input, mask) = (d.join("in.png"), d.join("mask.png"));
-    grey_png(&input, ring);
-    grey_png(&mask, |y, _| if y >= 8 { 255 } else { 0 });
-    let (i, m) = (input.to_str().unwrap(), mask.to_str().unwrap());
+    let (d, i, m) = ring_and_lower_half("classes");
+    let (i, m) = (i.as_str(), m.as_str());
     let cond = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models/mnist-sct-cond");
     let md = cond.to_str().unwrap();
     let out = |name: &str| d.join(name).to_str().unwrap().to_string();
@@ -268,6 +273,17 @@ fn a_conditional_model_fills_in_the_class_asked() {
         .unwrap();
     let r = report(&from_root);
     assert!(r["class_accuracy"].is_number() && r["classifier"] == "classifiers/mnist-16", "{r}");
+    // `--class none` asks for no class: nothing to read, so no classifier is loaded or named.
+    let none = std::process::Command::new(env!("CARGO_BIN_EXE_cm"))
+        .current_dir(&root)
+        .args(["edit", "interpolate", "--model", md, "--n", "3", "--class", "none", "--out", &f])
+        .env("CM_LOG", "off")
+        .output()
+        .unwrap();
+    let r = report(&none);
+    assert!(r["classes"].is_null() && r.get("classifier").is_none(), "{r}");
+    let args = ["edit", "interpolate", "--model", md, "--class", "none", "--classifier", &lenet("mnist-16")];
+    fails_with(&cm(&[&args[..], &["--out", &f]].concat()), &["--classifier", "not none"]);
     fails_with(&fill("cat", &out("x.npy"), "2"), &["--class cat", "0 to 9", "each"]);
     let plain = model();
     let out_x = out("x.npy");

@@ -124,7 +124,7 @@ fn interpolate(model: &Model, a: &Args, device: &Device) -> Result<serde_json::V
         bail!("--class each: an interpolation is one path within one class; pick a class (or none)");
     }
     let classes = classes(model, a, frames)?;
-    let reader = reader(model, a)?;
+    let reader = reader(model, a, classes.as_deref())?;
     let x = model
         .interpolate(a.seed, a.seed.wrapping_add(1), frames, classes.as_deref(), &taus, device)
         .map_err(err)?;
@@ -136,14 +136,18 @@ fn interpolate(model: &Model, a: &Args, device: &Device) -> Result<serde_json::V
     Ok(report)
 }
 
-/// The LeNet that reads what class each result is, where `--class` is given: `--classifier`, else the
-/// model's dataset's at its resolution (`classifiers/<dataset>-<px>`) where that folder has one. Loaded
-/// and checked against the model before anything is edited or written.
-fn reader(model: &Model, a: &Args) -> Result<Option<(PathBuf, LeNet)>> {
+/// The LeNet that reads what class each result is, where `--class` asks for one (`classes` is `Some`):
+/// `--classifier`, else the model's dataset's at its resolution (`classifiers/<dataset>-<px>`) where that
+/// folder has one. Loaded and checked against the model before anything is edited or written; with no
+/// class asked (no `--class`, or `--class none`) nothing is loaded.
+fn reader(model: &Model, a: &Args, classes: Option<&[usize]>) -> Result<Option<(PathBuf, LeNet)>> {
     let Some([c, r, _]) = model.image_shape() else { return Ok(None) };
-    if a.class.is_none() {
+    if classes.is_none() {
         if let Some(dir) = &a.classifier {
-            bail!("--classifier {}: it reads the class of each result, so it needs --class", dir.display());
+            bail!(
+                "--classifier {}: it reads the class of each result, so it needs --class with a class (not none)",
+                dir.display()
+            );
         }
         return Ok(None);
     }
@@ -216,7 +220,7 @@ fn edit(model: &Model, a: &Args, shape: [usize; 3], device: &Device) -> Result<s
     let taus = model.edit_taus(&edit, TauRequest::or_default(a.taus.clone().map(|t| t.0), 4)).map_err(err)?;
     let n = a.n as usize;
     let classes = classes(model, a, n)?;
-    let reader = reader(model, a)?;
+    let reader = reader(model, a, classes.as_deref())?;
     let Edited { inputs, results } =
         model.edit(&edit, &y, n, classes.as_deref(), &taus, a.seed, device).map_err(err)?;
     let x = host(results)?;
