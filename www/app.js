@@ -394,28 +394,45 @@ async function drawPaths(teacher, student, nfe, seed, id) {
 // jumps all equal the origin; below the grid, each level's RMS distance to it.
 const STRIP_ROWS = 4;
 const STRIP_LEVELS = 8;
+// The diffusion model whose ODE `student`'s jumps are measured against: its own (the model its recipe
+// distilled from or started at, `facts.teacher`) where the page has it with the same image shape and
+// classes, else the view's teacher.
+function stripTeacher(student, fallback) {
+  const own = catalogue.find((m) => m.name === student.teacher);
+  const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+  return own && isDiffusion(own) && same(own.shape, student.shape) && same(own.classes, student.classes) ? own : fallback;
+}
+
 // The strip's panel, with a choice of whose jumps it shows: the lead model, or any other consistency
-// model of the view (its weights load when chosen), all from the same teacher's trajectories.
+// model of the view (its weights, and its own teacher's, load when chosen), each from its own teacher's
+// trajectories where the page has that teacher (stripTeacher).
 async function showStrip(teacher, students, nfe, seed, id) {
-  const p = panel(`the teacher's ODE (${teacher.name}) vs the jumps of `, $('how'));
+  const p = panel('', $('how'));
   p.fig.classList.add('wide');
+  const title = p.fig.querySelector('.title');
+  const whose = document.createElement('span');
   const pick = document.createElement('select');
   pick.id = 'strip-model';
   pick.title = 'whose one-step jumps: the lead model, or another consistency model of this view';
   for (const m of students) pick.append(new Option(m.name, m.name));
-  p.fig.querySelector('.title').append(pick);
+  title.append(whose, pick);
+  const draw = async (m, id, current) => {
+    const own = stripTeacher(m, teacher);
+    whose.textContent = `the teacher's ODE (${own.name}) vs the jumps of `;
+    if (!(await ensureLoaded(own)) || !(await ensureLoaded(m))) p.stat.textContent = `${m.name} or ${own.name} could not be loaded`;
+    else await drawStrip(p, own, m, nfe, seed, id, current);
+  };
   pick.onchange = async () => {
     const id = runId;
     const m = students.find((s) => s.name === pick.value);
     p.stat.textContent = `loading ${m.name}…`;
     try {
-      if (!(await ensureLoaded(m))) p.stat.textContent = `${m.name} could not be loaded`;
-      else await drawStrip(p, teacher, m, nfe, seed, id, () => pick.value === m.name);
+      await draw(m, id, () => pick.value === m.name);
     } catch (e) {
       p.stat.textContent = `${m.name}: ${e.message ?? e}`;
     }
   };
-  await drawStrip(p, teacher, students[0], nfe, seed, id);
+  await draw(students[0], id, () => true);
 }
 
 // `current()`: whether this draw is still the one asked for (a later menu choice supersedes it).

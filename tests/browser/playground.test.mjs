@@ -191,10 +191,16 @@ test('image views show the teacher\'s ODE against the model\'s jumps, as `cm tra
     // 9 Heun NFE: 5 steps, so 5 states above sigma = 0 to jump from; 4 trajectories of 3 rows, the origin last.
     assert.equal(levels, 5);
     assert.equal(Number(strip.images), 4 * 3 * (levels + 1));
-    const web = { jump: strip.jumpRms.split(',').map(Number), denoised: strip.denoisedRms.split(',').map(Number) };
-    const native = JSON.parse(execFileSync(cmBin, ['trajectory', '--model', path.join(root, 'www/models', strip.model),
-      '--teacher', path.join(root, 'www/models', strip.teacher), '--nfe', '9', '--levels', '8', '--n', '4', '--seed', '4'], { encoding: 'utf8' }));
-    const diff = Math.max(...native.levels.flatMap((l, i) => [Math.abs(l.jump_rms - web.jump[i]), Math.abs(l.denoised_rms - web.denoised[i])]));
+    // The page's RMS distances against `cm trajectory`'s for the strip's pair, seed and NFE.
+    const againstNative = (s) => {
+      const web = { jump: s.jumpRms.split(',').map(Number), denoised: s.denoisedRms.split(',').map(Number) };
+      const native = JSON.parse(execFileSync(cmBin, ['trajectory', '--model', path.join(root, 'www/models', s.model),
+        '--teacher', path.join(root, 'www/models', s.teacher), '--nfe', '9', '--levels', '8', '--n', '4', '--seed', '4'], { encoding: 'utf8' }));
+      assert.equal(native.levels.length, web.jump.length);
+      const diff = Math.max(...native.levels.flatMap((l, i) => [Math.abs(l.jump_rms - web.jump[i]), Math.abs(l.denoised_rms - web.denoised[i])]));
+      return { web, native, diff };
+    };
+    const { web, native, diff } = againstNative(strip);
     console.log(`[strip] ${strip.model} from ${strip.teacher}'s ODE: jump RMS ${web.jump.map((v) => v.toFixed(3))}, teacher ${web.denoised.map((v) => v.toFixed(3))}; max |web - native| ${diff.toExponential(2)}`);
     assert.equal(native.levels.length, levels);
     assert.ok(diff < 1e-3, `the page's RMS distances differ from cm trajectory's by ${diff}`);
@@ -210,6 +216,18 @@ test('image views show the teacher\'s ODE against the model\'s jumps, as `cm tra
       console.log(`[strip] mnist-ct from the same trajectories: jump RMS ${ct.map((v) => v.toFixed(3))}`);
       assert.ok(ct[0] > 2 * web.jump[0], `mnist-ct's jump from sigma_max (${ct[0]}) against ${strip.model}'s (${web.jump[0]})`);
     }
+    // A model distilled from another teacher of the view is measured against its own teacher's ODE:
+    // mnist-cd's recipe distils mnist-edm, whose weights load with it.
+    assert.ok(options.includes('mnist-cd'), `strip menu: ${options}`);
+    assert.notEqual(strip.teacher, 'mnist-edm', 'the lead model follows another teacher');
+    await page.selectOption('#strip-model', 'mnist-cd');
+    await page.waitForFunction(() => document.querySelector('#how canvas[data-jump-rms]').dataset.model === 'mnist-cd', null, { timeout: 120_000 });
+    const cd = await page.$eval('#how canvas[data-jump-rms]', (c) => ({ ...c.dataset }));
+    assert.equal(cd.teacher, 'mnist-edm');
+    assert.match(await page.locator('#how figcaption .title').first().textContent(), /the teacher's ODE \(mnist-edm\) vs the jumps of/);
+    const own = againstNative(cd);
+    console.log(`[strip] mnist-cd from mnist-edm's ODE: jump RMS ${own.web.jump.map((v) => v.toFixed(3))}; max |web - native| ${own.diff.toExponential(2)}`);
+    assert.ok(own.diff < 1e-3, `mnist-cd: the page's RMS distances differ from cm trajectory's by ${own.diff}`);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

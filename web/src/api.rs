@@ -122,7 +122,8 @@ impl App {
     }
 
     /// What the page needs to know of a model from its card (`state::facts`): `{name, dataset, method,
-    /// consistency, shape, parameters, steps, quality}`.
+    /// consistency, shape, parameters, steps, quality, classes, teacher}` (`teacher`: the model its recipe
+    /// distilled from or started at, by name; `null` where it names none).
     pub fn facts(&self, name: &str) -> Result<JsValue, JsError> {
         let text = state::facts(self.inner.borrow().card(name).map_err(|e| JsError::new(&e))?).to_string();
         js_sys::JSON::parse(&text).map_err(|_| JsError::new("facts are JSON"))

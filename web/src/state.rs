@@ -148,7 +148,9 @@ fn quality(card: &ModelCard) -> f64 {
 
 /// What the page shows and decides by, from a card (before or after its weights load): name, dataset,
 /// method, whether it is a consistency model (the one rule), the image shape (`null` for points), the
-/// parameter count, the training steps, and the recorded quality used for ranking.
+/// parameter count, the training steps, the recorded quality used for ranking, the class names, and the
+/// model its recipe distilled from or started at (`teacher`, by folder name: whose ODE its jumps should
+/// follow; `null` where the recipe names none).
 pub fn facts(card: &ModelCard) -> serde_json::Value {
     json!({
         "name": card.name,
@@ -160,6 +162,7 @@ pub fn facts(card: &ModelCard) -> serde_json::Value {
         "steps": card.steps,
         "quality": Some(quality(card)).filter(|q| q.is_finite()),
         "classes": (0..card.model.architecture.classes()).map(|c| card.class_name(c)).collect::<Vec<_>>(),
+        "teacher": origin(card),
     })
 }
 

@@ -179,6 +179,12 @@ fn facts_are_cores() {
         (Some(true), serde_json::json!([1, 16, 16]))
     );
     assert_eq!(state::facts(p.card("mnist-edm").unwrap())["consistency"].as_bool(), Some(false));
+    // Whose ODE a model's jumps follow: the teacher its recipe names, else the weights it started from.
+    assert_eq!(ict["teacher"], "mnist-edm", "mnist-ict starts from mnist-edm (init_from)");
+    assert!(state::facts(p.card("mnist-edm").unwrap())["teacher"].is_null(), "a teacher trained from data");
+    let (card, weights) = bundled("mnist-cd");
+    p.load(&card, weights).unwrap();
+    assert_eq!(state::facts(p.card("mnist-cd").unwrap())["teacher"], "mnist-edm", "CD names its teacher");
     let rgba: Vec<u8> = (0..16 * 16).flat_map(|_| [255u8, 0, 0, 255]).collect();
     let grey = state::image(&p.get("mnist-ict").unwrap(), &rgba).unwrap();
     assert!(grey.iter().all(|v| (v - (0.299 - 0.587 - 0.114) as f32).abs() < 1e-6));
