@@ -742,9 +742,11 @@ async function render() {
     const ready = await Promise.all(lead.map(ensureLoaded));
     if (id !== runId) return; // a newer render owns the page
     const quality = featured?.quality != null ? ` (two-step ${featured.shape ? 'FID-LeNet' : 'sliced W2'} ${featured.quality.toPrecision(3)} recorded in its card)` : '';
+    // The view as its menu names it (`mnist by class`, not the id `mnist-classes`).
+    const viewName = $('dataset').selectedOptions[0]?.textContent || dataset;
     $('best-title').textContent = featured
-      ? `${dataset}: ${featured.name}${teacher ? ` and its teacher ${teacher.name}` : ''}`
-      : `${dataset}: ${lead.map((m) => m.name).join(', ')}`;
+      ? `${viewName}: ${featured.name}${teacher ? ` and its teacher ${teacher.name}` : ''}`
+      : `${viewName}: ${lead.map((m) => m.name).join(', ')}`;
     // A featured model that is still a known failure says so here too (index.json's note).
     const caveat = featured && notes[featured.name]?.failure ? ` Known failure: ${notes[featured.name].text}` : '';
     const count = 1 + others.filter((m) => !isDiffusion(m)).length;
@@ -773,7 +775,7 @@ async function render() {
     }
     $('editor').hidden = !images;
     $('compare').hidden = others.length === 0;
-    $('compare-count').textContent = `(${others.length} more model${others.length === 1 ? '' : 's'} of ${dataset})`;
+    $('compare-count').textContent = `(${others.length} more model${others.length === 1 ? '' : 's'} of ${viewName})`;
     if ($('compare').open && !(await renderCompare(others, set, id))) return;
     document.body.dataset.status = 'ready';
   } catch (e) {

@@ -265,22 +265,18 @@ fn a_conditional_model_fills_in_the_class_asked() {
     fails_with(&cm(&args), &["--classifier", "needs --class"]);
     // Without --classifier, the dataset's own from the working directory's classifiers/.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let from_root = std::process::Command::new(env!("CARGO_BIN_EXE_cm"))
-        .current_dir(&root)
-        .args(["edit", "interpolate", "--model", md, "--n", "3", "--class", "5", "--out", &f])
-        .env("CM_LOG", "off")
-        .output()
-        .unwrap();
-    let r = report(&from_root);
+    let from_root = |class: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cm"))
+            .current_dir(&root)
+            .args(["edit", "interpolate", "--model", md, "--n", "3", "--class", class, "--out", &f])
+            .env("CM_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    let r = report(&from_root("5"));
     assert!(r["class_accuracy"].is_number() && r["classifier"] == "classifiers/mnist-16", "{r}");
     // `--class none` asks for no class: nothing to read, so no classifier is loaded or named.
-    let none = std::process::Command::new(env!("CARGO_BIN_EXE_cm"))
-        .current_dir(&root)
-        .args(["edit", "interpolate", "--model", md, "--n", "3", "--class", "none", "--out", &f])
-        .env("CM_LOG", "off")
-        .output()
-        .unwrap();
-    let r = report(&none);
+    let r = report(&from_root("none"));
     assert!(r["classes"].is_null() && r.get("classifier").is_none(), "{r}");
     let args = ["edit", "interpolate", "--model", md, "--class", "none", "--classifier", &lenet("mnist-16")];
     fails_with(&cm(&[&args[..], &["--out", &f]].concat()), &["--classifier", "not none"]);
