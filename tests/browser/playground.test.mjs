@@ -680,6 +680,8 @@ test('named classes: `?class=sneaker` picks Fashion-MNIST\'s Sneaker in its by-c
     // The title names the view as its menu does.
     assert.match(await page.locator('#best-title').textContent(), /^fashion-mnist by class: fashion-mnist-sct-cond and its teacher fashion-mnist-trigflow-cond/);
     assert.match(await page.locator('#how figcaption .stat').first().textContent(), /· class Sneaker ·/);
+    const stripModels = await page.$$eval('#strip-model option', (os) => os.map((o) => o.value));
+    assert.deepEqual(stripModels, ['fashion-mnist-sct-cond', 'fashion-mnist-scd-cond'], 'the guided student is in the strip menu');
     const web = await page.evaluate(() => window.cmParity('fashion-mnist-sct-cond', [], 4, 3, new Uint32Array(4).fill(7)));
     const native = nativeSamples([], 4, 3, 'fashion-mnist-sct-cond', ['--class', 'Sneaker']);
     const maxDiff = Math.max(...web.map((v, i) => Math.abs(v - native[i])));
