@@ -11,9 +11,10 @@ CM, MODEL = sys.argv[1], sys.argv[2]
 N = int(sys.argv[3])
 CARD = json.load(open(os.path.join(MODEL, 'config.json')))
 NET = CARD['model']['architecture']
-DATASET, R, K = CARD['dataset'], NET['resolution'], NET['classes']
-if NET['channels'] != 1 or K < 2:
-    sys.exit(f'{MODEL}: expected a grey class-conditional image model, found {NET["channels"]} channels, {K} classes')
+DATASET, R, K = CARD['dataset'], NET.get('resolution'), NET.get('classes', 0)
+if NET.get('kind') != 'unet' or NET.get('channels') != 1 or K < 2:
+    sys.exit(f'{MODEL}: expected a grey class-conditional image model (a U-Net of 1 channel with classes), '
+             f'found a {NET.get("kind")} of {NET.get("channels")} channels and {K} classes')
 CLASSIFIER = f'classifiers/{DATASET}-{R}'
 if not os.path.isfile(os.path.join(CLASSIFIER, 'classifier.json')):
     sys.exit(f'{CLASSIFIER}: no classifier for {DATASET} at {R} px (train one with `cm classifier`)')

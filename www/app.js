@@ -6,7 +6,7 @@ const EXTENT = 2.0; // canvases show [-2, 2]^2
 
 let bindings = null; // wasm-bindgen exports (set by trunk's loader)
 let app = null; // wasm App
-let catalogue = []; // wasm's facts of each known model (from its card): {name, dataset, method, consistency, shape, quality, source, view}
+let catalogue = []; // wasm's facts of each known model (from its card): {name, dataset, method, consistency, shape, quality, classes, teacher (whose ODE its jumps follow), source, view}
 let notes = {}; // index.json's one-line notes on bundled models: {name: {failure, text}}
 let examples = {}; // index.json's editor examples: {view: {file, text}} (a view: a dataset, or `mnist-28`), a PNG row of real test images
 const problems = new Set(); // load errors shown in the message line
@@ -416,33 +416,45 @@ async function showStrip(teacher, students, nfe, seed, id) {
   pick.title = 'whose one-step jumps: the lead model, or another consistency model of this view';
   for (const m of students) pick.append(new Option(m.name, m.name));
   title.append(whose, pick);
+  const say = (own) => { whose.textContent = `the teacher's ODE (${own.name}) vs the jumps of `; };
+  say(stripTeacher(students[0], teacher));
+  // Draws `m`'s strip while it is still the one asked for (`current`, and no newer render); the title
+  // names the pair only once that pair is drawn.
   const draw = async (m, id, current) => {
     const own = stripTeacher(m, teacher);
-    whose.textContent = `the teacher's ODE (${own.name}) vs the jumps of `;
-    if (!(await ensureLoaded(own)) || !(await ensureLoaded(m))) p.stat.textContent = `${m.name} or ${own.name} could not be loaded`;
-    else await drawStrip(p, own, m, nfe, seed, id, current);
+    const stale = () => id !== runId || !current();
+    for (const needed of [own, m]) {
+      if (!(await ensureLoaded(needed))) {
+        if (!stale()) p.stat.textContent = `${needed.name} could not be loaded`;
+        return;
+      }
+    }
+    if (stale()) return;
+    if (await drawStrip(p, own, m, nfe, seed, id, current)) say(own);
   };
   pick.onchange = async () => {
     const id = runId;
     const m = students.find((s) => s.name === pick.value);
+    const current = () => pick.value === m.name;
     p.stat.textContent = `loading ${m.name}…`;
     try {
-      await draw(m, id, () => pick.value === m.name);
+      await draw(m, id, current);
     } catch (e) {
-      p.stat.textContent = `${m.name}: ${e.message ?? e}`;
+      if (id === runId && current()) p.stat.textContent = `${m.name}: ${e.message ?? e}`;
     }
   };
-  await draw(students[0], id, () => true);
+  await draw(students[0], id, () => pick.value === students[0].name);
 }
 
 // `current()`: whether this draw is still the one asked for (a later menu choice supersedes it).
+// Returns whether it drew.
 async function drawStrip(p, teacher, student, nfe, seed, id, current = () => true) {
   // A class-conditional pair: each trajectory of its class by the menu (the teacher's ODE guided as its
   // panel is), and the student jumps with that class.
   const classes = student.classes?.length ? rowClasses(teacher, STRIP_ROWS) : undefined;
   const guidance = guidanceFor(classes);
   const r = await app.ode_jumps(teacher.name, student.name, nfe, STRIP_LEVELS, STRIP_ROWS, BigInt(seed), classes, guidance);
-  if (id !== runId || !current()) return;
+  if (id !== runId || !current()) return false;
   const shape = student.shape;
   const [c, h, w] = shape;
   const d = c * h * w;
@@ -503,6 +515,7 @@ async function drawStrip(p, teacher, student, nfe, seed, id, current = () => tru
   const mean = (a) => Array.from(a).reduce((s, v) => s + v, 0) / a.length;
   p.stat.textContent = `${STRIP_ROWS} trajectories${classWords(teacher, classes)}${guidance !== 1 ? ` · guidance ${guidance}` : ''} · ${levels} levels · mean RMS to the origin: jump ${mean(r.jump_rms).toFixed(3)}, teacher ${mean(r.denoised_rms).toFixed(3)} · ${r.ms.toFixed(0)} ms`;
   p.canvas.title = 'rows per trajectory: the ODE state (scaled to the data\'s spread), the teacher\'s denoised estimate (the mean: blurred at large σ), the consistency model\'s one-step jump (ideally the origin, at every level)';
+  return true;
 }
 
 // Zero-shot editing (CM Algorithm 4) on a reference image: a one-step sample, or an uploaded image.

@@ -265,18 +265,27 @@ fn a_conditional_model_fills_in_the_class_asked() {
     fails_with(&cm(&args), &["--classifier", "needs --class"]);
     // Without --classifier, the dataset's own from the working directory's classifiers/.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let from_root = |class: &str| {
+    let from = |dir: &Path, class: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_cm"))
-            .current_dir(&root)
+            .current_dir(dir)
             .args(["edit", "interpolate", "--model", md, "--n", "3", "--class", class, "--out", &f])
             .env("CM_LOG", "off")
             .output()
             .unwrap()
     };
-    let r = report(&from_root("5"));
+    let r = report(&from(&root, "5"));
     assert!(r["class_accuracy"].is_number() && r["classifier"] == "classifiers/mnist-16", "{r}");
-    // `--class none` asks for no class: nothing to read, so no classifier is loaded or named.
-    let r = report(&from_root("none"));
+    // `--class none` asks for no class, so no classifier is loaded: from a folder whose default
+    // classifiers/mnist-16 cannot read this model (a Fashion-MNIST LeNet there), a class is refused and
+    // none is not.
+    let wrong = d.join("wrong").join("classifiers").join("mnist-16");
+    std::fs::create_dir_all(&wrong).unwrap();
+    for file in std::fs::read_dir(classifiers.join("fashion-mnist-16")).unwrap() {
+        let file = file.unwrap().path();
+        std::fs::copy(&file, wrong.join(file.file_name().unwrap())).unwrap();
+    }
+    fails_with(&from(&d.join("wrong"), "5"), &["classifiers/mnist-16", "cannot read"]);
+    let r = report(&from(&d.join("wrong"), "none"));
     assert!(r["classes"].is_null() && r.get("classifier").is_none(), "{r}");
     let args = ["edit", "interpolate", "--model", md, "--class", "none", "--classifier", &lenet("mnist-16")];
     fails_with(&cm(&[&args[..], &["--out", &f]].concat()), &["--classifier", "not none"]);
