@@ -418,8 +418,8 @@ async function showStrip(teacher, students, nfe, seed, id) {
   title.append(whose, pick);
   const say = (own) => { whose.textContent = `the teacher's ODE (${own.name}) vs the jumps of `; };
   say(stripTeacher(students[0], teacher));
-  // Draws `m`'s strip while it is still the one asked for (`current`, and no newer render); the title
-  // names the pair only once that pair is drawn.
+  // Draws `m`'s strip while it is still the one asked for (`current`, and no newer render); a pick
+  // renames the pair in the title only once its strip is drawn (the lead's pair is named from the start).
   const draw = async (m, id, current) => {
     const own = stripTeacher(m, teacher);
     const stale = () => id !== runId || !current();
