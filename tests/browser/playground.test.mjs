@@ -61,6 +61,21 @@ async function openPage(browser, query) {
   return { page, errors, weights };
 }
 
+// Opens the page at `query` in a fresh headless Chromium (with WebGPU where `webgpu`), asserts that it
+// became ready (its message in the failure), runs `body` with what `openPage` returns, and closes the
+// browser however `body` ends.
+async function withReadyPage(query, body, { webgpu = false } = {}) {
+  const browser = await launch(webgpu);
+  try {
+    const opened = await openPage(browser, query);
+    const status = await opened.page.evaluate(() => document.body.dataset.status);
+    assert.equal(status, 'ready', `page status ${status}: ${await opened.page.locator('#message').textContent()}`);
+    return await body(opened);
+  } finally {
+    await browser.close();
+  }
+}
+
 // Uploads the image file `png` as the editor's reference and waits until the page names it.
 async function uploadReference(page, png) {
   await page.setInputFiles('#upload', png);
@@ -97,12 +112,7 @@ function nativeSamples(taus, n, seed, model = 'moons-ict', extra = []) {
 // SwiftShader's WebGPU runs these models ~50x slower than the wasm CPU path: fewer points there.
 for (const [backend, webgpu, query] of [['webgpu', true, '?backend=webgpu&n=256&nfe=9'], ['cpu', false, '?backend=auto']]) {
   test(`playground draws samples on the ${backend} path`, async () => {
-    const browser = await launch(webgpu);
-    try {
-      const { page, errors } = await openPage(browser, query);
-      const status = await page.evaluate(() => document.body.dataset.status);
-      const message = await page.locator('#message').textContent();
-      assert.equal(status, 'ready', `page status ${status}: ${message}`);
+    await withReadyPage(query, async ({ page, errors }) => {
       assert.equal(await page.evaluate(() => document.body.dataset.backend), backend);
       const counts = await page.$$eval('canvas[data-points]', (cs) => cs.map((c) => Number(c.dataset.points)));
       const paths = await page.$$eval('canvas[data-paths]', (cs) => cs.map((c) => Number(c.dataset.paths)));
@@ -130,18 +140,12 @@ for (const [backend, webgpu, query] of [['webgpu', true, '?backend=webgpu&n=256&
       await page.evaluate((n) => window.cmParity('moons-ict', [], n, 1), n);
       const ms = await page.evaluate(async (n) => { const t = performance.now(); await window.cmParity('moons-ict', [], n, 2); return performance.now() - t; }, n);
       console.log(`[${backend}] one-step, ${n} samples: ${ms.toFixed(1)} ms (${(ms * 1000 / n).toFixed(2)} us/sample)`);
-    } finally {
-      await browser.close();
-    }
+    }, { webgpu });
   });
 }
 
 test('image models draw sample grids, and match native sampling', async () => {
-  const browser = await launch(false);
-  try {
-    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9&compare=1');
-    const message = await page.locator('#message').textContent();
-    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', message);
+  await withReadyPage('?backend=cpu&dataset=mnist&nfe=9&compare=1', async ({ page, errors }) => {
     const counts = await page.$$eval('#panels canvas[data-images], #compare-panels canvas[data-images]', (cs) => cs.map((c) => Number(c.dataset.images)));
     // 1, 2 and 4 steps of every bundled MNIST consistency model (64 images each), one teacher panel (16 images).
     const cards = JSON.parse(fs.readFileSync(path.join(dist, 'models/index.json'), 'utf8')).models
@@ -172,9 +176,7 @@ test('image models draw sample grids, and match native sampling', async () => {
         assert.ok(maxDiff < 2e-3, `${name}: web and native image samples differ by ${maxDiff}`);
       }
     }
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 // The educators' strip on image models: the teacher's ODE states, its denoised estimates and the lead
@@ -182,10 +184,7 @@ test('image models draw sample grids, and match native sampling', async () => {
 // `cm trajectory` for the same pair, seed and NFE (both through core's Model::ode_jumps).
 test('image views show the teacher\'s ODE against the model\'s jumps, as `cm trajectory` measures them', async () => {
   assert.ok(cmBin, 'set CM_BIN to the cm binary');
-  const browser = await launch(false);
-  try {
-    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9&seed=4');
-    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', await page.locator('#message').textContent());
+  await withReadyPage('?backend=cpu&dataset=mnist&nfe=9&seed=4', async ({ page, errors }) => {
     const strip = await page.$eval('#how canvas[data-jump-rms]', (c) => ({ ...c.dataset }));
     const levels = Number(strip.levels);
     // 9 Heun NFE: 5 steps, so 5 states above sigma = 0 to jump from; 4 trajectories of 3 rows, the origin last.
@@ -229,16 +228,11 @@ test('image views show the teacher\'s ODE against the model\'s jumps, as `cm tra
     console.log(`[strip] mnist-cd from mnist-edm's ODE: jump RMS ${own.web.jump.map((v) => v.toFixed(3))}; max |web - native| ${own.diff.toExponential(2)}`);
     assert.ok(own.diff < 1e-3, `mnist-cd: the page's RMS distances differ from cm trajectory's by ${own.diff}`);
     assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('editing on the page: inpaint keeps unpainted pixels, super-resolution keeps patch means, every tool runs', async () => {
-  const browser = await launch(false);
-  try {
-    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9&k=2');
-    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
+  await withReadyPage('?backend=cpu&dataset=mnist&nfe=9&k=2', async ({ page, errors }) => {
     assert.equal(await page.locator('#editor').isHidden(), false, 'the editor shows for image models');
     const canvas = page.locator('#edit-input');
     await canvas.scrollIntoViewIfNeeded();
@@ -320,9 +314,7 @@ test('editing on the page: inpaint keeps unpainted pixels, super-resolution keep
     const colour = await run('colourise').catch((e) => ({ error: String(e) }));
     assert.match(String(colour.error ?? ''), /3-channel|colour/, 'colourising a grey model is explained');
     assert.deepEqual(errors.filter((e) => !/3-channel/.test(e)), []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 // Milliseconds for one-step generation of 16 MNIST images in the browser, on each path (printed for the
@@ -406,10 +398,7 @@ function greyPng(size, pixel) {
 
 test('denoising: the page and `cm edit denoise` start from the same noisy images for the same seed', async () => {
   assert.ok(cmBin, 'set CM_BIN to the cm binary');
-  const browser = await launch(false);
-  try {
-    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9&k=2&seed=5');
-    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
+  await withReadyPage('?backend=cpu&dataset=mnist&nfe=9&k=2&seed=5', async ({ page, errors }) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cm-denoise-'));
     const png = path.join(dir, 'ref.png');
     fs.writeFileSync(png, greyPng(16, (x, y) => (x > 4 && x < 11 && y > 2 && y < 13 ? 230 : 20)));
@@ -433,16 +422,11 @@ test('denoising: the page and `cm edit denoise` start from the same noisy images
       '--out', path.join(dir, 'out.npy')]);
     assert.ok(!other.equals(fs.readFileSync(path.join(dir, 'in.npy'))), 'seed + 1 draws other noise');
     assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('the bundled colour model: emoji panels, and colourisation of a real test emoji keeps its luminance', async () => {
-  const browser = await launch(false);
-  try {
-    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=emoji&nfe=9&k=2');
-    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', await page.locator('#message').textContent());
+  await withReadyPage('?backend=cpu&dataset=emoji&nfe=9&k=2', async ({ page, errors }) => {
     const lead = await page.$$eval('#panels figcaption', (fs) => fs.map((f) => f.textContent));
     console.log(`[emoji] ${lead.join(' | ')}`);
     assert.equal(lead.length, 3, 'one step, two steps and the teacher');
@@ -489,16 +473,11 @@ test('the bundled colour model: emoji panels, and colourisation of a real test e
     console.log(`[emoji] stroke: ${await page.locator('#edit-stat').textContent()}`);
     await page.screenshot({ path: path.join(artifacts, 'emoji-stroke.png'), fullPage: true });
     assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('playground tools: your own model folder, a typed τ list, cached reloads, noise-level view', async () => {
-  const browser = await launch(false);
-  try {
-    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=moons&n=256&k=4&taus=5,0.821,0.2&compare=1');
-    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
+  await withReadyPage('?backend=cpu&dataset=moons&n=256&k=4&taus=5,0.821,0.2&compare=1', async ({ page, errors }) => {
     const titles = async () => page.$$eval('figcaption .title', (ts) => ts.map((t) => t.textContent));
     assert.ok((await titles()).some((t) => t === 'moons-ict · τ = 5, 0.821, 0.2'), `typed taus: ${await titles()}`);
 
@@ -546,16 +525,11 @@ test('playground tools: your own model folder, a typed τ list, cached reloads, 
     await page.dispatchEvent('#taus', 'change');
     await page.waitForFunction(() => /strictly between sigma_min = [0-9.e-]+ and sigma_max = 80/.test(document.querySelector('#message').textContent));
     assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('a visitor first sees the best model beside its teacher; other weights load when the comparison opens', async () => {
-  const browser = await launch(false);
-  try {
-    const { page, errors, weights } = await openPage(browser, '?backend=cpu&dataset=mnist&nfe=9&k=2');
-    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
+  await withReadyPage('?backend=cpu&dataset=mnist&nfe=9&k=2', async ({ page, errors, weights }) => {
     // The lead: the best recorded two-step model (mnist-sct, README) and its teacher, nothing else loaded.
     assert.match(await page.locator('#best-title').textContent(), /mnist-sct and its teacher mnist-trigflow/);
     const lead = await page.$$eval('#panels figcaption .title', (ts) => ts.map((t) => t.textContent));
@@ -572,16 +546,11 @@ test('a visitor first sees the best model beside its teacher; other weights load
     assert.ok(rows.find((r) => r.head.startsWith('mnist-ct')).note.includes('grey mean image'));
     assert.ok(weights.includes('mnist-cd/model.safetensors'), 'opening the comparison loaded the others');
     assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('MNIST at 28 px is its own view: its best model beside its teacher, and a 28 px test digit in the editor', async () => {
-  const browser = await launch(false);
-  try {
-    const { page, errors, weights } = await openPage(browser, '?backend=cpu&dataset=mnist-28&nfe=9&k=2');
-    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', await page.locator('#message').textContent());
+  await withReadyPage('?backend=cpu&dataset=mnist-28&nfe=9&k=2', async ({ page, errors, weights }) => {
     const views = await page.$$eval('#dataset option', (os) => os.map((o) => o.value));
     assert.ok(views.includes('mnist') && views.includes('mnist-28'), `views: ${views}`);
     assert.match(await page.locator('#best-title').textContent(), /mnist-cd-28 and its teacher mnist-edm-28/);
@@ -593,16 +562,11 @@ test('MNIST at 28 px is its own view: its best model beside its teacher, and a 2
     assert.match(await page.locator('#edit-ref').textContent(), /MNIST test split at 28 px/);
     await page.screenshot({ path: path.join(artifacts, 'playground-mnist-28.png'), fullPage: true });
     assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('class-conditional models have a "by class" view: a class menu, one column per class, and native parity by class', async () => {
-  const browser = await launch(false);
-  try {
-    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=mnist-classes&nfe=9&k=2&class=7');
-    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', await page.locator('#message').textContent());
+  await withReadyPage('?backend=cpu&dataset=mnist-classes&nfe=9&k=2&class=7', async ({ page, errors }) => {
     const views = await page.$$eval('#dataset option', (os) => os.map((o) => [o.value, o.textContent]));
     assert.ok(views.some(([v, t]) => v === 'mnist-classes' && t === 'mnist by class'), `views: ${views}`);
     assert.equal(await page.locator('#class-label').isVisible(), true);
@@ -664,16 +628,11 @@ test('class-conditional models have a "by class" view: a class menu, one column 
     await page.waitForFunction(() => document.body.dataset.status === 'ready');
     assert.equal(await page.locator('#class-label').isVisible(), false);
     assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('named classes: `?class=sneaker` picks Fashion-MNIST\'s Sneaker in its by-class view', async () => {
-  const browser = await launch(false);
-  try {
-    const { page, errors } = await openPage(browser, '?backend=cpu&dataset=fashion-mnist-classes&nfe=9&k=2&class=sneaker');
-    assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready', await page.locator('#message').textContent());
+  await withReadyPage('?backend=cpu&dataset=fashion-mnist-classes&nfe=9&k=2&class=sneaker', async ({ page, errors }) => {
     const options = await page.$$eval('#class option', (os) => os.map((o) => o.textContent));
     assert.ok(options.includes('Sneaker') && options.includes('Ankle boot'), `classes: ${options}`);
     assert.equal(await page.locator('#class').inputValue(), '7', 'Sneaker is Fashion-MNIST\'s class 7');
@@ -689,9 +648,7 @@ test('named classes: `?class=sneaker` picks Fashion-MNIST\'s Sneaker in its by-c
     assert.ok(maxDiff < 2e-3, `web and native Sneaker samples differ by ${maxDiff}`);
     await page.screenshot({ path: path.join(artifacts, 'playground-fashion-classes.png'), fullPage: true });
     assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('a weights file that does not match shows a message, not a dead page', async () => {
