@@ -6,6 +6,10 @@
 #                                         # and MNIST into devbin/ (git-ignored; ~40 MB to carry); on a
 #                                         # machine without a GPU it also checks that every GPU backend
 #                                         # fails with one error line, exit 1
+#   bash scripts/gpu-check.sh --software  # here, after --prepare, on a machine without a GPU: every method's
+#                                         # first losses on Vulkan through Mesa's software driver (lavapipe,
+#                                         # installed from Debian where missing) against the CPU's; the
+#                                         # GPU kernels and this script, checked before a GPU is lent
 #   bash scripts/gpu-check.sh [--quick]   # there, from the repository root with devbin/ carried:
 #                                         # writes $OUT/gpu-check.txt (or ./gpu-check-out/) and
 #                                         # $OUT/gpu-cache.tar.xz: copy that to ~/.cache/cm/ here, and the
@@ -51,6 +55,22 @@ if [ "${1:-}" = "--prepare" ]; then
   fi
   echo "carry devbin/ to the GPU machine and run: bash scripts/gpu-check.sh"
   exit 0
+fi
+
+if [ "${1:-}" = "--software" ]; then
+  cm="${CM_GPU_TARGET_DIR:-$HOME/.cache/cm/target-gpu}/release/cm"
+  [ -x "$cm" ] || { echo "no $cm: run bash scripts/gpu-check.sh --prepare first"; exit 1; }
+  icd=$(ls /usr/share/vulkan/icd.d/lvp_icd*.json 2>/dev/null | head -n 1 || true)
+  if [ -z "$icd" ]; then
+    echo "== installing Mesa's software Vulkan driver (lavapipe) and the Vulkan loader"
+    apt-get update -qq && apt-get install -y -qq mesa-vulkan-drivers libvulkan1
+    icd=$(ls /usr/share/vulkan/icd.d/lvp_icd*.json | head -n 1)
+  fi
+  # lavapipe runs the MNIST net ~30-90x slower than flex: three steps of each method, and no speed part.
+  export CM_BIN="$cm" VK_ICD_FILENAMES="$icd" CM_ALLOW_SOFTWARE_GPU=1 GPU_CHECK_BACKENDS=vulkan GPU_CHECK_SPEED=0 \
+    GPU_CHECK_PROFILE=0 GPU_CHECK_STOP_AT="${GPU_CHECK_STOP_AT:-3}" GPU_CHECK_BUDGET_S="${GPU_CHECK_BUDGET_S:-3600}" \
+    GPU_CHECK_METHODS_SHARE=1 OUT="${OUT:-$PWD/gpu-check-software}"
+  exec python3 scripts/gpu_check.py
 fi
 
 [ -x devbin/cm ] || { xz -dc devbin/cm.xz > devbin/cm && chmod +x devbin/cm; }
