@@ -39,6 +39,8 @@ BUDGET = float(os.environ.get("GPU_CHECK_BUDGET_S", "450"))
 QUICK = "--quick" in sys.argv
 BACKENDS = os.environ.get("GPU_CHECK_BACKENDS", "cuda vulkan").split()
 SPEED_BACKENDS = os.environ.get("GPU_CHECK_SPEED_BACKENDS", " ".join(BACKENDS)).split()
+# GPU_CHECK_SPEED=0: no speed or sampling part (the method check only).
+SPEED = os.environ.get("GPU_CHECK_SPEED", "1") != "0"
 METHODS_SHARE = float(os.environ.get("GPU_CHECK_METHODS_SHARE", "0.5"))
 # configs/<DATASET>-<method>.toml; `moons` makes a quick smoke test of the script itself on any machine.
 DATASET = os.environ.get("GPU_CHECK_DATASET", "mnist")
@@ -237,7 +239,7 @@ JAX = {}
 
 
 def check_speed(b):
-    if os.environ.get("GPU_CHECK_SPEED", "1") == "0":
+    if not SPEED:
         return
     nets = {"small": ("small U-Net 0.3 M, 16 px, batch 64", "configs/mnist-ict-scratch.toml"),
             "7m": ("U-Net 7.0 M, 28 px, batch 128", "bench/mnist-ict-unet7m.toml")}
@@ -283,7 +285,7 @@ def check_speed(b):
 def check_sampling(b):
     """Samples/s of a bundled image model (one, two and four steps, 4096 samples) on backend b."""
     model = "www/models/mnist-ict"
-    if os.environ.get("GPU_CHECK_SPEED", "1") == "0":
+    if not SPEED:
         return
     if left() < 25:
         report["sampling"].append({"backend": b, "model": model, "result": "skipped (time budget)"})
