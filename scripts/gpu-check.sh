@@ -17,7 +17,8 @@
 #
 # What it runs and checks is in scripts/gpu_check.py: every method (edm, ict, ect, cd, sct, scd on the MNIST
 # recipes) on every GPU backend for a few hundred steps with finite, falling loss and first losses equal to
-# the CPU's; training steps/s of the small and the 7 M-parameter U-Net against the JAX peer on the same GPU,
+# the CPU's; 8 samples of the bundled mnist-ict (two steps) and mnist-edm (Euler, 4 NFE) equal to the CPU's;
+# training steps/s of the small and the 7 M-parameter U-Net against the JAX peer on the same GPU,
 # warm-up (autotune) time cold and warm, FLOP/s; peak GPU memory. It keeps to a time budget
 # (GPU_CHECK_BUDGET_S, default 450 s) and writes what it has measured as it goes.
 set -euo pipefail

@@ -69,7 +69,8 @@ START = time.time()
 # Run folders stay out of $OUT: a lent machine returns at most 8 files from it, and those are the report,
 # its JSON, the kernel profile and the cache relay.
 RUNS = pathlib.Path(os.environ.get("GPU_CHECK_RUNS", "/tmp/cm-gpu-check-runs"))
-report = {"gpu": None, "cache_at_start": None, "cache_saved": None, "methods": [], "speed": [], "sampling": [],
+report = {"gpu": None, "cache_at_start": None, "cache_saved": None, "methods": [], "agreement": [], "speed": [],
+          "sampling": [],
           "profile": None,
           "notes": [f"no configs/{DATASET}-{m}.toml: {m} not checked" for m in CHOSEN if m not in METHODS]}
 CACHE = pathlib.Path(os.environ.get("CM_CACHE", pathlib.Path.home() / ".cache" / "cm"))
@@ -216,6 +217,48 @@ def check_methods(b):
                 row["stderr"] = err
             report["methods"].append(row)
             write()
+
+
+# Sampling on each backend against the CPU's, with the bundled models of DATASET and one seed: the noise is
+# drawn on the host, so the samples must agree (a consistency model's two steps, which add noise between
+# them, and a diffusion model's ODE). Euler, not Heun: Heun's correction over the few, long steps of a
+# short check multiplies rounding by about sigma_i / (2 sigma_{i+1}) (80 / 0.004 for 3 NFE, whose samples
+# reach +-286), so it would test the step count, not the backend.
+SAMPLE_CHECKS = [("ict", ["--steps", "2"]), ("edm", ["--teacher-nfe", "4", "--solver", "euler"])]
+SAMPLE_ATOL = 1e-3
+CPU_SAMPLES = {}
+
+
+def sample(kind, args, backend, timeout):
+    """(rc, values or None, stderr tail, seconds): 8 samples of www/models/<DATASET>-<kind> as one list."""
+    out = RUNS / f"sample-{backend}-{kind}.csv"
+    out.unlink(missing_ok=True)
+    rc, _, err, secs, _ = run([CM, "sample", "--model", f"www/models/{DATASET}-{kind}", "--n", "8", "--seed", "1",
+                               *args, "--backend", backend, "--out", str(out)], timeout=min(timeout, max(left(), 1)))
+    if rc != 0 or not out.exists():
+        return rc, None, err, secs
+    return rc, [float(x) for line in out.read_text().splitlines()[1:] for x in line.split(",")], err, secs
+
+
+def check_sample_agreement(b):
+    for kind, args in SAMPLE_CHECKS:
+        row = {"backend": b, "model": f"{DATASET}-{kind}", "args": " ".join(args)}
+        report["agreement"].append(row)
+        if left() < 30:
+            row["result"] = "skipped (time budget)"
+            continue
+        if kind not in CPU_SAMPLES:
+            CPU_SAMPLES[kind] = sample(kind, args, "cpu", 120)[1]
+        rc, values, err, secs = sample(kind, args, b, METHOD_TIMEOUT)
+        ref = CPU_SAMPLES[kind]
+        row.update(rc=rc, seconds=round(secs, 1))
+        if values and ref and len(values) == len(ref):
+            row["max_abs_diff"] = max(abs(v - r) for v, r in zip(values, ref))
+        ok = rc == 0 and row.get("max_abs_diff", math.inf) <= SAMPLE_ATOL
+        row["result"] = "pass" if ok else "FAIL"
+        if not ok:
+            row["stderr"] = err if rc != 0 else ("no CPU reference" if not ref else "samples differ")
+        write()
 
 
 def bench_cm(recipe, backend, label):
@@ -405,9 +448,16 @@ def write():
                      f"{r['steps_logged']} finite={r['finite']} falling={r['falling']} ({fl}) cpu-diff {eq} "
                      f"{r['peak_gpu_mib']} MiB, first step after {r.get('first_step_s')} s, {r.get('steps_per_s')} steps/s"
                      + (f"  stderr: {r['stderr']}" if "stderr" in r else ""))
-    verdicts = [r["result"].split()[0] for r in report["methods"]]
-    lines.append(f"methods: {verdicts.count('pass')} pass, {verdicts.count('FAIL')} FAIL, "
-                 f"{verdicts.count('skipped')} skipped (time budget)")
+    lines += ["", f"sampling vs CPU (8 samples, seed 1; bar {SAMPLE_ATOL} absolute): backend, model, result, max abs diff"]
+    for r in report["agreement"]:
+        lines.append(f"  {r['backend']:7} {r['model']} {r['args']}: {r['result']}"
+                     + (f", max abs diff {r['max_abs_diff']:.2e}" if "max_abs_diff" in r else "")
+                     + (f" in {r['seconds']} s" if "seconds" in r else "")
+                     + (f"  stderr: {r['stderr']}" if "stderr" in r else ""))
+    for part in ("methods", "agreement"):
+        verdicts = [r["result"].split()[0] for r in report[part]]
+        lines.append(f"{part}: {verdicts.count('pass')} pass, {verdicts.count('FAIL')} FAIL, "
+                     f"{verdicts.count('skipped')} skipped (time budget)")
     if SPEED:
         lines += speed_lines(peak)
     if report["profile"]:
@@ -451,7 +501,8 @@ def main():
         write()
     print((OUT / "gpu-check.txt").read_text())
     # A method skipped for time is not a pass: the check is incomplete.
-    sys.exit(0 if report["methods"] and all(r.get("result") == "pass" for r in report["methods"]) else 1)
+    checked = report["methods"] + report["agreement"]
+    sys.exit(0 if checked and all(r.get("result") == "pass" for r in checked) else 1)
 
 
 def checks():
@@ -464,6 +515,7 @@ def checks():
         DEADLINE[0] = time.time() + (end - time.time()) / (len(BACKENDS) - i)
         log(f"methods on {b} until +{DEADLINE[0] - START:.0f} s")
         check_methods(b)
+        check_sample_agreement(b)
     for i, b in enumerate(SPEED_BACKENDS):
         DEADLINE[0] = time.time() + (START + BUDGET - PROFILE_RESERVE - time.time()) / (len(SPEED_BACKENDS) - i)
         log(f"speed on {b} until +{DEADLINE[0] - START:.0f} s")
