@@ -193,7 +193,8 @@ def check_methods(b):
                 continue
             # The first run on a backend compiles and autotunes every kernel of the net (minutes on a
             # fresh machine); the others find them in the on-disk cache, since every MNIST recipe uses
-            # the same net and batch. The first may use the backend's share but 10 s for each other.
+            # the same net and batch. The first may use the backend's share but 10 s for each other; the others
+            # get METHOD_TIMEOUT.
             first = max(left() - 10 * (len(METHODS) - 1), 30)
             rc, l, err, secs, mem, timing = train(m, b, stop_at=STOP_AT, timeout=first if i == 0 else METHOD_TIMEOUT)
             row.update(rc=rc, seconds=round(secs, 1), peak_gpu_mib=mem, steps_logged=len(l), **timing)
