@@ -71,20 +71,40 @@ fn install_panic_hook(backend: Backend) {
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("(no message)");
-        let first = message.lines().next().unwrap_or("").trim();
-        let lower = message.to_lowercase();
-        let hint =
-            if lower.contains("out of memory") || lower.contains("outofmemory") || lower.contains("oom") {
-                "out of GPU memory: lower `batch` (or the network size) in the recipe. "
-            } else {
-                ""
-            };
         let place = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
         eprintln!(
-            "error: backend `{name}` failed: {hint}{first}{place}; set RUST_BACKTRACE=1 for the runtime's own report"
+            "error: backend `{name}` failed: {}{place}; set RUST_BACKTRACE=1 for the runtime's own report",
+            runtime_failure(message)
         );
         std::process::exit(1);
     }));
+}
+
+/// What a GPU runtime's panic message says went wrong, on one line. cubecl defers a failed
+/// allocation to whoever next reads the data, so the panic's first line is often the reader's
+/// (`Error while reading data: …`) and the cause is the innermost of its nested `Caused by:`
+/// sections (`can't allocate buffer of size: …`): that one is named too, and a failed allocation
+/// is called what it is, with what to change.
+fn runtime_failure(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("");
+    let mut cause = first;
+    while let Some(line) = lines.next() {
+        if line == "Caused by:" {
+            cause = lines.next().unwrap_or(cause);
+        }
+    }
+    let lower = message.to_lowercase();
+    let allocation = ["out of memory", "outofmemory", "out_of_memory", "can't allocate", "cannot allocate"]
+        .iter()
+        .any(|p| lower.contains(p));
+    let hint = if allocation {
+        "a GPU allocation failed (out of GPU memory, or a buffer over the device's limit): lower `batch` \
+         (or the network size) in the recipe. "
+    } else {
+        ""
+    };
+    if cause == first { format!("{hint}{first}") } else { format!("{hint}{cause}; reported as: {first}") }
 }
 
 /// Points cubecl's persistent store (compiled kernels, autotune results) at `<cm cache>/cubecl`
@@ -356,5 +376,47 @@ pub mod cuda {
         eprintln!("cm: backend cuda on {name}");
         let _ = super::DEVICE_NAME.set(name);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime_failure;
+
+    /// The panic message of `cm train --backend vulkan` on Mesa's lavapipe (2026-11-29) with a moons
+    /// recipe at batch 300000 and hidden 2048: one activation over lavapipe's 2 GiB allocation limit,
+    /// reported at the next read of the data (Adam's state, in the checkpoint).
+    const LAVAPIPE_ALLOCATION: &str = "Error while reading data: use `try_into_data` instead to catch the error at runtime: An error happened during execution
+Caused by:
+  Several failures at once
+Caused by:
+  The bytes were never written (failure #173, still claiming 15 buffer(s))
+  skipped `ElemwiseFuse`: it needed memory ManagedMemoryId { value: 384 }, which carried the failure
+Caused by:
+  An IO error happened
+Caused by:
+  can't allocate buffer of size: 2457600000
+No backtrace available";
+
+    #[test]
+    fn a_deferred_allocation_failure_is_named_with_its_cause() {
+        let line = runtime_failure(LAVAPIPE_ALLOCATION);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.starts_with("a GPU allocation failed"), "{line}");
+        assert!(line.contains("lower `batch`"), "{line}");
+        assert!(
+            line.contains("can't allocate buffer of size: 2457600000; reported as: Error while reading data"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn other_failures_keep_their_first_line_without_a_memory_hint() {
+        assert_eq!(runtime_failure("device lost\nNo backtrace available"), "device lost");
+        let nested = runtime_failure("Error while reading data\nCaused by:\n  The device was lost");
+        assert_eq!(nested, "The device was lost; reported as: Error while reading data");
+        // A word that merely contains "oom" is not a memory failure.
+        assert_eq!(runtime_failure("no room in the zoom queue"), "no room in the zoom queue");
+        assert!(runtime_failure("CUDA_ERROR_OUT_OF_MEMORY").starts_with("a GPU allocation failed"));
     }
 }
