@@ -70,7 +70,7 @@ if [ "${1:-}" = "--software" ]; then
   # lavapipe runs the MNIST net ~30-90x slower than flex: three steps of each method, and no speed part.
   export CM_BIN="$cm" VK_ICD_FILENAMES="$icd" CM_ALLOW_SOFTWARE_GPU=1 GPU_CHECK_BACKENDS="${GPU_CHECK_BACKENDS:-vulkan}" GPU_CHECK_SPEED=0 \
     GPU_CHECK_PROFILE=0 GPU_CHECK_STOP_AT="${GPU_CHECK_STOP_AT:-3}" GPU_CHECK_BUDGET_S="${GPU_CHECK_BUDGET_S:-7200}" \
-    GPU_CHECK_METHOD_TIMEOUT="${GPU_CHECK_METHOD_TIMEOUT:-1800}" \
+    GPU_CHECK_METHOD_TIMEOUT="${GPU_CHECK_METHOD_TIMEOUT:-1800}" GPU_CHECK_ALLOCATION_FAILURE=1 \
     GPU_CHECK_METHODS_SHARE=1 OUT="${OUT:-$PWD/gpu-check-software}"
   exec python3 scripts/gpu_check.py
 fi

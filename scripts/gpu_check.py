@@ -69,8 +69,8 @@ START = time.time()
 # Run folders stay out of $OUT: a lent machine returns at most 8 files from it, and those are the report,
 # its JSON, the kernel profile and the cache relay.
 RUNS = pathlib.Path(os.environ.get("GPU_CHECK_RUNS", "/tmp/cm-gpu-check-runs"))
-report = {"gpu": None, "cache_at_start": None, "cache_saved": None, "methods": [], "agreement": [], "speed": [],
-          "sampling": [],
+report = {"gpu": None, "cache_at_start": None, "cache_saved": None, "methods": [], "agreement": [], "errors": [],
+          "speed": [], "sampling": [],
           "profile": None,
           "notes": [f"no configs/{DATASET}-{m}.toml: {m} not checked" for m in CHOSEN if m not in METHODS]}
 CACHE = pathlib.Path(os.environ.get("CM_CACHE", pathlib.Path.home() / ".cache" / "cm"))
@@ -115,13 +115,13 @@ class GpuMemory:
         self.thread.join()
 
 
-def run(cmd, timeout, env=None):
-    """(returncode or 'timeout', stdout, stderr tail, seconds, peak GPU MiB)"""
+def run(cmd, timeout, env=None, unset=()):
+    """(returncode or 'timeout', stdout, stderr tail, seconds, peak GPU MiB); `env` added to ours, `unset` taken out"""
     t = time.time()
     with GpuMemory() as mem:
         try:
             p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                               env={**os.environ, **(env or {})})
+                               env={k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset})
             rc, out, err = p.returncode, p.stdout, p.stderr
         except subprocess.TimeoutExpired as e:
             rc, out, err = "timeout", (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""), ""
@@ -260,6 +260,37 @@ def check_sample_agreement(b):
         if not ok:
             row["stderr"] = err if rc != 0 else ("no CPU reference" if not ref else "samples differ")
         write()
+
+
+# GPU_CHECK_ALLOCATION_FAILURE=1 (`gpu-check.sh --software`): the moons iCT recipe at batch 300000 with one
+# hidden layer of width 2048, whose activation (2.46 GB) is over lavapipe's 2 GiB buffer limit, must end in
+# one error line that names the failed allocation, exit status 1, not a panic's report. (A GPU's limits are
+# its own, so this runs only on the software device.)
+ALLOCATION_FAILURE = os.environ.get("GPU_CHECK_ALLOCATION_FAILURE", "0") == "1"
+
+
+def check_allocation_failure(b):
+    if not ALLOCATION_FAILURE:
+        return
+    row = {"backend": b, "what": "batch 300000 x hidden 2048 (moons iCT)"}
+    report["errors"].append(row)
+    if left() < 60:
+        row["result"] = "skipped (time budget)"
+        return
+    text = (ROOT / "configs" / "moons-ict.toml").read_text()
+    for key, value in [("batch", 300000), ("hidden", 2048), ("blocks", 1)]:
+        text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
+        assert n == 1, f"configs/moons-ict.toml: no single `{key} =` line"
+    recipe = RUNS / "moons-ict-too-large.toml"
+    recipe.write_text(text)
+    rc, _, err, secs, _ = run([CM, "train", "--config", str(recipe), "--backend", b, "--stop-at", "1",
+                               "--max-memory-gb", "1000", "--out", str(RUNS / f"{b}-too-large"), "--force"],
+                              timeout=min(300, max(left(), 1)), unset=("RUST_BACKTRACE",))
+    errors = [line for line in err if line.startswith("error:")]
+    ok = (rc == 1 and len(errors) == 1 and err[-1] == errors[0]
+          and errors[0].startswith(f"error: backend `{b}` failed: a GPU allocation failed"))
+    row.update(rc=rc, seconds=round(secs, 1), stderr=err, result="pass" if ok else "FAIL")
+    write()
 
 
 def bench_cm(recipe, backend, label):
@@ -455,7 +486,10 @@ def write():
                      + (f", max abs diff {r['max_abs_diff']:.2e}" if "max_abs_diff" in r else "")
                      + (f" in {r['seconds']} s" if "seconds" in r else "")
                      + (f"  stderr: {r['stderr']}" if "stderr" in r else ""))
-    for part in ("methods", "agreement"):
+    lines += ["", "errors: backend, what, result, stderr"]
+    for r in report["errors"]:
+        lines.append(f"  {r['backend']:7} {r['what']}: {r['result']}" + (f", rc={r['rc']}, stderr: {r['stderr']}" if "rc" in r else ""))
+    for part in ("methods", "agreement", "errors"):
         verdicts = [r["result"].split()[0] for r in report[part]]
         lines.append(f"{part}: {verdicts.count('pass')} pass, {verdicts.count('FAIL')} FAIL, "
                      f"{verdicts.count('skipped')} skipped (time budget)")
@@ -502,7 +536,7 @@ def main():
         write()
     print((OUT / "gpu-check.txt").read_text())
     # A method skipped for time is not a pass: the check is incomplete.
-    checked = report["methods"] + report["agreement"]
+    checked = report["methods"] + report["agreement"] + report["errors"]
     sys.exit(0 if checked and all(r.get("result") == "pass" for r in checked) else 1)
 
 
@@ -517,6 +551,7 @@ def checks():
         log(f"methods on {b} until +{DEADLINE[0] - START:.0f} s")
         check_methods(b)
         check_sample_agreement(b)
+        check_allocation_failure(b)
     for i, b in enumerate(SPEED_BACKENDS):
         DEADLINE[0] = time.time() + (START + BUDGET - PROFILE_RESERVE - time.time()) / (len(SPEED_BACKENDS) - i)
         log(f"speed on {b} until +{DEADLINE[0] - START:.0f} s")
