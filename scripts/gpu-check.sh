@@ -6,10 +6,12 @@
 #                                         # and MNIST into devbin/ (git-ignored; ~40 MB to carry); on a
 #                                         # machine without a GPU it also checks that every GPU backend
 #                                         # fails with one error line, exit 1
-#   bash scripts/gpu-check.sh --software  # here, after --prepare, on a machine without a GPU: every method's
-#                                         # first losses on Vulkan through Mesa's software driver (lavapipe,
-#                                         # installed from Debian where missing) against the CPU's; the
-#                                         # GPU kernels and this script, checked before a GPU is lent
+#   bash scripts/gpu-check.sh --software  # here, after --prepare, on a machine without a GPU: on Vulkan
+#                                         # through Mesa's software driver (lavapipe, installed from Debian
+#                                         # where missing), every method's first losses and the sampling
+#                                         # check against the CPU's, and a recipe over lavapipe's buffer
+#                                         # limit ending in one error line; the GPU kernels and this
+#                                         # script, checked before a GPU is lent
 #   bash scripts/gpu-check.sh [--quick]   # there, from the repository root with devbin/ carried:
 #                                         # writes $OUT/gpu-check.txt (or ./gpu-check-out/) and
 #                                         # $OUT/gpu-cache.tar.xz: copy that to ~/.cache/cm/ here, and the
