@@ -80,12 +80,54 @@ fn install_panic_hook(backend: Backend) {
     }));
 }
 
+/// Reads one number that depends on every parameter of `model` (the sum of each one's first
+/// element), so that a failure the GPU runtime deferred while computing them surfaces now, as an
+/// error naming `backend` and `step`. cubecl reports a failed allocation only when data that depends
+/// on it is read: without this, a run that logs every few hundred steps would train on garbage
+/// until its next metrics line or checkpoint (on lavapipe, the first read was the checkpoint's
+/// optimiser state). Called after a run's first step; on the CPU it costs a few microseconds.
+pub fn check_step(model: &impl burn::module::Module, backend: Backend, step: u64) -> Result<()> {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::prelude::Tensor;
+    struct Firsts(Option<Tensor<1>>);
+    impl ModuleVisitor for Firsts {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let first = param.val().inner().flatten::<1>(0, D - 1).slice(0..1);
+            self.0 = Some(self.0.take().map_or(first.clone(), |sum| sum + first));
+        }
+    }
+    let mut firsts = Firsts(None);
+    model.visit(&mut firsts);
+    let Some(sum) = firsts.0 else { return Ok(()) };
+    match sum.try_into_scalar::<f32>() {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // The error's own first line only says that reading failed: the cause is the news.
+            let message = format!("{e:?}");
+            let (_, cause) = first_and_cause(&message);
+            anyhow::bail!(
+                "backend `{}` failed at step {step}: {}{cause}",
+                backend.name(),
+                allocation_hint(&message)
+            )
+        }
+    }
+}
+
 /// What a GPU runtime's panic message says went wrong, on one line. cubecl defers a failed
 /// allocation to whoever next reads the data, so the panic's first line is often the reader's
 /// (`Error while reading data: …`) and the cause is the innermost of its nested `Caused by:`
 /// sections (`can't allocate buffer of size: …`): that one is named too, and a failed allocation
 /// is called what it is, with what to change.
 fn runtime_failure(message: &str) -> String {
+    let (first, cause) = first_and_cause(message);
+    let hint = allocation_hint(message);
+    if cause == first { format!("{hint}{first}") } else { format!("{hint}{cause}; reported as: {first}") }
+}
+
+/// A runtime error's first line and the innermost of its nested `Caused by:` sections (the first
+/// line where there is none).
+fn first_and_cause(message: &str) -> (&str, &str) {
     let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or("");
     let mut cause = first;
@@ -94,17 +136,21 @@ fn runtime_failure(message: &str) -> String {
             cause = lines.next().unwrap_or(cause);
         }
     }
+    (first, cause)
+}
+
+/// What to say first where `message` reports a failed allocation (nothing otherwise).
+fn allocation_hint(message: &str) -> &'static str {
     let lower = message.to_lowercase();
     let allocation = ["out of memory", "outofmemory", "out_of_memory", "can't allocate", "cannot allocate"]
         .iter()
         .any(|p| lower.contains(p));
-    let hint = if allocation {
+    if allocation {
         "a GPU allocation failed (out of GPU memory, or a buffer over the device's limit): lower `batch` \
          (or the network size) in the recipe. "
     } else {
         ""
-    };
-    if cause == first { format!("{hint}{first}") } else { format!("{hint}{cause}; reported as: {first}") }
+    }
 }
 
 /// Points cubecl's persistent store (compiled kernels, autotune results) at `<cm cache>/cubecl`

@@ -94,6 +94,9 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     let (first_step, end) = (state.step, opts.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps)));
     for k in first_step..end {
         state = run.step(state, k)?;
+        if k == first_step {
+            crate::gpu::check_step(&state.ema, cfg.backend, k + 1)?;
+        }
     }
     run.bar.finish_and_clear();
     if first_step < end {
