@@ -134,6 +134,14 @@ impl ModelCard {
             )));
         }
         card.model.validate().map_err(|e| CoreError::Card(format!("field `model`: {e}")))?;
+        if card.model.parameterisation != card.method.parameterisation() {
+            return Err(CoreError::Card(format!(
+                "field `method` is {:?}, which trains the {:?} parameterisation, but field `model.parameterisation` is {:?}",
+                card.method.name(),
+                card.method.parameterisation(),
+                card.model.parameterisation
+            )));
+        }
         card.check_taus().map_err(|e| CoreError::Card(format!("field `taus`: {e}")))?;
         let classes = card.model.architecture.classes();
         if !card.class_names.is_empty() && card.class_names.len() != classes {

@@ -211,6 +211,14 @@ pub struct OdeJumps {
     pub origin: Tensor<2>,
 }
 
+/// At most this many network evaluations in one PF-ODE solve (EDM's ablations go to 511; DDPM's
+/// sampler takes 1000), so a mistyped count is an error, not a runaway allocation.
+pub const MAX_NFE: usize = 10_000;
+
+/// At most this many steps of consistency sampling from a default tau list (multistep sampling
+/// gains little after a handful; each step is one network evaluation).
+pub const MAX_CONSISTENCY_STEPS: usize = 1_000;
+
 /// At most this many levels in one [`OdeJumps`] (a page strip or a report table, not a sweep).
 pub const MAX_JUMP_LEVELS: usize = 64;
 
@@ -284,6 +292,9 @@ impl Model {
         self.consistency_only("consistency sampling")?;
         let range = &self.denoiser.range;
         match request {
+            TauRequest::Default { steps } if steps > MAX_CONSISTENCY_STEPS => {
+                Err(format!("{steps} consistency steps: expected at most {MAX_CONSISTENCY_STEPS}"))
+            }
             TauRequest::Default { steps } => {
                 let list = match self.card.tuned_taus(steps) {
                     Some(tuned) => tuned.to_vec(),
@@ -300,8 +311,12 @@ impl Model {
         Ok(Plan::Consistency(self.taus(request)?))
     }
 
-    /// An ODE plan, refused for a model that is not a denoiser.
+    /// An ODE plan, refused for a model that is not a denoiser and for an evaluation count outside
+    /// `1..=`[`MAX_NFE`].
     pub fn ode_plan(&self, solver: OdeSolver, nfe: usize) -> Result<Plan, String> {
+        if !(1..=MAX_NFE).contains(&nfe) {
+            return Err(format!("{nfe} network evaluations: expected 1 to {MAX_NFE}"));
+        }
         if !self.has_ode() {
             return Err(format!(
                 "{} is a consistency model (CM parameterisation): it has no PF-ODE to solve",

@@ -37,8 +37,20 @@ impl Default for NoiseRange {
 }
 
 impl NoiseRange {
-    /// Checks the ordering `0 < sigma_min < sigma_max` and `sigma_data > 0`.
+    /// The span every level and `sigma_data` must lie in: far beyond the papers' (0.002 to 80, and
+    /// 0.5), and well inside what f32 states (`sigma z`, `sigma^2`) hold.
+    pub const SPAN: (f64, f64) = (1e-6, 1e4);
+
+    /// Checks the ordering `sigma_min < sigma_max`, and that every value lies in [`SPAN`](Self::SPAN).
     pub fn validate(&self) -> Result<(), String> {
+        let (lo, hi) = Self::SPAN;
+        if let Some((name, v)) =
+            [("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max), ("sigma_data", self.sigma_data)]
+                .into_iter()
+                .find(|&(_, v)| !(lo..=hi).contains(&v))
+        {
+            return Err(format!("{name} must be in [{lo:e}, {hi:e}], got {v}"));
+        }
         let ok = |v: f64| v.is_finite() && v > 0.0;
         if !ok(self.sigma_min) || !ok(self.sigma_max) || self.sigma_min >= self.sigma_max {
             return Err(format!(

@@ -67,7 +67,12 @@ impl ModuleMapper for SetIds {
 
 /// The checkpoint folder of `step` in the run folder `out`.
 fn step_dir(out: &Path, step: u64) -> PathBuf {
-    out.join("checkpoints").join(format!("step-{step:07}"))
+    out.join("checkpoints").join(folder_name(step))
+}
+
+/// `step-0000012` for step 12.
+fn folder_name(step: u64) -> String {
+    format!("step-{step:07}")
 }
 
 /// Writes the checkpoint of `state` (of its step `state.step`) into the run folder `out`.
@@ -177,6 +182,15 @@ fn load_networks(dir: &Path, config: &ModelConfig, device: &Device) -> Result<(N
     let state: State =
         serde_json::from_slice(&crate::io::read_limited(&state_path, crate::io::MAX_TEXT_FILE)?)
             .with_context(|| format!("{}: not a checkpoint state", state_path.display()))?;
+    // The step is not covered by the checksums: it must be the one the folder is named after.
+    let named = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if named != folder_name(state.step) {
+        bail!(
+            "{}: gives step {}, but the checkpoint's folder is {named}: the file is damaged",
+            state_path.display(),
+            state.step
+        );
+    }
     let read = |name: &str| -> Result<Vec<u8>> {
         let p = dir.join(name);
         let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;

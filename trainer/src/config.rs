@@ -194,6 +194,30 @@ fn is_one(v: &f64) -> bool {
     *v == 1.0
 }
 
+/// The dataset `name` exists and `network` fits it (an MLP of `dim = 2` on 2D points, a U-Net of the
+/// set's channels); the image set where it is one. Recipes and model cards are checked by it alike;
+/// `field` names the network where it is wrong (a recipe's `network`, a card's `model.architecture`).
+pub fn check_dataset_network(
+    name: &str,
+    network: &Architecture,
+    field: &str,
+) -> Result<Option<ImageDataset>> {
+    match (Dataset2d::from_name(name), ImageDataset::from_name(name), network) {
+        (None, None, _) => {
+            bail!("field `dataset`: unknown dataset {name:?}, expected one of {:?}", dataset_names())
+        }
+        (Some(_), _, Architecture::Mlp(m)) if m.dim == 2 => Ok(None),
+        (Some(_), _, _) => bail!("field `{field}`: 2D dataset {name:?} needs kind = \"mlp\" with dim = 2"),
+        (_, Some(set), Architecture::UNet(u)) if u.channels != set.channels() => bail!(
+            "field `{field}.channels`: dataset {name:?} has {} channel(s), the network takes {}",
+            set.channels(),
+            u.channels
+        ),
+        (_, Some(set), Architecture::UNet(_)) => Ok(Some(set)),
+        (_, Some(_), _) => bail!("field `{field}`: image dataset {name:?} needs kind = \"unet\""),
+    }
+}
+
 impl TrainConfig {
     fn default_log_every() -> u64 {
         50
@@ -225,34 +249,11 @@ impl TrainConfig {
 
     /// The dataset exists and the network fits it (an MLP on 2D points, a U-Net of its channels).
     fn validate_data(&self) -> Result<()> {
-        match (Dataset2d::from_name(&self.dataset), ImageDataset::from_name(&self.dataset), &self.network) {
-            (None, None, _) => {
-                bail!(
-                    "field `dataset`: unknown dataset {:?}, expected one of {:?}",
-                    self.dataset,
-                    dataset_names()
-                )
-            }
-            (Some(_), _, Architecture::Mlp(m)) if m.dim == 2 => {}
-            (Some(_), _, _) => {
-                bail!("field `network`: 2D dataset {:?} needs kind = \"mlp\" with dim = 2", self.dataset)
-            }
-            (_, Some(set), Architecture::UNet(u)) => {
-                if u.channels != set.channels() {
-                    bail!(
-                        "field `network.channels`: dataset {:?} has {} channel(s), the network takes {}",
-                        self.dataset,
-                        set.channels(),
-                        u.channels
-                    );
-                }
-                if set.needs_path() && self.data_path.is_none() {
-                    bail!("field `data_path`: dataset {:?} is read from a folder you give", self.dataset);
-                }
-            }
-            (_, Some(_), _) => {
-                bail!("field `network`: image dataset {:?} needs kind = \"unet\"", self.dataset)
-            }
+        if let Some(set) = check_dataset_network(&self.dataset, &self.network, "network")?
+            && set.needs_path()
+            && self.data_path.is_none()
+        {
+            bail!("field `data_path`: dataset {:?} is read from a folder you give", self.dataset);
         }
         Ok(())
     }
@@ -343,11 +344,18 @@ impl TrainConfig {
                 );
             }
         }
+        // sCM's values: p_mean = -1.0, p_std = 1.4 (the proposal of ln(sigma)), tangent_c = 0.1.
         if let Some(scm) = &self.scm
-            && !(scm.p_std > 0.0 && scm.p_mean.is_finite() && scm.tangent_c > 0.0)
+            && !((0.0..=10.0).contains(&scm.p_mean.abs())
+                && scm.p_std > 0.0
+                && scm.p_std <= 10.0
+                && scm.tangent_c > 0.0
+                && scm.tangent_c.is_finite())
         {
             bail!(
-                "field `scm`: need p_std > 0 and tangent_c > 0, got p_std = {}, tangent_c = {}",
+                "field `scm`: need |p_mean| <= 10, 0 < p_std <= 10 and a finite tangent_c > 0, got p_mean = {}, \
+                 p_std = {}, tangent_c = {}",
+                scm.p_mean,
                 scm.p_std,
                 scm.tangent_c
             );

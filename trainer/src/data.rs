@@ -357,42 +357,68 @@ fn resize_to_unit(raw: &Raw, r: usize) -> Vec<f32> {
     out
 }
 
-/// Reads a file, un-gzipping it if it (or `name.gz`) is gzipped.
-fn read_maybe_gz(dir: &Path, name: &str) -> Result<(Vec<u8>, PathBuf)> {
+/// The most data bytes an IDX file may give (EMNIST ByClass, the largest IDX set we know of, has
+/// 547 MB of images).
+pub const MAX_IDX_BYTES: usize = 1 << 30;
+
+/// An IDX file of `dims` dimensions (`name`, or `name.gz` gzipped): magic `0x0000_08_<dims>`, the sizes
+/// big-endian, then the bytes. Returns `(bytes, sizes, path)`. The header is read first and its product
+/// checked (no overflow, a positive size a side, at most [`MAX_IDX_BYTES`]); the body is then read no
+/// further than that size, so neither a forged header nor a gzip bomb decides what is allocated.
+fn read_idx(dir: &Path, name: &str, dims: usize, what: &str) -> Result<(Vec<u8>, Vec<usize>, PathBuf)> {
     let plain = dir.join(name);
-    let gz = dir.join(format!("{name}.gz"));
-    let path = if plain.exists() { plain } else { gz };
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes.as_slice())
-            .read_to_end(&mut out)
-            .with_context(|| format!("{}: corrupt gzip", path.display()))?;
-        return Ok((out, path));
+    let path = if plain.exists() { plain } else { dir.join(format!("{name}.gz")) };
+    let file = std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut file = std::io::BufReader::new(file);
+    let gzipped = std::io::BufRead::fill_buf(&mut file)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> =
+        if gzipped { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
+    let not_idx = |why: String| anyhow::anyhow!("{}: not an IDX {what} file: {why}", path.display());
+    let mut header = vec![0u8; 4 * (1 + dims)];
+    reader.read_exact(&mut header).map_err(|e| not_idx(format!("its header is cut short ({e})")))?;
+    let word = |i: usize| {
+        u32::from_be_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]])
+    };
+    if word(0) != 0x800 + dims as u32 {
+        return Err(not_idx(format!(
+            "magic number {:#010x}, expected {:#010x}",
+            word(0),
+            0x800 + dims as u32
+        )));
     }
-    Ok((bytes, path))
+    let sizes: Vec<usize> = (1..=dims).map(|i| word(i) as usize).collect();
+    let size = sizes
+        .iter()
+        .try_fold(1usize, |acc, &s| acc.checked_mul(s))
+        .filter(|&s| s <= MAX_IDX_BYTES && sizes.iter().all(|&s| s > 0))
+        .ok_or_else(|| not_idx(format!("its header gives sizes {sizes:?}: each must be positive and their product at most {MAX_IDX_BYTES} bytes")))?;
+    let mut body = Vec::new();
+    reader
+        .take(size as u64 + 1)
+        .read_to_end(&mut body)
+        .with_context(|| format!("{}: corrupt {}", path.display(), if gzipped { "gzip" } else { "file" }))?;
+    if body.len() != size {
+        let given = if body.len() > size { "more".to_string() } else { body.len().to_string() };
+        return Err(not_idx(format!("its header gives {sizes:?} ({size} bytes) but {given} bytes follow")));
+    }
+    Ok((body, sizes, path))
 }
 
-/// IDX3 images: magic 0x00000803, `n, rows, cols` big-endian, then bytes. Returns `(bytes, [n, rows, cols])`.
+/// IDX3 images: `n, rows, cols`. Returns `(bytes, [n, rows, cols])`.
 fn read_idx_images(dir: &Path, name: &str) -> Result<(Vec<u8>, [usize; 3])> {
-    let (b, path) = read_maybe_gz(dir, name)?;
-    let be = |i: usize| b.get(i..i + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize);
-    match (be(0), be(4), be(8), be(12)) {
-        (Some(0x803), Some(n), Some(rows), Some(cols)) if b.len() == 16 + n * rows * cols && rows > 0 => {
-            Ok((b[16..].to_vec(), [n, rows, cols]))
-        }
-        _ => bail!("{}: not an IDX3 image file of the size its header gives", path.display()),
-    }
+    let (bytes, s, _) = read_idx(dir, name, 3, "image (IDX3)")?;
+    Ok((bytes, [s[0], s[1], s[2]]))
 }
 
-/// IDX1 labels: magic 0x00000801, `n`, then bytes.
+/// IDX1 labels: `n`, then one class (0-9) a byte.
 fn read_idx_labels(dir: &Path, name: &str) -> Result<Vec<u8>> {
-    let (b, path) = read_maybe_gz(dir, name)?;
-    let be = |i: usize| b.get(i..i + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize);
-    match (be(0), be(4)) {
-        (Some(0x801), Some(n)) if b.len() == 8 + n && b[8..].iter().all(|&l| l < 10) => Ok(b[8..].to_vec()),
-        _ => bail!("{}: not an IDX1 label file (classes 0-9) of the size its header gives", path.display()),
+    let (bytes, _, path) = read_idx(dir, name, 1, "label (IDX1)")?;
+    if let Some(i) = bytes.iter().position(|&l| l >= 10) {
+        bail!("{}: label {} of item {i} is not a class 0-9", path.display(), bytes[i]);
     }
+    Ok(bytes)
 }
 
 /// CIFAR-10 binary batches: rows of 1 label byte + 3072 bytes (R, G, B planes of 32×32).
@@ -667,5 +693,64 @@ mod tests {
         };
         let err = err.to_string();
         assert!(err.contains("apple/64") && err.contains("scripts/data.sh"), "{err}");
+    }
+
+    /// An IDX3 header (`n, rows, cols`) followed by `body`.
+    fn idx3(n: u32, rows: u32, cols: u32, body: &[u8]) -> Vec<u8> {
+        let mut b: Vec<u8> = [0x803, n, rows, cols].iter().flat_map(|w| w.to_be_bytes()).collect();
+        b.extend_from_slice(body);
+        b
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    /// Reads `bytes` as `name` from a folder of its own.
+    fn read_images(case: &str, name: &str, bytes: &[u8]) -> Result<(Vec<u8>, [usize; 3])> {
+        let dir = std::env::temp_dir().join(format!("cm-idx-{}-{case}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+        let read = read_idx_images(&dir, "images");
+        std::fs::remove_dir_all(&dir).unwrap();
+        read
+    }
+
+    #[test]
+    fn idx_files_are_read_plain_or_gzipped() {
+        let file = idx3(2, 2, 3, &[7; 12]);
+        for (case, name, bytes) in [("plain", "images", file.clone()), ("gz", "images.gz", gzip(&file))] {
+            let (body, shape) = read_images(case, name, &bytes).unwrap();
+            assert_eq!((body, shape), (vec![7; 12], [2, 2, 3]), "{case}");
+        }
+    }
+
+    /// Headers whose sizes overflow, are zero or over the cap, bodies of the wrong length and a gzip
+    /// bomb are errors naming the file, read no further than the header allows (found by fuzzing the
+    /// CLI: an overflowing product panicked in debug builds and wrapped in release ones).
+    #[test]
+    fn forged_idx_headers_and_bodies_are_refused() {
+        let cases: [(&str, &str, Vec<u8>, &str); 7] = [
+            ("overflow", "images", idx3(u32::MAX, u32::MAX, u32::MAX, &[]), "positive"),
+            ("wraps", "images", idx3(1 << 31, 1 << 31, 4, &[]), "positive"),
+            ("zero", "images", idx3(60000, 28, 0, &[]), "positive"),
+            ("over-cap", "images", idx3(1 << 20, 32, 33, &[]), "at most"),
+            ("short", "images", idx3(2, 2, 3, &[7; 11]), "11 bytes follow"),
+            ("long", "images", idx3(2, 2, 3, &[7; 13]), "more bytes follow"),
+            ("magic", "images", vec![0; 64], "magic number"),
+        ];
+        for (case, name, bytes, needle) in cases {
+            let err = format!("{:#}", read_images(case, name, &bytes).unwrap_err());
+            assert!(err.contains("images") && err.contains(needle), "{case}: {err}");
+        }
+        // 64 MiB of zeros after a valid 1-image header, gzipped to a few dozen KiB: refused after
+        // reading one byte past the image.
+        let mut bomb = idx3(1, 28, 28, &[0; 28 * 28]);
+        bomb.resize(bomb.len() + (64 << 20), 0);
+        let err = format!("{:#}", read_images("bomb", "images.gz", &gzip(&bomb)).unwrap_err());
+        assert!(err.contains("more bytes follow"), "{err}");
     }
 }

@@ -209,8 +209,11 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 ///
 /// The folder is replaced as a whole: weights and card are written to a sibling folder, which then
 /// takes the old one's place, so a reader sees the old model or the new one, never the weights of one
-/// with the card of the other. The card records the weights' SHA-256, checked on every load.
+/// with the card of the other. The card records the weights' SHA-256, checked on every load. Only a
+/// model folder is replaced: anything else at `dir` (a run folder, a file, a folder holding other
+/// files) is refused before anything is written.
 pub fn save_model_dir(dir: &Path, card: &ModelCard, model: &Denoiser) -> Result<()> {
+    check_replaceable_model_dir(dir)?;
     let bytes = weights_to_bytes(model).context("cannot serialise weights")?;
     let mut card = card.clone();
     card.weights_sha256 = Some(cm_core::card::sha256_hex(&bytes));
@@ -239,6 +242,40 @@ pub fn save_model_dir(dir: &Path, card: &ModelCard, model: &Denoiser) -> Result<
     Ok(())
 }
 
+/// Refuses a `dir` that exists and is not a model folder (only `config.json` and `model.safetensors`
+/// in it, or nothing), naming what it holds.
+fn check_replaceable_model_dir(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(_) if !dir.exists() => return Ok(()),
+        Err(_) if !dir.is_dir() => {
+            bail!(
+                "{} is a file, not a model folder: refusing to replace it; choose another folder",
+                dir.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut others: Vec<String> = Vec::new();
+    for entry in entries {
+        let name = entry.with_context(|| format!("cannot list {}", dir.display()))?.file_name();
+        let name = name.to_string_lossy();
+        if name != CARD_FILE && name != WEIGHTS_FILE {
+            others.push(name.into_owned());
+        }
+    }
+    if !others.is_empty() {
+        others.sort();
+        let shown = others.iter().take(3).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        let more = if others.len() > 3 { format!(" and {} more", others.len() - 3) } else { String::new() };
+        bail!(
+            "{} is not a model folder (it holds {shown}{more}): refusing to replace it; choose another folder",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Reads a model folder and loads its weights on `device` as core's [`Model`], with errors naming the file.
 pub fn load_model_dir(dir: &Path, device: &Device) -> Result<Model> {
     if !dir.is_dir() {
@@ -248,6 +285,9 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<Model> {
     let text = String::from_utf8(read_limited(&card_path, MAX_TEXT_FILE)?)
         .with_context(|| format!("{} is not UTF-8 text", card_path.display()))?;
     let card = ModelCard::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", card_path.display()))?;
+    // The card's `model.architecture` is a recipe's `network`.
+    crate::config::check_dataset_network(&card.dataset, &card.model.architecture, "model.architecture")
+        .map_err(|e| anyhow::anyhow!("{}: {e}", card_path.display()))?;
     let weights_path = dir.join(WEIGHTS_FILE);
     let bytes =
         std::fs::read(&weights_path).with_context(|| format!("cannot read {}", weights_path.display()))?;

@@ -138,6 +138,7 @@ fn bad_edit_input_is_named() {
         &["black.png", "white"],
     );
     fails_with(&cm(&["edit", "denoise", "--model", &md, "--out", o]), &["--input"]);
+    fails_with(&cm(&["edit", "interpolate", "--model", &md, "--n", "1", "--out", o]), &["--n 1", "2 frames"]);
     fails_with(&cm(&["edit", "denoise", "--model", &md, "--input", i, "--out", o]), &["--sigma"]);
     fails_with(
         &cm(&[

@@ -168,6 +168,9 @@ embedding = { kind = "fourier", scale = 1.0, seed = 0 }
     fails_with(&train(&d, text, &[]), &["groups"]);
     let huge = text.replace("mult = [2, 4, 4]", "mult = [4611686018427387904]");
     fails_with(&train(&d, &huge, &[]), &["mult"]);
+    // Attention at a resolution the network never reaches (16, 8, 4 px) would be silently left out.
+    let nowhere = text.replace("groups = 8", "groups = 4\nattention = [99]");
+    fails_with(&train(&d, &nowhere, &[]), &["attention at 99 px", "[16, 8, 4]"]);
 }
 
 #[test]
@@ -268,11 +271,18 @@ fn nan_weights_and_nan_samples_are_errors() {
     let sample =
         || cm(&["sample", "--model", model.to_str().unwrap(), "--n", "64", "--out", out.to_str().unwrap()]);
     fails_with(&sample(), &["NaN"]);
-    // Finite weights with a card whose sigma_data overflows the scalings: the samples are not finite.
+    // Finite weights that overflow f32 in the forward pass: the samples are not finite.
+    let mut huge = good.clone();
+    for chunk in huge[r].chunks_exact_mut(4) {
+        chunk.copy_from_slice(&3.0e38f32.to_le_bytes());
+    }
+    std::fs::write(&path, &huge).unwrap();
+    fails_with(&sample(), &["NaN or infinite"]);
+    // A card whose sigma_data would overflow the scalings is refused before sampling.
     std::fs::write(&path, &good).unwrap();
     card["model"]["sigma_data"] = serde_json::json!(1e200);
     std::fs::write(model.join("config.json"), card.to_string()).unwrap();
-    fails_with(&sample(), &["NaN or infinite"]);
+    fails_with(&sample(), &["sigma_data"]);
     assert!(!out.exists());
 }
 
@@ -528,4 +538,164 @@ fn the_checkpoint_loader_survives_random_mutations() {
         }
     }
     eprintln!("{runs} mutated checkpoints: {loaded} loaded, {refused} refused with an error, 0 panics");
+}
+
+// 11. Found by a second round of hostile input (2026-11-29).
+
+/// A bundled model folder of the page.
+fn bundled(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models").join(name)
+}
+
+#[test]
+fn export_replaces_only_a_model_folder() {
+    let d = tmp("export-over");
+    let (_, run) = run_killed_after_checkpoint_8("export-over-run");
+    let notes = d.join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("notes.txt"), "mine").unwrap();
+    let file = d.join("file.png");
+    std::fs::write(&file, "mine").unwrap();
+    let from = bundled("moons-ict");
+    for (out, needle) in [(&run, "config.toml"), (&notes, "notes.txt"), (&file, "is a file")] {
+        fails_with(
+            &cm(&["export", "--from", from.to_str().unwrap(), "--out", out.to_str().unwrap()]),
+            &[needle, "refusing"],
+        );
+    }
+    assert!(run.join("checkpoints/step-0000008/state.json").is_file() && run.join("metrics.jsonl").is_file());
+    assert_eq!(std::fs::read_to_string(notes.join("notes.txt")).unwrap(), "mine");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+    // A model folder is still replaced.
+    let model = d.join("model");
+    for _ in 0..2 {
+        ok(&cm(&["export", "--from", from.to_str().unwrap(), "--out", model.to_str().unwrap()]));
+    }
+}
+
+#[test]
+fn sampling_counts_beyond_their_caps_are_refused_before_allocating() {
+    let out = tmp("sample-caps").join("s.npy");
+    let out = out.to_str().unwrap();
+    let ict = bundled("moons-ict");
+    let edm = bundled("moons-edm");
+    let mnist = bundled("mnist-ict");
+    let huge = u64::MAX.to_string();
+    let cases: [(Vec<&str>, &[&str]); 5] = [
+        (
+            vec!["sample", "--model", ict.to_str().unwrap(), "--steps", &huge, "--out", out],
+            &["consistency steps"],
+        ),
+        (
+            vec!["sample", "--model", edm.to_str().unwrap(), "--teacher-nfe", &huge, "--out", out],
+            &["network evaluations"],
+        ),
+        (vec!["eval", "--model", edm.to_str().unwrap(), "--teacher-nfe", &huge], &["network evaluations"]),
+        (
+            vec!["sample", "--model", mnist.to_str().unwrap(), "--n", "10000000", "--out", out],
+            &["--n", "GiB"],
+        ),
+        (vec!["bench", "--model", mnist.to_str().unwrap(), "--n", "10000000"], &["--n", "GiB"]),
+    ];
+    for (args, needles) in cases {
+        fails_with(&cm(&args), needles);
+    }
+    assert!(!Path::new(out).exists());
+}
+
+#[test]
+fn memory_caps_apply_to_bench_and_must_be_numbers() {
+    let d = tmp("bench-cap");
+    let text = recipe("", "").replace("batch = 32", "batch = 1048576").replace("hidden = 16", "hidden = 256");
+    let cfg = d.join("recipe.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    fails_with(
+        &cm(&["bench", "--train", cfg.to_str().unwrap(), "--steps", "1", "--warmup", "1"]),
+        &["batch", "--max-memory-gb"],
+    );
+    for cap in ["nan", "-1", "0", "inf"] {
+        fails_with(
+            &train(&d, &text, &["--max-memory-gb", cap]),
+            &["--max-memory-gb", "positive number of GiB"],
+        );
+    }
+    assert!(!d.join("run").exists());
+}
+
+#[test]
+fn more_devices_than_rows_are_refused() {
+    let d = tmp("devices");
+    let text = recipe("", "").replace("batch = 32", "batch = 3");
+    fails_with(&train(&d, &text, &["--devices", "4"]), &["--devices 4", "batch"]);
+}
+
+#[test]
+fn recipe_numbers_that_overflow_the_model_are_named() {
+    let d = tmp("overflow-fields");
+    let sct = |scm: &str| {
+        moons_recipe(
+            "method = \"sct\"\nsteps = 3\nbatch = 8\nema_decay = 0.9",
+            r#"{ kind = "positional", scale = 1.0 }"#,
+            &format!("[scm]\n{scm}\ntangent_warmup = 10\njvp = {{ kind = \"exact\" }}\n"),
+        )
+    };
+    let noise = |max: &str, data: &str| {
+        recipe("", &format!("[noise]\nsigma_min = 0.002\nsigma_max = {max}\nsigma_data = {data}\n"))
+    };
+    let cases = [
+        (recipe("", "").replace("scale = 0.02", "scale = nan"), "embedding.scale"),
+        (recipe("", "").replace("scale = 0.02", "scale = inf"), "embedding.scale"),
+        (noise("1e300", "0.5"), "sigma_max"),
+        (noise("80.0", "1e300"), "sigma_data"),
+        (sct("p_mean = -1.0\np_std = inf\ntangent_c = 0.1"), "p_std = inf"),
+        (sct("p_mean = -1.0\np_std = 1.4\ntangent_c = inf"), "tangent_c = inf"),
+        (sct("p_mean = 1e300\np_std = 1.4\ntangent_c = 0.1"), "p_mean = 1000000"),
+    ];
+    for (text, field) in cases {
+        fails_with(&train(&d, &text, &[]), &[field]);
+    }
+}
+
+#[test]
+fn a_checkpoint_whose_step_is_not_its_folders_is_passed_over() {
+    let (d, run) = run_killed_after_checkpoint_8("step-edit");
+    let state = run.join("checkpoints/step-0000008/state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    let forged = text.replacen("\"step\":8", "\"step\":1000000", 1);
+    assert_ne!(forged, text, "state.json holds \"step\":8");
+    std::fs::write(&state, forged).unwrap();
+    let out = train(&d, &recipe("", ""), &["--resume"]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("step-0000008") && err.contains("gives step 1000000"), "{err}");
+    assert!(run.join("model/model.safetensors").is_file());
+    assert_eq!(steps_logged(&run), (1..=12).collect::<Vec<_>>());
+}
+
+/// A card whose method trains another parameterisation than the card's, or whose dataset is unknown
+/// or not the network's, is refused where it is read (sampling and export alike).
+#[test]
+fn a_card_that_contradicts_itself_is_refused() {
+    let cases = [
+        ("\"method\": \"edm\"", "\"method\": \"ict\"", &["method", "parameterisation"][..]),
+        ("\"dataset\": \"moons\"", "\"dataset\": \"mnist\"", &["model.architecture", "unet"][..]),
+        ("\"dataset\": \"moons\"", "\"dataset\": \"nonesuch\"", &["unknown dataset"][..]),
+    ];
+    for (i, (from, to, needles)) in cases.into_iter().enumerate() {
+        let d = tmp(&format!("card-{i}"));
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(bundled("moons-edm").join(f), d.join(f)).unwrap();
+        }
+        let card = std::fs::read_to_string(d.join("config.json")).unwrap();
+        let forged = card.replacen(from, to, 1);
+        assert_ne!(forged, card, "{from}");
+        std::fs::write(d.join("config.json"), forged).unwrap();
+        let out = tmp(&format!("card-{i}-out"));
+        let (d, s) = (d.to_str().unwrap(), out.join("s.npy"));
+        fails_with(
+            &cm(&["sample", "--model", d, "--teacher-nfe", "4", "--out", s.to_str().unwrap()]),
+            needles,
+        );
+        fails_with(&cm(&["export", "--from", d, "--out", out.join("m").to_str().unwrap()]), needles);
+    }
 }

@@ -19,6 +19,18 @@ pub enum TimeEmbedding {
 }
 
 impl TimeEmbedding {
+    /// The largest `scale` taken (CM's Fourier scale 16, on our `c_noise`, is 16000).
+    pub const MAX_SCALE: f64 = 1e5;
+
+    /// `scale` positive, finite and at most [`MAX_SCALE`](Self::MAX_SCALE).
+    pub fn validate(&self) -> Result<(), String> {
+        let (TimeEmbedding::Fourier { scale, .. } | TimeEmbedding::Positional { scale }) = *self;
+        if !(scale > 0.0 && scale <= Self::MAX_SCALE) {
+            return Err(format!("embedding.scale must be in (0, {}], got {scale}", Self::MAX_SCALE));
+        }
+        Ok(())
+    }
+
     /// The `dim / 2` angular frequencies (radians per unit of `c_noise`).
     pub fn frequencies(&self, dim: usize) -> Vec<f32> {
         let half = dim / 2;

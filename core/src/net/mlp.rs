@@ -44,7 +44,7 @@ impl MlpConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
-        Ok(())
+        self.embedding.validate()
     }
 
     /// Trainable parameters (every tensor of `init`), without building anything.

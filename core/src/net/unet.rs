@@ -131,7 +131,13 @@ impl UNetConfig {
         if self.classes > MAX_CLASSES {
             return Err(format!("classes must be at most {MAX_CLASSES}, got {}", self.classes));
         }
-        Ok(())
+        let levels: Vec<usize> = (0..self.mult.len()).map(|i| self.resolution >> i).collect();
+        if let Some(res) = self.attention.iter().find(|r| !levels.contains(r)) {
+            return Err(format!(
+                "attention at {res} px matches no level of this network (its levels are {levels:?} px)"
+            ));
+        }
+        self.embedding.validate()
     }
 
     /// The network's stages in build order: encoder, the two middle blocks (the first with

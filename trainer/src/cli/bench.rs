@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use cm_core::{Plan, TauRequest};
 
-use super::{MAX_POINTS, at_most, positive};
+use super::{MAX_POINTS, at_most, gib, positive};
 use crate::backend::Backend;
 use crate::config::TrainConfig;
 use crate::eval::{hardware, model_points};
@@ -34,6 +34,9 @@ pub struct Args {
     devices: u64,
     #[arg(long, value_parser = at_most(MAX_POINTS, "points at a time"), allow_negative_numbers = true, default_value = "4096")]
     n: u64,
+    /// --train: refuse a recipe whose estimated training memory is over this many GiB (as `cm train`).
+    #[arg(long, value_parser = gib, allow_negative_numbers = true, default_value = "8")]
+    max_memory_gb: f64,
     #[arg(long, value_enum, default_value = "cpu")]
     backend: Backend,
 }
@@ -41,7 +44,9 @@ pub struct Args {
 /// Times training (`--train`) or sampling (`--model`).
 pub fn run(a: Args) -> Result<()> {
     match (&a.train, &a.model) {
-        (Some(recipe), _) => bench_train(recipe, a.steps, a.warmup, a.devices as usize, a.backend),
+        (Some(recipe), _) => {
+            bench_train(recipe, (a.steps, a.warmup), a.devices as usize, a.backend, a.max_memory_gb)
+        }
         (None, Some(model)) => bench_sampling(model, a.n as usize, a.backend),
         (None, None) => bail!("pass --model DIR or --train RECIPE"),
     }
@@ -50,8 +55,15 @@ pub fn run(a: Args) -> Result<()> {
 /// Training speed of a recipe, measured by the training loop itself in a scratch run folder: the
 /// warm-up's wall time (start-up, first-use kernel compilation and autotuning; from the run's start to
 /// the end of the warm-up steps), then the median steps/s over 5-step windows after it.
-fn bench_train(recipe: &Path, steps: u64, warmup: u64, devices: usize, backend: Backend) -> Result<()> {
+fn bench_train(
+    recipe: &Path,
+    (steps, warmup): (u64, u64),
+    devices: usize,
+    backend: Backend,
+    max_memory_gb: f64,
+) -> Result<()> {
     let mut cfg = TrainConfig::load(recipe)?;
+    cfg.check_memory(max_memory_gb)?;
     cfg.backend = backend;
     let window = 5;
     let warmup = warmup.div_ceil(window) * window;
@@ -105,6 +117,7 @@ fn logged_windows(cfg: &TrainConfig, dir: &Path, devices: usize) -> Result<Vec<(
 /// diffusion model, in microseconds per sample after one warm-up run.
 fn bench_sampling(dir: &Path, n: usize, backend: Backend) -> Result<()> {
     let model = load_model_dir(dir, &backend.device()?)?;
+    super::check_sample_memory(n as u64, model.dim(), 1)?;
     let plans: Vec<(String, Plan)> = if model.is_consistency() {
         let plan = |steps| model.consistency_plan(TauRequest::Default { steps }).map_err(anyhow::Error::msg);
         [1usize, 2, 4]

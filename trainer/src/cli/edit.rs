@@ -119,7 +119,10 @@ pub fn run(a: Args) -> Result<()> {
 fn interpolate(model: &Model, a: &Args, device: &Device) -> Result<serde_json::Value> {
     let err = |e: String| anyhow::anyhow!("cm edit interpolate: {e}");
     let taus = model.taus(TauRequest::or_default(a.taus.clone().map(|t| t.0), 1)).map_err(err)?;
-    let frames = (a.n as usize).max(2);
+    if a.n < 2 {
+        bail!("--n {}: an interpolation draws at least 2 frames (its two ends)", a.n);
+    }
+    let frames = a.n as usize;
     if a.class.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("each")) {
         bail!("--class each: an interpolation is one path within one class; pick a class (or none)");
     }

@@ -87,6 +87,14 @@ pub fn positive(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A memory cap in GiB (`--max-memory-gb`): a positive, finite number (NaN would turn the cap off).
+pub fn gib(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("must be a positive number of GiB, got {s:?}")),
+    }
+}
+
 /// A count between 1 and `max` (`what` says why there is a bound), as a clap value parser.
 pub fn at_most(max: u64, what: &'static str) -> impl Fn(&str) -> Result<u64, String> + Clone {
     move |s| {
@@ -100,6 +108,26 @@ pub fn at_most(max: u64, what: &'static str) -> impl Fn(&str) -> Result<u64, Str
 
 /// Point counts for sampling: host memory holds every sample.
 pub const MAX_POINTS: u64 = 10_000_000;
+
+/// The most host memory `--n` samples may take, in bytes: [`MAX_POINTS`] counts points, which for an
+/// image model (3072 values each at 32 px RGB) would be over 100 GiB.
+pub const MAX_SAMPLE_BYTES: u64 = 4 << 30;
+
+/// Refuses `--n` = `n` where `copies` arrays of `n` samples of `dim` values (f32) would take more than
+/// [`MAX_SAMPLE_BYTES`], before anything is allocated, saying how many samples of this model fit.
+pub fn check_sample_memory(n: u64, dim: usize, copies: u64) -> anyhow::Result<()> {
+    let per_sample = (dim as u64).saturating_mul(4).saturating_mul(copies.max(1));
+    if n.saturating_mul(per_sample) > MAX_SAMPLE_BYTES {
+        anyhow::bail!(
+            "--n {n}: {n} samples of {dim} values take {:.1} GiB of memory here, over the {} GiB cm holds at a \
+             time; at most {} samples of this model",
+            n as f64 * per_sample as f64 / (1u64 << 30) as f64,
+            MAX_SAMPLE_BYTES >> 30,
+            MAX_SAMPLE_BYTES / per_sample.max(1)
+        );
+    }
+    Ok(())
+}
 
 /// How many samples, of which seed, into which file (`cm sample`, `cm data`).
 #[derive(clap::Args)]

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use cm_core::TauRequest;
 use cm_core::sample::OdeSolver;
 
-use super::{Output, TauList, positive, tau_list};
+use super::{Output, TauList, check_sample_memory, positive, tau_list};
 use crate::backend::Backend;
 use crate::eval::{ClassPick, model_points_of};
 use crate::io::{load_model_dir, write_samples};
@@ -51,6 +51,7 @@ enum Solver {
 /// Samples the model by the plan the flags name and writes them.
 pub fn run(a: Args) -> Result<()> {
     let model = load_model_dir(&a.model, &a.backend.device()?)?;
+    check_sample_memory(a.output.n, model.dim(), 1)?;
     let plan = match a.teacher_nfe {
         Some(nfe) => {
             let solver = match a.solver {

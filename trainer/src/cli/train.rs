@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::{at_most, command_line, positive};
+use super::{at_most, command_line, gib, positive};
 use crate::backend::Backend;
 use crate::config::TrainConfig;
 use crate::train::{RunOptions, Start, train};
@@ -35,7 +35,7 @@ pub struct Args {
     resume: bool,
     /// Refuse a recipe whose estimated training memory (weights, optimiser state, activations of a
     /// batch) is over this many GiB.
-    #[arg(long, default_value = "8")]
+    #[arg(long, value_parser = gib, allow_negative_numbers = true, default_value = "8")]
     max_memory_gb: f64,
     /// Stop after this step with a checkpoint, as if interrupted there (the steps so far are the
     /// full recipe's); continue later with --resume.

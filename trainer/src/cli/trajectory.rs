@@ -77,6 +77,8 @@ pub fn run(a: Args) -> Result<()> {
             a.model.display()
         );
     }
+    // Each chosen level keeps the state, the denoised estimate and the jump of every trajectory.
+    super::check_sample_memory(a.n, student.dim(), 3 * a.levels + 2)?;
     let (n, d) = (a.n as usize, student.dim());
     // Only a strip that is written is kept (at most 64 trajectories: 3 x 64 rows of images).
     let show = if a.out.is_some() { (a.show as usize).min(n) } else { 0 };

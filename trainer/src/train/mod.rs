@@ -69,6 +69,13 @@ pub enum Start {
 /// Trains `cfg` into the run folder `out` as `opts` say.
 pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
+    if opts.devices > cfg.batch {
+        bail!(
+            "--devices {}: each device trains on a shard of the batch, and field `batch` = {} has fewer rows",
+            opts.devices,
+            cfg.batch
+        );
+    }
     let resume = opts.start == Start::Resume;
     let resolved = cfg.resolved();
     let checkpoints = prepare_folder(out, opts.start, &resolved)?;
