@@ -153,15 +153,26 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ClassifierCard, L
             dir.display()
         );
     }
-    let text = std::fs::read_to_string(&card_path)
-        .with_context(|| format!("cannot read {}", card_path.display()))?;
-    let card: ClassifierCard = serde_json::from_str(&text)
+    let text = crate::io::read_limited(&card_path, crate::io::MAX_TEXT_FILE)?;
+    let card: ClassifierCard = serde_json::from_slice(&text)
         .with_context(|| format!("{}: not a classifier card", card_path.display()))?;
     if card.format != CLASSIFIER_FORMAT {
         bail!("{}: format {:?}, expected {CLASSIFIER_FORMAT:?}", card_path.display(), card.format);
     }
     card.network.validate().map_err(|e| anyhow::anyhow!("{}: {e}", card_path.display()))?;
     let weights = dir.join(WEIGHTS_FILE);
+    // The card decides what `init` allocates: a weights file too small for it is refused first.
+    let need = card.network.parameters().saturating_mul(4);
+    let have =
+        std::fs::metadata(&weights).with_context(|| format!("cannot read {}", weights.display()))?.len();
+    if have < need {
+        bail!(
+            "{}: {have} bytes, too few for the {} parameters {} gives ({need} bytes of f32)",
+            weights.display(),
+            card.network.parameters(),
+            card_path.display()
+        );
+    }
     let bytes = std::fs::read(&weights).with_context(|| format!("cannot read {}", weights.display()))?;
     let model = load_weights(card.network.init(device), bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", weights.display()))?;

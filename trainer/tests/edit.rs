@@ -139,6 +139,27 @@ fn bad_edit_input_is_named() {
     );
     fails_with(&cm(&["edit", "denoise", "--model", &md, "--out", o]), &["--input"]);
     fails_with(&cm(&["edit", "interpolate", "--model", &md, "--n", "1", "--out", o]), &["--n 1", "2 frames"]);
+    // Both outputs' formats are checked before either is written.
+    let fresh = d.join("fresh.npy");
+    let (f, bad) = (fresh.to_str().unwrap(), d.join("x.bad"));
+    fails_with(
+        &cm(&[
+            "edit",
+            "denoise",
+            "--model",
+            &md,
+            "--input",
+            i,
+            "--sigma",
+            "0.5",
+            "--out",
+            f,
+            "--save-input",
+            bad.to_str().unwrap(),
+        ]),
+        &["--save-input", ".png or .npy"],
+    );
+    assert!(!fresh.exists());
     fails_with(&cm(&["edit", "denoise", "--model", &md, "--input", i, "--out", o]), &["--sigma"]);
     fails_with(
         &cm(&[

@@ -699,3 +699,46 @@ fn a_card_that_contradicts_itself_is_refused() {
         fails_with(&cm(&["export", "--from", d, "--out", out.join("m").to_str().unwrap()]), needles);
     }
 }
+
+/// `--force` replaces a run only once the new one can start: a backend that is not there, or a missing
+/// init_from, leaves the old checkpoints where they were.
+#[test]
+fn a_failed_force_keeps_the_old_run() {
+    let (d, run) = run_killed_after_checkpoint_8("force-fails");
+    fails_with(&train(&d, &recipe("", ""), &["--force", "--backend", "cuda"]), &["cuda"]);
+    let missing = recipe("init_from = \"/nonexistent/model\"", "");
+    fails_with(&train(&d, &missing, &["--force"]), &["/nonexistent/model"]);
+    assert!(run.join("checkpoints/step-0000008/state.json").is_file());
+    ok(&train(&d, &recipe("", ""), &["--resume"]));
+}
+
+/// A second `cm train` into a folder a run is training in is refused; a killed run's lock goes with it.
+#[test]
+fn a_run_folder_in_use_is_refused() {
+    let d = tmp("lock");
+    let long = recipe("", "")
+        .replace("steps = 12", "steps = 1000000")
+        .replace("checkpoint_every = 4", "checkpoint_every = 0");
+    let cfg = d.join("long.toml");
+    std::fs::write(&cfg, &long).unwrap();
+    let run = d.join("run");
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_cm"))
+        .args(["train", "--config", cfg.to_str().unwrap(), "--out", run.to_str().unwrap()])
+        .env("CM_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first run holds the lock once its recipe is written.
+    let mut waited = 0;
+    while !run.join("config.toml").exists() && waited < 600 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    }
+    assert!(run.join("config.toml").exists(), "the first run did not start");
+    let second = train(&d, &long, &["--force"]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    fails_with(&second, &["in use by another `cm train`"]);
+    ok(&train(&d, &recipe("", ""), &["--force", "--stop-at", "2"]));
+}

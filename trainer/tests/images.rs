@@ -175,6 +175,24 @@ fn classifier_and_image_eval_report_every_metric() {
     // No classifier for this resolution: the error names the command that makes one.
     let out = cm_in(&d, &test_data(), &["eval", "--model", "run/model", "--classifier", "nowhere"]);
     fails_with(&out, &["no classifier at nowhere", "cm classifier"]);
+    // A classifier of another resolution or dataset cannot measure this model (it once panicked in a
+    // reshape, or measured with the wrong features).
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for other in ["classifiers/mnist-16", "classifiers/fashion-mnist-16"] {
+        let other = repo.join(other);
+        let out = cm_in(
+            &d,
+            &test_data(),
+            &["eval", "--model", "run/model", "--classifier", other.to_str().unwrap()],
+        );
+        fails_with(&out, &["cannot measure"]);
+    }
+    // The classifier behind the metrics is not replaced by accident; --force replaces it.
+    let again = ["classifier", "--dataset", "mnist", "--resolution", "8", "--steps", "1", "--batch", "8"];
+    fails_with(&cm_in(&d, &test_data(), &again), &["holds a classifier already", "--force"]);
+    ok(&cm_in(&d, &test_data(), &[&again[..], &["--force"]].concat()));
+    let into_model = [&again[..], &["--out", "run/model", "--force"]].concat();
+    fails_with(&cm_in(&d, &test_data(), &into_model), &["not a classifier folder"]);
 }
 
 #[test]
@@ -278,6 +296,15 @@ fn data_writes_evenly_spaced_test_images() {
     fails_with(
         &cm_in(&d, &test_data(), &["data", "--name", "mnist", "--resolution", "8", "--out", "x.png"]),
         &["--n 4096", "at most 1024"],
+    );
+    // More images than the test split holds: said, not a shorter file.
+    fails_with(
+        &cm_in(
+            &d,
+            &test_data(),
+            &["data", "--name", "mnist", "--resolution", "8", "--n", "1024", "--out", "x.png"],
+        ),
+        &["--n 1024", "test split"],
     );
 }
 

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 
 use super::{at_most, command_line, positive};
 use crate::backend::Backend;
-use crate::classifier::{ClassifierRecipe, classifier_dir, train_classifier};
+use crate::classifier::{CARD_FILE, ClassifierRecipe, WEIGHTS_FILE, classifier_dir, train_classifier};
 use crate::data::{ImageDataset, Split, load_images};
 
 #[derive(clap::Args)]
@@ -27,6 +27,9 @@ pub struct Args {
     /// Output folder (default `classifiers/<dataset>-<resolution>`).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace the classifier already in the output folder (every FID measured with it changes).
+    #[arg(long)]
+    force: bool,
     #[arg(long, value_enum, default_value = "cpu")]
     backend: Backend,
 }
@@ -38,11 +41,35 @@ pub fn run(a: Args) -> Result<()> {
         bail!("unknown image dataset {:?}, expected one of {names:?}", a.dataset);
     };
     let r = a.resolution as usize;
+    let out = a.out.unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
+    check_out(&out, a.force)?;
     let train = load_images(set, Split::Train, r, a.data_path.as_deref())?;
     let test = load_images(set, Split::Test, r, a.data_path.as_deref())?;
-    let out = a.out.unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
     let recipe = ClassifierRecipe { steps: a.steps, batch: a.batch as usize, seed: a.seed };
     let card = train_classifier(set, &train, &test, recipe, &out, &command_line(), &a.backend.device()?)?;
     println!("{}", serde_json::to_string_pretty(&card)?);
+    Ok(())
+}
+
+/// The output folder is new or empty, or holds a classifier and `force` says to replace it; a folder
+/// holding anything else (a model, a run) is refused either way. Checked before any data is read.
+fn check_out(out: &Path, force: bool) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        if out.exists() {
+            bail!("--out {}: a file, not a folder", out.display());
+        }
+        return Ok(());
+    };
+    let names: Vec<String> =
+        entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    if let Some(other) = names.iter().find(|n| *n != CARD_FILE && *n != WEIGHTS_FILE) {
+        bail!("--out {}: not a classifier folder (it holds `{other}`); choose another folder", out.display());
+    }
+    if !names.is_empty() && !force {
+        bail!(
+            "--out {}: holds a classifier already, and every FID measured with it depends on it; pass --force to replace it",
+            out.display()
+        );
+    }
     Ok(())
 }

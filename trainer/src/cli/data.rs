@@ -43,8 +43,16 @@ pub fn run(a: Args) -> Result<()> {
     if a.output.n > 1024 {
         bail!("--n {}: at most 1024 images at a time", a.output.n);
     }
-    let images = load_images(set, Split::Test, r as usize, a.data_path.as_deref())?
-        .spread(a.output.n as usize, a.output.seed as usize);
+    let test = load_images(set, Split::Test, r as usize, a.data_path.as_deref())?;
+    if test.len() < a.output.n as usize {
+        bail!(
+            "--n {}: the test split of {} holds {} image(s) (every tenth file of a folder)",
+            a.output.n,
+            a.name,
+            test.len()
+        );
+    }
+    let images = test.spread(a.output.n as usize, a.output.seed as usize);
     match a.output.out.extension().and_then(|e| e.to_str()) {
         Some("png") => write_atomic(&a.output.out, &grid_png(&images.pixels, images.shape, images.len(), 1)),
         Some("npy") => write_points(&a.output.out, &images.pixels, images.dim()),

@@ -94,6 +94,14 @@ pub struct Args {
 
 /// Runs the edit, writes its images, and prints the task's metrics.
 pub fn run(a: Args) -> Result<()> {
+    // Both outputs' formats are checked before anything is computed or written.
+    for (flag, path) in [("--out", Some(&a.out)), ("--save-input", a.save_input.as_ref())] {
+        if let Some(path) = path
+            && !matches!(path.extension().and_then(|e| e.to_str()), Some("png" | "npy"))
+        {
+            bail!("{flag} {}: edits are written as .png or .npy", path.display());
+        }
+    }
     let device = a.backend.device()?;
     let model = load_model_dir(&a.model, &device)?;
     if !model.is_consistency() {

@@ -14,7 +14,7 @@ pub mod tune;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use cm_core::Model;
 
@@ -185,7 +185,21 @@ impl ImageSource {
             .classifier
             .clone()
             .unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
-        Ok(load_classifier(&dir, &Backend::Cpu.device()?)?.1)
+        let (card, lenet) = load_classifier(&dir, &Backend::Cpu.device()?)?;
+        let c = model.image_shape().map_or(0, |s| s[0]);
+        let n = &card.network;
+        if card.dataset != set.name() || n.resolution != r || n.channels != c {
+            bail!(
+                "--classifier {}: a classifier of {} ({} px, {} channels) cannot measure {} ({}, {r} px, {c} channels)",
+                dir.display(),
+                card.dataset,
+                n.resolution,
+                n.channels,
+                model.name(),
+                set.name()
+            );
+        }
+        Ok(lenet)
     }
 }
 

@@ -86,6 +86,13 @@ pub fn run(a: Args) -> Result<()> {
         (Some(TauList(t)), _) => t.len() + 1,
         (None, s) => s.unwrap_or(2) as usize,
     };
+    if a.write_card {
+        // Found out before the search, not after it: a folder the card cannot be written into.
+        let probe = a.model.join(format!(".cm-write-check-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .with_context(|| format!("--write-card: cannot write into {}", a.model.display()))?;
+        let _ = std::fs::remove_file(&probe);
+    }
     if steps < 2 {
         bail!("--steps must be at least 2: one step has no intermediate level to tune, got {steps}");
     }
@@ -144,6 +151,8 @@ pub fn run(a: Args) -> Result<()> {
             tuned.best.value
         );
     }
+    // The report first: a card that cannot be written must not cost the search's result.
+    println!("{}", serde_json::to_string_pretty(&tuned)?);
     if a.write_card {
         if tuned.improves() {
             store(&mut model.card, &tuned);
@@ -157,7 +166,6 @@ pub fn run(a: Args) -> Result<()> {
             eprintln!("tune: the card is unchanged");
         }
     }
-    println!("{}", serde_json::to_string_pretty(&tuned)?);
     Ok(())
 }
 

@@ -46,6 +46,13 @@ impl LeNetConfig {
         Ok(())
     }
 
+    /// Trainable parameters (every tensor of `init`), counted without building anything.
+    pub fn parameters(&self) -> u64 {
+        let q = (self.resolution / 4) as u64;
+        let (c, f, k) = (self.channels as u64, self.features as u64, self.classes as u64);
+        (9 * c * 32 + 32) + (9 * 32 * 64 + 64) + (64 * q * q * f + f) + (f * k + k)
+    }
+
     pub fn init(&self, device: &Device) -> LeNet {
         let conv = |cin, cout| {
             Conv2dConfig::new([cin, cout], [3, 3])

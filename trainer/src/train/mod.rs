@@ -78,13 +78,19 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     }
     let resume = opts.start == Start::Resume;
     let resolved = cfg.resolved();
-    let checkpoints = prepare_folder(out, opts.start, &resolved)?;
+    let _lock = RunLock::take(out)?;
+    let checkpoints = check_folder(out, opts.start, &resolved)?;
+    // Everything that can fail before the first step (the backend, a teacher or init_from, the data)
+    // is tried before a new run touches the folder, so a failed `--force` keeps the old checkpoints.
     let device = cfg.backend.device()?.autodiff();
     device.seed(cfg.seed);
     let (mut state, teacher) = state::start(cfg, out, resume, &checkpoints, &device)?;
+    let source = cfg.source(Split::Train)?;
+    if !resume {
+        begin_new_run(out, &resolved)?;
+    }
     let metrics_path = out.join("metrics.jsonl");
     let metrics = open_metrics(&metrics_path, resume.then_some(state.step))?;
-    let source = cfg.source(Split::Train)?;
     let shape = state.model.image_shape();
     let noise = Noise::new(cfg.seed);
     let bar = ProgressBar::new(cfg.steps);
@@ -117,14 +123,62 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     run.export(state.ema, command, &resolved)
 }
 
-/// Makes the run folder `out` ready and returns the checkpoints `--resume` may continue from (none for a
-/// new run): a resumed run's recipe (`resolved`) must be its `config.toml`; a new run writes it.
-fn prepare_folder(out: &Path, start: Start, resolved: &TrainConfig) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
+/// `<run folder>/.cm-lock`, locked while a run trains there, so a second `cm train` into the same folder
+/// is refused instead of interleaving its files with this one's. The OS releases the lock when the
+/// process ends, however it ends (a killed run's `--resume` is not blocked); the file is removed when the
+/// run ends.
+struct RunLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    fn take(out: &Path) -> Result<Self> {
+        std::fs::create_dir_all(out)
+            .with_context(|| format!("cannot create run folder {}", out.display()))?;
+        let path = out.join(".cm-lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { path, _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "run folder {} is in use by another `cm train` (it holds {}); wait for it to finish or choose another --out",
+                out.display(),
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Checks the run folder `out` without changing it and returns the checkpoints `--resume` may continue
+/// from (none for a new run): a resumed run's recipe (`resolved`) must be its `config.toml`; a new run
+/// needs a folder without another run's checkpoints or model, unless `--force` replaces them.
+fn check_folder(out: &Path, start: Start, resolved: &TrainConfig) -> Result<Vec<PathBuf>> {
     let resolved_toml = toml::to_string_pretty(resolved)?;
     if start != Start::Resume {
-        clear_for_new_run(out, start)?;
-        write_atomic(&out.join("config.toml"), resolved_toml.as_bytes())?;
+        let has_checkpoints =
+            std::fs::read_dir(out.join("checkpoints")).is_ok_and(|mut d| d.next().is_some());
+        let has_model = out.join("model").exists();
+        if start == Start::New && (has_checkpoints || has_model) {
+            bail!(
+                "run folder {} already holds {}; pass --resume to continue it, --force to replace it, or choose another --out",
+                out.display(),
+                if has_model { "a trained model" } else { "checkpoints of another run" }
+            );
+        }
         return Ok(Vec::new());
     }
     let saved_path = out.join("config.toml");
@@ -333,21 +387,15 @@ impl Run<'_> {
 /// Makes the run folder ready for a new run: refused (`Start::New`) where it holds checkpoints or a
 /// model of an earlier run, which a later `--resume` would otherwise continue; `Start::Replace` removes
 /// the old checkpoints.
-fn clear_for_new_run(out: &Path, start: Start) -> Result<()> {
+/// Starts a new run in `out` (checked by [`check_folder`]): the folder made, the old run's checkpoints
+/// removed (`--force`; its model is replaced when the new one is written), the recipe `resolved` written.
+fn begin_new_run(out: &Path, resolved: &TrainConfig) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
     let dir = out.join("checkpoints");
-    let has_checkpoints = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
-    let has_model = out.join("model").exists();
-    if start == Start::New && (has_checkpoints || has_model) {
-        bail!(
-            "run folder {} already holds {}; pass --resume to continue it, --force to replace it, or choose another --out",
-            out.display(),
-            if has_model { "a trained model" } else { "checkpoints of another run" }
-        );
-    }
-    if has_checkpoints {
+    if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove the old {}", dir.display()))?;
     }
-    Ok(())
+    write_atomic(&out.join("config.toml"), toml::to_string_pretty(resolved)?.as_bytes())
 }
 
 /// The lines of `metrics.jsonl` for steps up to `step` (empty when the file is missing).
