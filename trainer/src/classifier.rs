@@ -179,6 +179,37 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ClassifierCard, L
     Ok((card, model))
 }
 
+/// Refuses the classifier of `card` (read from `dir`) where it cannot read `model`'s images: another
+/// dataset, resolution or channel count, or, where `classes` is given (reading each image's class),
+/// another number of classes.
+pub fn check_reads(
+    dir: &Path,
+    card: &ClassifierCard,
+    model: &cm_core::Model,
+    classes: Option<usize>,
+) -> Result<()> {
+    let [c, r] = model.image_shape().map_or([0, 0], |s| [s[0], s[1]]);
+    let n = &card.network;
+    if card.dataset != model.card.dataset
+        || n.resolution != r
+        || n.channels != c
+        || classes.is_some_and(|k| n.classes != k)
+    {
+        bail!(
+            "{}: a classifier of {} ({} classes at {} px, {} channels) cannot read {} ({}, {} classes at {r} px, {c} channels)",
+            dir.display(),
+            card.dataset,
+            n.classes,
+            n.resolution,
+            n.channels,
+            model.name(),
+            model.card.dataset,
+            model.denoiser.classes()
+        );
+    }
+    Ok(())
+}
+
 /// Features `[n, features]` and class probabilities `[n, classes]` of every image in `set`.
 pub fn embed(model: &LeNet, set: &ImageSet) -> Result<(Vec<f32>, Vec<f32>)> {
     embed_rows(model, &set.pixels, set.dim())

@@ -213,7 +213,7 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// model folder is replaced: anything else at `dir` (a run folder, a file, a folder holding other
 /// files) is refused before anything is written.
 pub fn save_model_dir(dir: &Path, card: &ModelCard, model: &Denoiser) -> Result<()> {
-    check_replaceable_model_dir(dir)?;
+    check_replaceable_dir(dir, &[CARD_FILE, WEIGHTS_FILE], "a model folder")?;
     let bytes = weights_to_bytes(model).context("cannot serialise weights")?;
     let mut card = card.clone();
     card.weights_sha256 = Some(cm_core::card::sha256_hex(&bytes));
@@ -242,25 +242,24 @@ pub fn save_model_dir(dir: &Path, card: &ModelCard, model: &Denoiser) -> Result<
     Ok(())
 }
 
-/// Refuses a `dir` that exists and is not a model folder (only `config.json` and `model.safetensors`
-/// in it, or nothing), naming what it holds.
-fn check_replaceable_model_dir(dir: &Path) -> Result<()> {
+/// Refuses a `dir` that exists and is not `what` (nothing in it but the files `allowed`, or nothing),
+/// naming what it holds; returns whether it holds any of `allowed` (something to replace).
+pub fn check_replaceable_dir(dir: &Path, allowed: &[&str], what: &str) -> Result<bool> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(_) if !dir.exists() => return Ok(()),
+        Err(_) if !dir.exists() => return Ok(false),
         Err(_) if !dir.is_dir() => {
-            bail!(
-                "{} is a file, not a model folder: refusing to replace it; choose another folder",
-                dir.display()
-            )
+            bail!("{} is a file, not {what}: refusing to replace it; choose another folder", dir.display())
         }
         Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
     };
-    let mut others: Vec<String> = Vec::new();
+    let (mut others, mut any) = (Vec::new(), false);
     for entry in entries {
         let name = entry.with_context(|| format!("cannot list {}", dir.display()))?.file_name();
         let name = name.to_string_lossy();
-        if name != CARD_FILE && name != WEIGHTS_FILE {
+        if allowed.contains(&name.as_ref()) {
+            any = true;
+        } else {
             others.push(name.into_owned());
         }
     }
@@ -269,11 +268,11 @@ fn check_replaceable_model_dir(dir: &Path) -> Result<()> {
         let shown = others.iter().take(3).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
         let more = if others.len() > 3 { format!(" and {} more", others.len() - 3) } else { String::new() };
         bail!(
-            "{} is not a model folder (it holds {shown}{more}): refusing to replace it; choose another folder",
+            "{} is not {what} (it holds {shown}{more}): refusing to replace it; choose another folder",
             dir.display()
         );
     }
-    Ok(())
+    Ok(any)
 }
 
 /// Reads a model folder and loads its weights on `device` as core's [`Model`], with errors naming the file.

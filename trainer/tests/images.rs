@@ -175,7 +175,7 @@ fn classifier_and_image_eval_report_every_metric() {
     // No classifier for this resolution: the error names the command that makes one.
     let out = cm_in(&d, &test_data(), &["eval", "--model", "run/model", "--classifier", "nowhere"]);
     fails_with(&out, &["no classifier at nowhere", "cm classifier"]);
-    // A classifier of another resolution or dataset cannot measure this model (it once panicked in a
+    // A classifier of another resolution or dataset cannot read this model's images (it once panicked in a
     // reshape, or measured with the wrong features).
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for other in ["classifiers/mnist-16", "classifiers/fashion-mnist-16"] {
@@ -185,7 +185,7 @@ fn classifier_and_image_eval_report_every_metric() {
             &test_data(),
             &["eval", "--model", "run/model", "--classifier", other.to_str().unwrap()],
         );
-        fails_with(&out, &["cannot measure"]);
+        fails_with(&out, &["cannot read"]);
     }
     // The classifier behind the metrics is not replaced by accident; --force replaces it.
     let again = ["classifier", "--dataset", "mnist", "--resolution", "8", "--steps", "1", "--batch", "8"];

@@ -8,6 +8,7 @@ use super::{at_most, command_line, positive};
 use crate::backend::Backend;
 use crate::classifier::{CARD_FILE, ClassifierRecipe, WEIGHTS_FILE, classifier_dir, train_classifier};
 use crate::data::{ImageDataset, Split, load_images};
+use crate::io::check_replaceable_dir;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,18 +55,7 @@ pub fn run(a: Args) -> Result<()> {
 /// The output folder is new or empty, or holds a classifier and `force` says to replace it; a folder
 /// holding anything else (a model, a run) is refused either way. Checked before any data is read.
 fn check_out(out: &Path, force: bool) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        if out.exists() {
-            bail!("--out {}: a file, not a folder", out.display());
-        }
-        return Ok(());
-    };
-    let names: Vec<String> =
-        entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    if let Some(other) = names.iter().find(|n| *n != CARD_FILE && *n != WEIGHTS_FILE) {
-        bail!("--out {}: not a classifier folder (it holds `{other}`); choose another folder", out.display());
-    }
-    if !names.is_empty() && !force {
+    if check_replaceable_dir(out, &[CARD_FILE, WEIGHTS_FILE], "a classifier folder")? && !force {
         bail!(
             "--out {}: holds a classifier already, and every FID measured with it depends on it; pass --force to replace it",
             out.display()

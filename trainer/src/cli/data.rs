@@ -45,12 +45,8 @@ pub fn run(a: Args) -> Result<()> {
     }
     let test = load_images(set, Split::Test, r as usize, a.data_path.as_deref())?;
     if test.len() < a.output.n as usize {
-        bail!(
-            "--n {}: the test split of {} holds {} image(s) (every tenth file of a folder)",
-            a.output.n,
-            a.name,
-            test.len()
-        );
+        let folder = if set == ImageDataset::Folder { " (every tenth file of the folder)" } else { "" };
+        bail!("--n {}: the test split of {} holds {} image(s){folder}", a.output.n, a.name, test.len());
     }
     let images = test.spread(a.output.n as usize, a.output.seed as usize);
     match a.output.out.extension().and_then(|e| e.to_str()) {

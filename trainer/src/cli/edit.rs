@@ -13,7 +13,7 @@ use serde_json::json;
 use super::sample::class_pick;
 use super::{TauList, at_most, tau_list};
 use crate::backend::Backend;
-use crate::classifier::{CARD_FILE, classifier_dir, embed_rows, load_classifier};
+use crate::classifier::{CARD_FILE, check_reads, classifier_dir, embed_rows, load_classifier};
 use crate::data::read_image;
 use crate::eval::features::class_stats;
 use crate::eval::lenet::LeNet;
@@ -152,7 +152,7 @@ fn interpolate(model: &Model, a: &Args, device: &Device) -> Result<serde_json::V
 /// folder has one. Loaded and checked against the model before anything is edited or written; with no
 /// class asked (no `--class`, or `--class none`) nothing is loaded.
 fn reader(model: &Model, a: &Args, classes: Option<&[usize]>) -> Result<Option<(PathBuf, LeNet)>> {
-    let Some([c, r, _]) = model.image_shape() else { return Ok(None) };
+    let Some([_, r, _]) = model.image_shape() else { return Ok(None) };
     if classes.is_none() {
         if let Some(dir) = &a.classifier {
             bail!(
@@ -173,20 +173,7 @@ fn reader(model: &Model, a: &Args, classes: Option<&[usize]>) -> Result<Option<(
         }
     };
     let (card, lenet) = load_classifier(&dir, &Backend::Cpu.device()?)?;
-    let k = model.denoiser.classes();
-    let n = &card.network;
-    if card.dataset != model.card.dataset || n.classes != k || n.resolution != r || n.channels != c {
-        bail!(
-            "{}: a classifier of {} ({} classes at {} px, {} channels) cannot read {} ({}, {k} classes at {r} px)",
-            dir.display(),
-            card.dataset,
-            n.classes,
-            n.resolution,
-            n.channels,
-            model.name(),
-            model.card.dataset
-        );
-    }
+    check_reads(&dir, &card, model, Some(model.denoiser.classes()))?;
     Ok(Some((dir, lenet)))
 }
 

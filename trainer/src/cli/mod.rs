@@ -14,12 +14,12 @@ pub mod tune;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use cm_core::Model;
 
 use crate::backend::Backend;
-use crate::classifier::{classifier_dir, load_classifier};
+use crate::classifier::{check_reads, classifier_dir, load_classifier};
 use crate::data::{ImageDataset, ImageSet, Split, load_images};
 use crate::eval::lenet::LeNet;
 
@@ -186,19 +186,7 @@ impl ImageSource {
             .clone()
             .unwrap_or_else(|| classifier_dir(Path::new("classifiers"), set.name(), r));
         let (card, lenet) = load_classifier(&dir, &Backend::Cpu.device()?)?;
-        let c = model.image_shape().map_or(0, |s| s[0]);
-        let n = &card.network;
-        if card.dataset != set.name() || n.resolution != r || n.channels != c {
-            bail!(
-                "--classifier {}: a classifier of {} ({} px, {} channels) cannot measure {} ({}, {r} px, {c} channels)",
-                dir.display(),
-                card.dataset,
-                n.resolution,
-                n.channels,
-                model.name(),
-                set.name()
-            );
-        }
+        check_reads(&dir, &card, model, None)?;
         Ok(lenet)
     }
 }

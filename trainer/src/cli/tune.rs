@@ -86,13 +86,6 @@ pub fn run(a: Args) -> Result<()> {
         (Some(TauList(t)), _) => t.len() + 1,
         (None, s) => s.unwrap_or(2) as usize,
     };
-    if a.write_card {
-        // Found out before the search, not after it: a folder the card cannot be written into.
-        let probe = a.model.join(format!(".cm-write-check-{}", std::process::id()));
-        std::fs::write(&probe, b"")
-            .with_context(|| format!("--write-card: cannot write into {}", a.model.display()))?;
-        let _ = std::fs::remove_file(&probe);
-    }
     if steps < 2 {
         bail!("--steps must be at least 2: one step has no intermediate level to tune, got {steps}");
     }
@@ -105,6 +98,13 @@ pub fn run(a: Args) -> Result<()> {
     }
     let device = Backend::Cpu.device()?;
     let mut model = load_model_dir(&a.model, &device)?;
+    if a.write_card {
+        // Found out before the search, not after it: a folder the card cannot be written into.
+        let probe = a.model.join(format!(".cm-write-check-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .with_context(|| format!("--write-card: cannot write into {}", a.model.display()))?;
+        let _ = std::fs::remove_file(&probe);
+    }
     if !model.is_consistency() {
         bail!(
             "{}: a {} model samples by its ODE; only consistency models have tau lists to tune",

@@ -26,7 +26,7 @@ use crate::checkpoint;
 use crate::config::TrainConfig;
 use crate::data::{Source, Split};
 use crate::eval;
-use crate::io::{grid_png, grid_zoom, save_model_dir, scatter_png, write_atomic};
+use crate::io::{CARD_FILE, WEIGHTS_FILE, grid_png, grid_zoom, save_model_dir, scatter_png, write_atomic};
 
 /// What a run reports: the exported model (none when it stopped early, `--stop-at`) and its metrics.
 pub struct RunSummary {
@@ -80,12 +80,16 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     let resolved = cfg.resolved();
     let _lock = RunLock::take(out)?;
     let checkpoints = check_folder(out, opts.start, &resolved)?;
-    // Everything that can fail before the first step (the backend, a teacher or init_from, the data)
-    // is tried before a new run touches the folder, so a failed `--force` keeps the old checkpoints.
+    // What can fail before the first step (the backend and its devices, a teacher or init_from, the
+    // data, the probe's trajectories) is tried before a new run touches the folder, so a failed
+    // `--force` keeps the old checkpoints. (A GPU failure the runtime defers to the first step's
+    // read, `gpu::check_step`, comes after.)
     let device = cfg.backend.device()?.autodiff();
     device.seed(cfg.seed);
     let (mut state, teacher) = state::start(cfg, out, resume, &checkpoints, &device)?;
     let source = cfg.source(Split::Train)?;
+    let probe = consistency_probe(cfg, teacher.as_ref(), &state.model)?;
+    let shards = Shards::new(cfg, opts.devices, &device, teacher)?;
     if !resume {
         begin_new_run(out, &resolved)?;
     }
@@ -101,8 +105,6 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     );
     let window = (Instant::now(), 0u64);
     let ctx = StepContext { cfg, dim: source.dim(), ct: cfg.ct(), scm: cfg.scm(), noise: &noise };
-    let probe = consistency_probe(cfg, teacher.as_ref(), &state.model)?;
-    let shards = Shards::new(cfg, opts.devices, &device, teacher)?;
     let mut run = Run { ctx, out, source, shape, shards, probe, metrics_path, metrics, bar, window, started };
     let (first_step, end) = (state.step, opts.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps)));
     for k in first_step..end {
@@ -125,10 +127,9 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
 
 /// `<run folder>/.cm-lock`, locked while a run trains there, so a second `cm train` into the same folder
 /// is refused instead of interleaving its files with this one's. The OS releases the lock when the
-/// process ends, however it ends (a killed run's `--resume` is not blocked); the file is removed when the
-/// run ends.
+/// process ends, however it ends (a killed run's `--resume` is not blocked). The file stays: removing it
+/// would let a run that opened it just before, and one that makes it anew, both hold "the" lock.
 struct RunLock {
-    path: PathBuf,
     _file: std::fs::File,
 }
 
@@ -144,7 +145,7 @@ impl RunLock {
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(Self { path, _file: file }),
+            Ok(()) => Ok(Self { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => bail!(
                 "run folder {} is in use by another `cm train` (it holds {}); wait for it to finish or choose another --out",
                 out.display(),
@@ -157,16 +158,12 @@ impl RunLock {
     }
 }
 
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 /// Checks the run folder `out` without changing it and returns the checkpoints `--resume` may continue
 /// from (none for a new run): a resumed run's recipe (`resolved`) must be its `config.toml`; a new run
 /// needs a folder without another run's checkpoints or model, unless `--force` replaces them.
 fn check_folder(out: &Path, start: Start, resolved: &TrainConfig) -> Result<Vec<PathBuf>> {
+    // The run ends by writing `model/`: found out now if that would be refused, not after training.
+    crate::io::check_replaceable_dir(&out.join("model"), &[CARD_FILE, WEIGHTS_FILE], "a model folder")?;
     let resolved_toml = toml::to_string_pretty(resolved)?;
     if start != Start::Resume {
         let has_checkpoints =
@@ -384,13 +381,10 @@ impl Run<'_> {
     }
 }
 
-/// Makes the run folder ready for a new run: refused (`Start::New`) where it holds checkpoints or a
-/// model of an earlier run, which a later `--resume` would otherwise continue; `Start::Replace` removes
-/// the old checkpoints.
-/// Starts a new run in `out` (checked by [`check_folder`]): the folder made, the old run's checkpoints
-/// removed (`--force`; its model is replaced when the new one is written), the recipe `resolved` written.
+/// Starts a new run in `out` (made by [`RunLock::take`], checked by [`check_folder`]): the old run's
+/// checkpoints removed (`--force`; its model is replaced when the new one is written), the recipe
+/// `resolved` written.
 fn begin_new_run(out: &Path, resolved: &TrainConfig) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
     let dir = out.join("checkpoints");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove the old {}", dir.display()))?;
