@@ -164,7 +164,6 @@ impl RunLock {
 fn check_folder(out: &Path, start: Start, resolved: &TrainConfig) -> Result<Vec<PathBuf>> {
     // The run ends by writing `model/`: found out now if that would be refused, not after training.
     crate::io::check_replaceable_dir(&out.join("model"), &[CARD_FILE, WEIGHTS_FILE], "a model folder")?;
-    let resolved_toml = toml::to_string_pretty(resolved)?;
     if start != Start::Resume {
         let has_checkpoints =
             std::fs::read_dir(out.join("checkpoints")).is_ok_and(|mut d| d.next().is_some());
@@ -178,6 +177,7 @@ fn check_folder(out: &Path, start: Start, resolved: &TrainConfig) -> Result<Vec<
         }
         return Ok(Vec::new());
     }
+    let resolved_toml = toml::to_string_pretty(resolved)?;
     let saved_path = out.join("config.toml");
     let saved = std::fs::read_to_string(&saved_path)
         .with_context(|| format!("--resume: cannot read the run's recipe {}", saved_path.display()))?;
