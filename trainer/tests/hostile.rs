@@ -71,6 +71,23 @@ fn trained_model(name: &str) -> PathBuf {
     d.join("run/model")
 }
 
+/// Sets every weight of `model` to `value`, and drops its card's `weights_sha256` so that the card
+/// still loads; returns the card.
+fn fill_weights(model: &Path, value: f32) -> serde_json::Value {
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    card.as_object_mut().unwrap().remove("weights_sha256");
+    std::fs::write(model.join("config.json"), card.to_string()).unwrap();
+    let path = model.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let r = data_range(&bytes);
+    for chunk in bytes[r].chunks_exact_mut(4) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    card
+}
+
 // 1. Memory decided by a small file is checked before anything is allocated.
 
 #[test]
@@ -257,26 +274,15 @@ fn weights_from_another_model_are_refused_by_the_checksum() {
 #[test]
 fn nan_weights_and_nan_samples_are_errors() {
     let model = trained_model("nan");
-    let mut card: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
-    card.as_object_mut().unwrap().remove("weights_sha256");
-    std::fs::write(model.join("config.json"), card.to_string()).unwrap();
     let path = model.join("model.safetensors");
     let good = std::fs::read(&path).unwrap();
-    let mut bad = good.clone();
-    let r = data_range(&bad);
-    bad[r.start..r.start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    std::fs::write(&path, &bad).unwrap();
+    let mut card = fill_weights(&model, f32::NAN);
     let out = tmp("nan-out").join("s.npy");
     let sample =
         || cm(&["sample", "--model", model.to_str().unwrap(), "--n", "64", "--out", out.to_str().unwrap()]);
     fails_with(&sample(), &["NaN"]);
     // Finite weights that overflow f32 in the forward pass: the samples are not finite.
-    let mut huge = good.clone();
-    for chunk in huge[r].chunks_exact_mut(4) {
-        chunk.copy_from_slice(&3.0e38f32.to_le_bytes());
-    }
-    std::fs::write(&path, &huge).unwrap();
+    fill_weights(&model, 3.0e38);
     fails_with(&sample(), &["NaN or infinite"]);
     // A card whose sigma_data would overflow the scalings is refused before sampling.
     std::fs::write(&path, &good).unwrap();
@@ -699,13 +705,23 @@ fn a_card_that_contradicts_itself_is_refused() {
     }
 }
 
-/// `--force` replaces a run only once the new one can start: a missing init_from (read after the
-/// backend starts, before the data) leaves the old checkpoints where they were.
+/// `--force` replaces a run only once the new one has done its first step: a missing init_from (read
+/// after the backend starts, before the data), or a first step whose loss is not finite, leaves the
+/// old run's checkpoints, metrics and recipe where they were.
 #[test]
 fn a_failed_force_keeps_the_old_run() {
     let (d, run) = run_killed_after_checkpoint_8("force-fails");
     let missing = recipe("init_from = \"/nonexistent/model\"", "");
     fails_with(&train(&d, &missing, &["--force"]), &["/nonexistent/model"]);
+    let overflowing = trained_model("force-fails-model");
+    fill_weights(&overflowing, 3.0e38);
+    let files = ["metrics.jsonl", "config.toml"].map(|f| std::fs::read(run.join(f)).unwrap());
+    let first_step_fails = recipe(&format!("init_from = {:?}", overflowing.to_str().unwrap()), "");
+    fails_with(
+        &train(&d, &first_step_fails, &["--force"]),
+        &["loss became", "at step 1", "nothing was changed"],
+    );
+    assert_eq!(files, ["metrics.jsonl", "config.toml"].map(|f| std::fs::read(run.join(f)).unwrap()));
     // A run ends by writing `model/`: where that would be refused, the run is refused before training.
     std::fs::write(run.join("model"), "mine").unwrap();
     fails_with(&train(&d, &recipe("", ""), &["--force"]), &["model", "is a file"]);

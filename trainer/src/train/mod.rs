@@ -81,20 +81,15 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     let _lock = RunLock::take(out)?;
     let checkpoints = check_folder(out, opts.start, &resolved)?;
     // What can fail before the first step (the backend and its devices, a teacher or init_from, the
-    // data, the probe's trajectories) is tried before a new run touches the folder, so a failed
-    // `--force` keeps the old checkpoints. (A GPU failure the runtime defers to the first step's
-    // read, `gpu::check_step`, comes after.)
+    // data, the probe's trajectories) and the first step itself are tried before a new run touches
+    // the folder, so a failed `--force` keeps the old run's checkpoints, metrics and recipe.
     let device = cfg.backend.device()?.autodiff();
     device.seed(cfg.seed);
     let (mut state, teacher) = state::start(cfg, out, resume, &checkpoints, &device)?;
     let source = cfg.source(Split::Train)?;
     let probe = consistency_probe(cfg, teacher.as_ref(), &state.model)?;
     let shards = Shards::new(cfg, opts.devices, &device, teacher)?;
-    if !resume {
-        begin_new_run(out, &resolved)?;
-    }
     let metrics_path = out.join("metrics.jsonl");
-    let metrics = open_metrics(&metrics_path, resume.then_some(state.step))?;
     let shape = state.model.image_shape();
     let noise = Noise::new(cfg.seed);
     let bar = ProgressBar::new(cfg.steps);
@@ -105,19 +100,28 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     );
     let window = (Instant::now(), 0u64);
     let ctx = StepContext { cfg, dim: source.dim(), ct: cfg.ct(), scm: cfg.scm(), noise: &noise };
+    let metrics = None;
     let mut run = Run { ctx, out, source, shape, shards, probe, metrics_path, metrics, bar, window, started };
     let (first_step, end) = (state.step, opts.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps)));
     for k in first_step..end {
-        state = run.step(state, k)?;
-        if k == first_step {
-            crate::gpu::check_step(&state.ema, cfg.backend, k + 1)?;
+        let (next, done) = run.advance(state, k)?;
+        if run.metrics.is_none() {
+            // The first step is read back before the run writes anything: a failure a GPU runtime
+            // deferred to the first read is an error here, with the folder as it was.
+            crate::gpu::check_step(&next.ema, cfg.backend, k + 1)?;
+            run.begin(resume.then_some(first_step), &resolved)?;
         }
+        run.report(&next, k, done)?;
+        state = next;
+    }
+    if run.metrics.is_none() {
+        run.begin(resume.then_some(first_step), &resolved)?;
     }
     run.bar.finish_and_clear();
     if first_step < end {
         checkpoint::save(out, &state)?;
     }
-    run.metrics.flush()?;
+    run.metrics_file()?.flush()?;
     write_loss_plot(out, &run.metrics_path)?;
     if end < cfg.steps {
         return Ok(RunSummary { model_dir: None, metrics: BTreeMap::new() });
@@ -210,6 +214,15 @@ fn open_metrics(path: &Path, resumed_at: Option<u64>) -> Result<std::fs::File> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// What a step computed that its report needs: the loss where it was read, the learning rate, the
+/// schedule, and whether a sample grid is due.
+struct Done {
+    loss: Option<f64>,
+    lr: f64,
+    schedule: Schedule,
+    sample_due: bool,
+}
+
 /// What the loop reads besides the training state, and where it reports.
 struct Run<'a> {
     ctx: StepContext<'a>,
@@ -221,7 +234,8 @@ struct Run<'a> {
     /// Image runs with a diffusion model at hand: the jumps from its trajectories, at every sample grid.
     probe: Option<Probe>,
     metrics_path: PathBuf,
-    metrics: std::fs::File,
+    /// `metrics.jsonl`, opened by [`Run::begin`] once the first step has succeeded.
+    metrics: Option<std::fs::File>,
     bar: ProgressBar,
     /// When the current steps/s window started, and its steps so far.
     window: (Instant, u64),
@@ -240,9 +254,24 @@ impl Run<'_> {
         labels.into_iter().zip(coins).map(|(c, u)| ((u as f64) >= cfg.label_dropout).then_some(c)).collect()
     }
 
-    /// Step `k` from `state`: the optimiser step, the target and EMA updates, and the metrics line, sample
-    /// grid and checkpoint that are due.
-    fn step(&mut self, state: TrainState, k: u64) -> Result<TrainState> {
+    /// Where the run starts writing, after its first step: a new run's folder is cleared of an old run
+    /// ([`begin_new_run`]) and `metrics.jsonl` begun afresh; a run resumed at step `resumed_at` keeps
+    /// the metrics lines up to it.
+    fn begin(&mut self, resumed_at: Option<u64>, resolved: &TrainConfig) -> Result<()> {
+        if resumed_at.is_none() {
+            begin_new_run(self.out, resolved)?;
+        }
+        self.metrics = Some(open_metrics(&self.metrics_path, resumed_at)?);
+        Ok(())
+    }
+
+    fn metrics_file(&mut self) -> Result<&mut std::fs::File> {
+        self.metrics.as_mut().context("metrics.jsonl is written only once the run has begun")
+    }
+
+    /// Step `k` from `state`: the optimiser step and the target and EMA updates; refused where the loss
+    /// is read (a step that logs) and is not finite.
+    fn advance(&mut self, state: TrainState, k: u64) -> Result<(TrainState, Done)> {
         let cfg = self.ctx.cfg;
         let progress = Progress::new(k, cfg.steps);
         let streams = progress.streams();
@@ -255,6 +284,18 @@ impl Run<'_> {
         let log_now = (k + 1).is_multiple_of(cfg.log_every.max(1)) || k + 1 == cfg.steps || sample_due;
         let grads = self.shards.grads(&self.ctx, &state, (&batch, &labels), progress, log_now);
         let (loss, schedule) = (grads.loss, grads.schedule);
+        if let Some(loss) = loss.filter(|l| !l.is_finite()) {
+            let kept = if self.metrics.is_some() {
+                "checkpoints so far are kept in"
+            } else {
+                "nothing was changed in"
+            };
+            bail!(
+                "the loss became {loss} at step {}; try a lower optimizer.lr or a grad_clip ({kept} {})",
+                k + 1,
+                self.out.display()
+            );
+        }
         let mut state = state.apply(grads, lr);
         if let Schedule::Discrete { mu, .. } = schedule {
             state.update_target(mu);
@@ -262,25 +303,32 @@ impl Run<'_> {
         state.ema = ema_update(state.ema, &state.model, ema_decay_at(cfg.ema_decay, cfg.ema_rampup, k));
         state.step = k + 1;
         self.window.1 += 1;
-        if let Some(loss) = loss {
-            self.log(k, loss, lr, schedule, &state.ema, sample_due)?;
+        Ok((state, Done { loss, lr, schedule, sample_due }))
+    }
+
+    /// What is due after step `k` (which gave `state`, with `done`): the metrics line, sample grid and
+    /// checkpoint.
+    fn report(&mut self, state: &TrainState, k: u64, done: Done) -> Result<()> {
+        let cfg = self.ctx.cfg;
+        if let Some(loss) = done.loss {
+            self.log(k, loss, done.lr, done.schedule, &state.ema, done.sample_due)?;
         }
         self.bar.inc(1);
-        if let (Some(shape), true) = (self.shape, sample_due) {
+        if let (Some(shape), true) = (self.shape, done.sample_due) {
             let png = sample_grid(&state.ema, cfg, shape)?;
             write_atomic(&self.out.join("samples").join(format!("step-{:07}.png", k + 1)), &png)?;
         }
         if cfg.checkpoint_every > 0 && (k + 1).is_multiple_of(cfg.checkpoint_every) && k + 1 < cfg.steps {
-            checkpoint::save(self.out, &state)?;
-            self.metrics.flush()?;
+            checkpoint::save(self.out, state)?;
+            self.metrics_file()?.flush()?;
             write_loss_plot(self.out, &self.metrics_path)?;
         }
-        Ok(state)
+        Ok(())
     }
 
-    /// The metrics line of step `k` (its `loss`, learning rate `lr` and `schedule`, a quick evaluation
-    /// of the EMA `ema` where due, and the consistency probe at a sample grid's step, `probe_now`);
-    /// refused where the loss is not finite.
+    /// The metrics line of step `k` (its finite `loss`, learning rate `lr` and `schedule`, a quick
+    /// evaluation of the EMA `ema` where due, and the consistency probe at a sample grid's step,
+    /// `probe_now`).
     fn log(
         &mut self,
         k: u64,
@@ -291,13 +339,6 @@ impl Run<'_> {
         probe_now: bool,
     ) -> Result<()> {
         let cfg = self.ctx.cfg;
-        if !loss.is_finite() {
-            anyhow::bail!(
-                "the loss became {loss} at step {}; try a lower optimizer.lr or a grad_clip (checkpoints so far are kept in {})",
-                k + 1,
-                self.out.display()
-            );
-        }
         let secs = self.window.0.elapsed().as_secs_f64();
         let rate = self.window.1 as f64 / secs.max(1e-9);
         self.window = (Instant::now(), 0);
@@ -327,7 +368,7 @@ impl Run<'_> {
             line["jump_rms_sigma_max"] = rms[0].into();
             line["jump_rms_mean"] = (rms.iter().sum::<f64>() / rms.len() as f64).into();
         }
-        writeln!(self.metrics, "{line}")?;
+        writeln!(self.metrics_file()?, "{line}")?;
         self.bar.set_message(format!("loss {loss:.4}"));
         tracing::debug!(step = k + 1, loss, "step");
         Ok(())
