@@ -191,8 +191,10 @@ impl Edit {
         let start = self.start.level(&r);
         if !(start > r.sigma_min && start <= r.sigma_max) {
             return Err(format!(
-                "sigma {start} is outside (sigma_min, sigma_max] = ({}, {}]",
-                r.sigma_min, r.sigma_max
+                "sigma {} is outside (sigma_min, sigma_max] = ({}, {}]",
+                crate::error::shown(start),
+                r.sigma_min,
+                r.sigma_max
             ));
         }
         crate::sample::check_taus(taus, &r, start)

@@ -3,6 +3,7 @@
 
 use burn::prelude::*;
 
+use crate::error::shown;
 use crate::host::{column, rows};
 use crate::model::{Denoiser, Guided};
 use crate::param::NoiseRange;
@@ -22,8 +23,10 @@ pub fn check_taus(taus: &[f64], range: &NoiseRange, start: f64) -> Result<(), St
     if let Some(t) = taus.iter().find(|&&t| !(t > range.sigma_min && t < start)) {
         let upper = if start == range.sigma_max { "sigma_max" } else { "the start level" };
         return Err(format!(
-            "tau {t} must lie strictly between sigma_min = {} and {upper} = {start}",
-            range.sigma_min
+            "tau {} must lie strictly between sigma_min = {} and {upper} = {}",
+            shown(*t),
+            range.sigma_min,
+            shown(start)
         ));
     }
     if taus.windows(2).any(|w| w[1] >= w[0]) {

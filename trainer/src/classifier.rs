@@ -147,8 +147,14 @@ pub fn train_classifier(
 pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ClassifierCard, LeNet)> {
     let card_path = dir.join(CARD_FILE);
     if !card_path.exists() {
+        // A default folder is named `<dataset>-<resolution>`: the command that makes it says so.
+        let name = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit_once('-'));
+        let flags = match name.filter(|(_, r)| r.parse::<u32>().is_ok()) {
+            Some((set, r)) => format!("--dataset {set} --resolution {r}"),
+            None => "--dataset <name> --resolution <px>".into(),
+        };
         bail!(
-            "no classifier at {}: train one with `cm classifier --dataset <name> --resolution <px> --out {}`",
+            "no classifier at {} (a relative path is read from the current folder; the committed ones are in the repository's classifiers/): pass --classifier <folder>, or train one with `cm classifier {flags} --out {}`",
             dir.display(),
             dir.display()
         );

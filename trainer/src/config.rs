@@ -108,7 +108,7 @@ pub struct TrainConfig {
     /// Seed of every random draw (weights, data, noise, dropout).
     #[serde(default)]
     pub seed: u64,
-    /// `cpu` (burn flex), `wgpu`, `cuda`.
+    /// `cpu` (burn flex), `wgpu`, `vulkan`, `cuda` (the GPU ones where cm is built with their feature).
     #[serde(default)]
     pub backend: Backend,
     /// Evaluation EMA decay of the exported weights (iCT: 0.99993 on CIFAR-10; shorter runs want less).

@@ -232,9 +232,10 @@ impl ImageSet {
     }
 }
 
-/// The data cache: `$CM_DATA`, else `data/` in cm's cache folder (`~/.cache/cm/data`).
+/// The data cache: `$CM_DATA` (where set and not empty), else `data/` in cm's cache folder
+/// (`~/.cache/cm/data`).
 pub fn data_cache() -> PathBuf {
-    match std::env::var_os("CM_DATA") {
+    match std::env::var_os("CM_DATA").filter(|p| !p.is_empty()) {
         Some(p) => PathBuf::from(p),
         None => crate::io::cache_dir().join("data"),
     }
@@ -471,11 +472,13 @@ fn decode(path: &Path) -> Result<image::RgbaImage> {
         .and_then(|r| r.with_guessed_format())
         .with_context(|| format!("cannot read image {}", path.display()))?;
     reader.limits(limits);
-    let img = reader.decode().with_context(|| {
-        format!(
-            "cannot decode image {} (images may be at most {MAX_IMAGE_SIDE} pixels a side)",
+    // The decoder's message is whole (its Display already holds its cause): one line, not a chain.
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => anyhow::anyhow!(
+            "image {} is too large to decode: at most {MAX_IMAGE_SIDE} pixels a side and 256 MiB ({e})",
             path.display()
-        )
+        ),
+        e => anyhow::anyhow!("cannot decode image {}: {e}", path.display()),
     })?;
     Ok(img.to_rgba8())
 }

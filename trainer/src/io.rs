@@ -41,10 +41,10 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// cm's cache folder: `$CM_CACHE`, else `~/.cache/cm`. It holds the data cache (`data/`, unless
+/// cm's cache folder: `$CM_CACHE` (where set and not empty), else `~/.cache/cm`. It holds the data cache (`data/`, unless
 /// `$CM_DATA` says otherwise), the Vulkan loader (`vulkan/`) and cubecl's kernel cache (`cubecl/`).
 pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CM_CACHE") {
+    if let Some(dir) = std::env::var_os("CM_CACHE").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
@@ -166,11 +166,42 @@ pub fn grid_zoom(shape: [usize; 3]) -> usize {
     (64 / shape[2].max(1)).max(1)
 }
 
+/// The file formats samples are written in, named by the output's extension (in any case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Npy,
+    Csv,
+    Png,
+}
+
+impl Format {
+    pub const ALL: &[Format] = &[Format::Npy, Format::Csv, Format::Png];
+
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Npy => "npy",
+            Format::Csv => "csv",
+            Format::Png => "png",
+        }
+    }
+
+    /// The format `path`'s extension names, among `allowed`; `what` is named in the error (e.g. the
+    /// flag) with the formats expected.
+    pub fn of(path: &Path, allowed: &[Format], what: &str) -> Result<Format> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if let Some(f) = allowed.iter().find(|f| ext.eq_ignore_ascii_case(f.extension())) {
+            return Ok(*f);
+        }
+        let names: Vec<String> = allowed.iter().map(|f| format!(".{}", f.extension())).collect();
+        bail!("{what} {}: unknown output format, expected {}", path.display(), names.join(", "))
+    }
+}
+
 /// Writes samples in the format the extension names: `.npy`, `.csv`, or `.png` (scatter for 2D points,
 /// a grid for images of `shape`).
 pub fn write_samples(path: &Path, points: &[f32], dim: usize, shape: Option<[usize; 3]>) -> Result<()> {
-    match (path.extension().and_then(|e| e.to_str()), shape) {
-        (Some("png"), Some(shape)) => {
+    match (Format::of(path, Format::ALL, "output")?, shape) {
+        (Format::Png, Some(shape)) => {
             let n = points.len() / dim.max(1);
             let cols = (n as f64).sqrt().ceil() as usize;
             write_atomic(path, &grid_png(points, shape, cols, grid_zoom(shape)))
@@ -181,9 +212,9 @@ pub fn write_samples(path: &Path, points: &[f32], dim: usize, shape: Option<[usi
 
 /// Writes a point cloud in the format its extension names: `.npy`, `.csv` or `.png`.
 pub fn write_points(path: &Path, points: &[f32], dim: usize) -> Result<()> {
-    let bytes = match path.extension().and_then(|e| e.to_str()) {
-        Some("npy") => npy_bytes(points, dim),
-        Some("csv") => {
+    let bytes = match Format::of(path, Format::ALL, "output")? {
+        Format::Npy => npy_bytes(points, dim),
+        Format::Csv => {
             let mut s = String::new();
             s.push_str(&(0..dim).map(|i| format!("x{i}")).collect::<Vec<_>>().join(","));
             s.push('\n');
@@ -193,11 +224,10 @@ pub fn write_points(path: &Path, points: &[f32], dim: usize) -> Result<()> {
             }
             s.into_bytes()
         }
-        Some("png") if dim == 2 => scatter_png(points, 512, 2.0),
-        Some("png") => {
+        Format::Png if dim == 2 => scatter_png(points, 512, 2.0),
+        Format::Png => {
             bail!("{}: a PNG scatter needs 2D points, these have {dim} dimensions", path.display())
         }
-        _ => bail!("{}: unknown output format, expected .npy, .csv or .png", path.display()),
     };
     write_atomic(path, &bytes)
 }

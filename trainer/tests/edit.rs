@@ -138,6 +138,21 @@ fn bad_edit_input_is_named() {
         &["black.png", "white"],
     );
     fails_with(&cm(&["edit", "denoise", "--model", &md, "--out", o]), &["--input"]);
+    // A flag the task does not read is refused rather than silently ignored.
+    fails_with(
+        &cm(&["edit", "interpolate", "--model", &md, "--input", i, "--out", o]),
+        &["--input", "no effect"],
+    );
+    let m = black.to_str().unwrap();
+    for (task, flag, value) in
+        [("inpaint", "--sigma", "0.5"), ("denoise", "--mask", m), ("stroke", "--factor", "4")]
+    {
+        let mut args = vec!["edit", task, "--model", &md, "--input", i, "--out", o, flag, value];
+        if task == "inpaint" {
+            args.extend(["--mask", m]);
+        }
+        fails_with(&cm(&args), &[flag, "no effect", task]);
+    }
     fails_with(&cm(&["edit", "interpolate", "--model", &md, "--n", "1", "--out", o]), &["--n 1", "2 frames"]);
     // Both outputs' formats are checked before either is written.
     let fresh = d.join("fresh.npy");
@@ -157,7 +172,7 @@ fn bad_edit_input_is_named() {
             "--save-input",
             bad.to_str().unwrap(),
         ]),
-        &["--save-input", ".png or .npy"],
+        &["--save-input", ".png, .npy"],
     );
     assert!(!fresh.exists());
     fails_with(&cm(&["edit", "denoise", "--model", &md, "--input", i, "--out", o]), &["--sigma"]);

@@ -761,3 +761,38 @@ fn a_run_folder_in_use_is_refused() {
     fails_with(&second, &["in use by another `cm train`"]);
     ok(&train(&d, &recipe("", ""), &["--force", "--stop-at", "2"]));
 }
+
+// 12. Found by a walk through the README (2026-11-29).
+
+/// A GPU backend this cm was built without is one error line naming it and the feature to build
+/// with, and leaves no run folder behind.
+#[test]
+fn a_backend_not_built_in_is_one_line_and_leaves_no_folder() {
+    let d = tmp("no-backend");
+    for (backend, built) in [
+        ("cuda", cfg!(feature = "cuda")),
+        ("wgpu", cfg!(feature = "wgpu")),
+        ("vulkan", cfg!(feature = "wgpu")),
+    ] {
+        if built {
+            continue;
+        }
+        let out = train(&d, &recipe("", ""), &["--backend", backend]);
+        fails_with(&out, &[&format!("backend `{backend}` is not compiled into this cm"), "--features"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && stderr.trim().lines().count() == 1, "{stderr}");
+        assert!(!d.join("run").exists(), "a run that could not start left {}", d.join("run").display());
+    }
+}
+
+/// `cm export --from` a run that has no model yet says so and how to finish it.
+#[test]
+fn exporting_a_run_without_a_model_says_how_to_finish_it() {
+    let (d, run) = run_killed_after_checkpoint_8("export-unfinished");
+    let out = d.join("exported");
+    fails_with(
+        &cm(&["export", "--from", run.to_str().unwrap(), "--out", out.to_str().unwrap()]),
+        &["without a model yet", "--resume"],
+    );
+    assert!(!out.exists());
+}

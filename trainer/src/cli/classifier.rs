@@ -23,7 +23,7 @@ pub struct Args {
     steps: u64,
     #[arg(long, value_parser = at_most(4096, "images per batch"), allow_negative_numbers = true, default_value = "128")]
     batch: u64,
-    #[arg(long, default_value = "0")]
+    #[arg(long, allow_negative_numbers = true, default_value = "0")]
     seed: u64,
     /// Output folder (default `classifiers/<dataset>-<resolution>`).
     #[arg(long)]

@@ -7,7 +7,7 @@ use cm_core::data2d::Dataset2d;
 
 use super::{Output, at_most};
 use crate::data::{ImageDataset, Split, dataset_names, load_images};
-use crate::io::{grid_png, write_atomic, write_points};
+use crate::io::{Format, grid_png, write_atomic, write_points};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,9 +49,8 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--n {}: the test split of {} holds {} image(s){folder}", a.output.n, a.name, test.len());
     }
     let images = test.spread(a.output.n as usize, a.output.seed as usize);
-    match a.output.out.extension().and_then(|e| e.to_str()) {
-        Some("png") => write_atomic(&a.output.out, &grid_png(&images.pixels, images.shape, images.len(), 1)),
-        Some("npy") => write_points(&a.output.out, &images.pixels, images.dim()),
-        _ => bail!("{}: image datasets write .png or .npy", a.output.out.display()),
+    match Format::of(&a.output.out, &[Format::Png, Format::Npy], "--out (an image dataset)")? {
+        Format::Png => write_atomic(&a.output.out, &grid_png(&images.pixels, images.shape, images.len(), 1)),
+        _ => write_points(&a.output.out, &images.pixels, images.dim()),
     }
 }

@@ -18,7 +18,7 @@ use crate::data::read_image;
 use crate::eval::features::class_stats;
 use crate::eval::lenet::LeNet;
 use crate::eval::{ClassPick, host};
-use crate::io::{grid_png, grid_zoom, load_model_dir, write_atomic, write_samples};
+use crate::io::{Format, grid_png, grid_zoom, load_model_dir, write_atomic, write_samples};
 
 /// The editing tasks of CM §6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -58,19 +58,20 @@ pub struct Args {
     /// Inpainting: white pixels are generated, black ones kept.
     #[arg(long)]
     mask: Option<PathBuf>,
-    /// Decreasing tau list after the first step (default: the model's 4-step list below the start level).
+    /// Decreasing tau list after the first step (default: the built-in 4-step list, its levels below the
+    /// start level; a card's tuned list is tuned for sampling and is not used for edits).
     #[arg(long, value_parser = tau_list, allow_negative_numbers = true)]
     taus: Option<TauList>,
     /// Noise level of denoising (added to --input, then removed) and stroke guidance.
     #[arg(long, allow_negative_numbers = true)]
     sigma: Option<f64>,
-    /// Super-resolution factor (2 or 4 for 16-32 px models).
-    #[arg(long, value_parser = at_most(64, "pixels per patch side"), allow_negative_numbers = true, default_value = "2")]
-    factor: u64,
+    /// Super-resolution factor (2 or 4 for 16-32 px models; default 2).
+    #[arg(long, value_parser = at_most(64, "pixels per patch side"), allow_negative_numbers = true)]
+    factor: Option<u64>,
     /// Results to draw (independent noise each), or interpolation frames.
     #[arg(long, value_parser = at_most(1024, "images"), allow_negative_numbers = true, default_value = "4")]
     n: u64,
-    #[arg(long, default_value = "0")]
+    #[arg(long, allow_negative_numbers = true, default_value = "0")]
     seed: u64,
     /// Class-conditional models: generate every result as this class, by number or name (`7`, `Sneaker`:
     /// "fill this in as a 7"), `each` (result `i` as class `i mod classes`; not for interpolate, one path
@@ -94,12 +95,11 @@ pub struct Args {
 
 /// Runs the edit, writes its images, and prints the task's metrics.
 pub fn run(a: Args) -> Result<()> {
+    check_flags(&a)?;
     // Both outputs' formats are checked before anything is computed or written.
     for (flag, path) in [("--out", Some(&a.out)), ("--save-input", a.save_input.as_ref())] {
-        if let Some(path) = path
-            && !matches!(path.extension().and_then(|e| e.to_str()), Some("png" | "npy"))
-        {
-            bail!("{flag} {}: edits are written as .png or .npy", path.display());
+        if let Some(path) = path {
+            Format::of(path, &[Format::Png, Format::Npy], flag)?;
         }
     }
     let device = a.backend.device()?;
@@ -121,6 +121,23 @@ pub fn run(a: Args) -> Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// Refuses a flag the task does not read, so that no one believes it took effect (`--sigma` on an
+/// inpainting, `--input` on an interpolation).
+fn check_flags(a: &Args) -> Result<()> {
+    let t = a.task;
+    let flags = [
+        ("--input", a.input.is_some(), t != Task::Interpolate),
+        ("--save-input", a.save_input.is_some(), t != Task::Interpolate),
+        ("--mask", a.mask.is_some(), t == Task::Inpaint),
+        ("--sigma", a.sigma.is_some(), matches!(t, Task::Denoise | Task::Stroke)),
+        ("--factor", a.factor.is_some(), t == Task::SuperResolution),
+    ];
+    match flags.iter().find(|(_, given, read)| *given && !*read) {
+        Some((flag, ..)) => bail!("{flag} has no effect on `cm edit {}`: leave it out", t.name()),
+        None => Ok(()),
+    }
 }
 
 /// `--n` frames between the noises of `--seed` and `--seed + 1`.
@@ -167,6 +184,10 @@ fn reader(model: &Model, a: &Args, classes: Option<&[usize]>) -> Result<Option<(
         None => {
             let dir = classifier_dir(Path::new("classifiers"), &model.card.dataset, r);
             if !dir.join(CARD_FILE).is_file() {
+                eprintln!(
+                    "note: no classifier at {} (read from the current folder), so class_accuracy is not measured; pass --classifier <folder>",
+                    dir.display()
+                );
                 return Ok(None);
             }
             dir
@@ -223,7 +244,7 @@ fn edit(model: &Model, a: &Args, shape: [usize; 3], device: &Device) -> Result<s
         model.edit(&edit, &y, n, classes.as_deref(), &taus, a.seed, device).map_err(err)?;
     let x = host(results)?;
     let (view, metrics) = view_and_metrics(&edit, &y, &inputs, &x[..y.len()], shape, device)?;
-    if a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+    if Format::of(&a.out, Format::ALL, "--out")? == Format::Png {
         let mut all = view;
         all.extend_from_slice(&x);
         write_atomic(&a.out, &grid_png(&all, shape, n + 1, grid_zoom(shape)))?;
@@ -265,7 +286,7 @@ fn task_edit(a: &Args, c: usize, r: usize) -> Result<Edit> {
             Edit::inpaint((0..c).flat_map(|_| m.iter().copied()).collect())
         }
         Task::Colourise => Edit::colourise(),
-        Task::SuperResolution => Edit::super_resolution(a.factor as usize),
+        Task::SuperResolution => Edit::super_resolution(a.factor.unwrap_or(2) as usize),
         Task::Denoise => Edit::denoise(sigma("denoise")?),
         Task::Stroke => Edit::stroke(sigma("stroke")?),
         Task::Interpolate => bail!("interpolation has no reference image"),

@@ -22,7 +22,7 @@ pub struct Args {
     model: PathBuf,
     #[arg(long, value_parser = at_most(MAX_EVAL_POINTS, "points (the metrics are quadratic in n)"), allow_negative_numbers = true, default_value = "4096")]
     n: u64,
-    #[arg(long, default_value = "1")]
+    #[arg(long, allow_negative_numbers = true, default_value = "1")]
     seed: u64,
     /// Teacher NFE (diffusion models).
     #[arg(long, value_parser = positive, allow_negative_numbers = true, default_value = "35")]

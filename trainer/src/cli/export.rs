@@ -19,6 +19,13 @@ pub struct Args {
 /// Loads the model (every check of loading), renames it after the folder, writes it, and lists it in
 /// the page's `index.json` when the folder is one of the page's.
 pub fn run(a: Args) -> Result<()> {
+    let is_run = a.from.join("config.toml").is_file() || a.from.join("checkpoints").is_dir();
+    if is_run && !a.from.join("model").is_dir() {
+        anyhow::bail!(
+            "{0} is a run folder without a model yet (stopped early, still training, or killed): finish it with `cm train --config {0}/config.toml --out {0} --resume`",
+            a.from.display()
+        );
+    }
     let src = if a.from.join("model").is_dir() { a.from.join("model") } else { a.from };
     let mut model = load_model_dir(&src, &Backend::Cpu.device()?)?;
     // The folder names the model: the page lists it (and the card calls it) by that name.

@@ -134,7 +134,7 @@ pub fn check_sample_memory(n: u64, dim: usize, copies: u64) -> anyhow::Result<()
 pub struct Output {
     #[arg(long, value_parser = at_most(MAX_POINTS, "points at a time"), allow_negative_numbers = true, default_value = "4096")]
     pub n: u64,
-    #[arg(long, default_value = "0")]
+    #[arg(long, allow_negative_numbers = true, default_value = "0")]
     pub seed: u64,
     /// Output: .npy or .csv (rows), or .png (a scatter plot of points, a grid of images).
     #[arg(long)]

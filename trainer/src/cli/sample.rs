@@ -9,7 +9,7 @@ use cm_core::sample::OdeSolver;
 use super::{Output, TauList, check_sample_memory, positive, tau_list};
 use crate::backend::Backend;
 use crate::eval::{ClassPick, model_points_of};
-use crate::io::{load_model_dir, write_samples};
+use crate::io::{Format, load_model_dir, write_samples};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,6 +50,7 @@ enum Solver {
 
 /// Samples the model by the plan the flags name and writes them.
 pub fn run(a: Args) -> Result<()> {
+    Format::of(&a.output.out, Format::ALL, "--out")?;
     let model = load_model_dir(&a.model, &a.backend.device()?)?;
     check_sample_memory(a.output.n, model.dim(), 1)?;
     let plan = match a.teacher_nfe {

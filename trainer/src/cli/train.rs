@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long, value_parser = positive, allow_negative_numbers = true)]
     steps: Option<u64>,
     /// Override the recipe's seed.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// Override the recipe's backend.
     #[arg(long, value_enum)]
@@ -44,8 +44,8 @@ pub struct Args {
     /// Split each batch over this many devices (GPUs 0..N of the backend) with burn's multi-device
     /// gradient accumulation. Every shard draws the noise of its rows of the whole batch. On the CPU
     /// the shards train side by side, each in a thread pool of its own: with one shard per core far
-    /// faster than one batch over all cores (MNIST U-Net, 2 cores: 5.03 against 2.89 steps/s); the
-    /// same training up to float rounding.
+    /// faster than one batch over all cores (MNIST U-Net, 2 cores: 9.20-9.79 against 6.41-6.85 steps/s,
+    /// README's Speed table); the same training up to float rounding.
     #[arg(long, value_parser = at_most(64, "devices"), allow_negative_numbers = true, default_value = "1")]
     devices: u64,
 }

@@ -37,7 +37,7 @@ pub struct Args {
     /// Trajectories measured.
     #[arg(long, value_parser = at_most(MAX_POINTS, "trajectories"), allow_negative_numbers = true, default_value = "256")]
     n: u64,
-    #[arg(long, default_value = "0")]
+    #[arg(long, allow_negative_numbers = true, default_value = "0")]
     seed: u64,
     /// Class-conditional models: the class of every trajectory, by number or name, `each` (trajectory
     /// `i` of class `i mod classes`) or `none` (no class). Default: `each` where the model takes the

@@ -41,7 +41,7 @@ pub struct Args {
     n: u64,
     /// Sampling seed of every probe; the confirmation uses the seeds after it. Keep them apart from
     /// the seeds you report `cm eval` at (1, 2, 3).
-    #[arg(long, default_value = "1000")]
+    #[arg(long, allow_negative_numbers = true, default_value = "1000")]
     seed: u64,
     /// Seeds after `--seed` on which the current list and the searches' best lists are scored again
     /// (fresh noise, and fresh training images for image models); the lowest mean is recommended and

@@ -78,13 +78,14 @@ pub fn train(cfg: &TrainConfig, out: &Path, command: &str, opts: RunOptions) -> 
     }
     let resume = opts.start == Start::Resume;
     let resolved = cfg.resolved();
-    let _lock = RunLock::take(out)?;
-    let checkpoints = check_folder(out, opts.start, &resolved)?;
-    // What can fail before the first step (the backend and its devices, a teacher or init_from, the
-    // data, the probe's trajectories) and the first step itself are tried before a new run touches
-    // the folder, so a failed `--force` keeps the old run's checkpoints, metrics and recipe.
+    // A backend that cannot start leaves no run folder behind.
     let device = cfg.backend.device()?.autodiff();
     device.seed(cfg.seed);
+    let _lock = RunLock::take(out)?;
+    let checkpoints = check_folder(out, opts.start, &resolved)?;
+    // What can fail before the first step (the devices, a teacher or init_from, the data, the probe's
+    // trajectories) and the first step itself are tried before a new run touches the folder, so a
+    // failed `--force` keeps the old run's checkpoints, metrics and recipe.
     let (mut state, teacher) = state::start(cfg, out, resume, &checkpoints, &device)?;
     let source = cfg.source(Split::Train)?;
     let probe = consistency_probe(cfg, teacher.as_ref(), &state.model)?;
