@@ -37,6 +37,10 @@ pub struct ClassifierCard {
     /// Accuracy on the whole test split.
     pub test_accuracy: f64,
     pub provenance: BTreeMap<String, serde_json::Value>,
+    /// SHA-256 of `classifier.safetensors` (lower-case hex), checked on every load: every FID figure
+    /// stands on these weights, so a swapped or damaged file is refused, not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
 }
 
 /// `classifiers/<dataset>-<resolution>` under `root`.
@@ -136,8 +140,10 @@ pub fn train_classifier(
         seed,
         test_accuracy: correct as f64 / test.len().max(1) as f64,
         provenance,
+        weights_sha256: None,
     };
     let bytes = weights_to_bytes(&model).context("cannot serialise the classifier")?;
+    let card = ClassifierCard { weights_sha256: Some(cm_core::card::sha256_hex(&bytes)), ..card };
     write_atomic(&out.join(WEIGHTS_FILE), &bytes)?;
     write_atomic(&out.join(CARD_FILE), serde_json::to_string_pretty(&card)?.as_bytes())?;
     Ok(card)
@@ -167,19 +173,28 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ClassifierCard, L
     }
     card.network.validate().map_err(|e| anyhow::anyhow!("{}: {e}", card_path.display()))?;
     let weights = dir.join(WEIGHTS_FILE);
-    // The card decides what `init` allocates: a weights file too small for it is refused first.
+    // The card decides what `init` allocates: a weights file of another size (f32 data plus a header
+    // of at most 1 MiB) is refused before it is read or anything is built.
     let need = card.network.parameters().saturating_mul(4);
     let have =
         std::fs::metadata(&weights).with_context(|| format!("cannot read {}", weights.display()))?.len();
-    if have < need {
+    if have < need || have > need.saturating_add(1 << 20) {
         bail!(
-            "{}: {have} bytes, too few for the {} parameters {} gives ({need} bytes of f32)",
+            "{}: {have} bytes, expected the {} parameters {} gives ({need} bytes of f32) and a header",
             weights.display(),
             card.network.parameters(),
             card_path.display()
         );
     }
     let bytes = std::fs::read(&weights).with_context(|| format!("cannot read {}", weights.display()))?;
+    if let Some(want) = &card.weights_sha256 {
+        cm_core::card::check_sha256(&bytes, want).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e} (the card's `weights_sha256`): the file is damaged or belongs to another classifier",
+                weights.display()
+            )
+        })?;
+    }
     let model = load_weights(card.network.init(device), bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", weights.display()))?;
     Ok((card, model))

@@ -193,6 +193,19 @@ fn classifier_and_image_eval_report_every_metric() {
     ok(&cm_in(&d, &test_data(), &[&again[..], &["--force"]].concat()));
     let into_model = [&again[..], &["--out", "run/model", "--force"]].concat();
     fails_with(&cm_in(&d, &test_data(), &into_model), &["not a classifier folder"]);
+    // The card records its weights' SHA-256: weights changed behind it (same shape), or a file of
+    // another size, are refused before any feature is computed.
+    let weights = d.join("classifiers/mnist-8/classifier.safetensors");
+    let good = std::fs::read(&weights).unwrap();
+    let eval = ["eval", "--model", "run/model", "--n", "64"];
+    let mut swapped = good.clone();
+    *swapped.last_mut().unwrap() ^= 1;
+    std::fs::write(&weights, &swapped).unwrap();
+    fails_with(&cm_in(&d, &test_data(), &eval), &["classifier.safetensors", "SHA-256", "weights_sha256"]);
+    let mut padded = good.clone();
+    padded.resize(good.len() + (2 << 20), 0);
+    std::fs::write(&weights, &padded).unwrap();
+    fails_with(&cm_in(&d, &test_data(), &eval), &["classifier.safetensors", "bytes, expected"]);
 }
 
 #[test]
