@@ -23,7 +23,9 @@ function bindingsReady() {
 }
 
 // Model files go through the Cache Storage API, so a reload does not download them again. A cached
-// copy is used only while it matches the server's (same ETag / Last-Modified, checked with a HEAD).
+// copy is used only while it matches the server's (same ETag / Last-Modified, checked with a HEAD); a
+// response with neither is not cached (nothing could tell a changed file from the cached one), and a
+// failed cache write (quota, size) only costs the next load a download.
 const CACHE = 'cm-models-v1';
 async function cachedFetch(url) {
   if (!('caches' in window)) return fetch(url);
@@ -33,15 +35,16 @@ async function cachedFetch(url) {
     try {
       const head = await fetch(url, { method: 'HEAD' });
       const same = (h) => head.headers.get(h) && head.headers.get(h) === hit.headers.get(h);
-      if (head.ok && (same('etag') || same('last-modified') || (!head.headers.get('etag') && !head.headers.get('last-modified')
-        && head.headers.get('content-length') === hit.headers.get('content-length')))) {
+      if (head.ok && (same('etag') || same('last-modified'))) {
         window.cmCacheHits = (window.cmCacheHits ?? 0) + 1;
         return hit;
       }
     } catch { return hit; } // offline: the cached copy is all there is
   }
   const res = await fetch(url);
-  if (res.ok) await cache.put(url, res.clone());
+  if (res.ok && (res.headers.get('etag') || res.headers.get('last-modified'))) {
+    try { await cache.put(url, res.clone()); } catch { /* a speed-up only: the response is still used */ }
+  }
   return res;
 }
 
@@ -80,23 +83,47 @@ async function ensureLoaded(m) {
   }
 }
 
+// A file of a model folder at `url` (its query string, e.g. a signed URL's, kept).
+function fileUrl(url, name) {
+  const u = new URL(url, location.href);
+  if (!u.pathname.endsWith('/')) u.pathname += '/';
+  u.pathname += name;
+  return u.href;
+}
+
+// Fetches a model folder's file, with errors that name the URL and what to check.
+async function fetchOwn(url) {
+  let res;
+  try {
+    res = await cachedFetch(url);
+  } catch (e) {
+    throw new Error(`${url}: could not be fetched (${e.message ?? e}): check the address, and that its server allows this page to read it (CORS)`);
+  }
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+  return res;
+}
+
 async function loadOwn() {
   const status = $('own-status');
+  const button = $('own-load');
+  button.disabled = true;
+  status.textContent = 'loading…';
+  delete status.dataset.ok;
   try {
     let cardText, weights, source;
     const files = Array.from($('own-files').files ?? []);
     const url = $('own-url').value.trim();
     if (files.length) {
-      const card = files.find((f) => f.name.endsWith('.json'));
+      const card = files.find((f) => f.name === 'config.json') ?? files.find((f) => f.name.endsWith('.json') && f.name !== 'index.json');
       const w = files.find((f) => f.name.endsWith('.safetensors'));
       if (!card || !w) throw new Error(`pick both config.json and model.safetensors (got ${files.map((f) => f.name).join(', ')})`);
       [cardText, weights, source] = [await card.text(), new Uint8Array(await w.arrayBuffer()), `${card.name} + ${w.name}`];
     } else if (url) {
-      const base = url.endsWith('/') ? url : `${url}/`;
-      const [c, w] = await Promise.all([cachedFetch(`${base}config.json`), cachedFetch(`${base}model.safetensors`)]);
-      if (!c.ok) throw new Error(`${base}config.json: HTTP ${c.status}`);
-      if (!w.ok) throw new Error(`${base}model.safetensors: HTTP ${w.status}`);
-      [cardText, weights, source] = [await c.text(), new Uint8Array(await w.arrayBuffer()), base];
+      const [cardUrl, weightsUrl] = [fileUrl(url, 'config.json'), fileUrl(url, 'model.safetensors')];
+      const [c, w] = await Promise.all([fetchOwn(cardUrl), fetchOwn(weightsUrl)]);
+      const type = c.headers.get('content-type') ?? '';
+      if (type.includes('html')) throw new Error(`${cardUrl}: the server sent a web page (${type}), not a model card`);
+      [cardText, weights, source] = [await c.text(), new Uint8Array(await w.arrayBuffer()), url];
     } else {
       throw new Error('choose the two files of a model folder, or give its URL');
     }
@@ -114,16 +141,23 @@ async function loadOwn() {
   } catch (e) {
     status.textContent = `not loaded: ${e.message ?? e}`;
     status.dataset.ok = 'false';
+  } finally {
+    button.disabled = false;
   }
 }
 
-// The τ list typed by the user for the k-step panels (empty: the model's default list).
+// The τ list typed by the user for the third panel of each consistency model, whatever k (empty: the
+// model's default list for k steps). At most 15 levels, as k is at most 16: each is a network evaluation
+// of every sample, on this page's one thread.
+const MAX_TAUS = 15;
 function userTaus() {
   const text = $('taus').value.trim();
-  if (!text) return null;
   const taus = text.split(/[\s,]+/).filter(Boolean).map(Number);
-  // Only the syntax here: wasm applies the rule (core's sample::check_taus) when sampling.
-  if (taus.some((t) => !Number.isFinite(t))) throw new Error(`τ list "${text}": need numbers`);
+  if (!taus.length) return null;
+  const shown = text.length > 40 ? `${text.slice(0, 40)}…` : text;
+  // Only the syntax and the count here: wasm applies the rule (core's sample::check_taus) when sampling.
+  if (taus.some((t) => !Number.isFinite(t))) throw new Error(`τ list "${shown}": need numbers`);
+  if (taus.length > MAX_TAUS) throw new Error(`τ list "${shown}": ${taus.length} levels, at most ${MAX_TAUS} here (16 steps)`);
   return taus;
 }
 
@@ -206,7 +240,7 @@ function fillViews() {
   const previous = select.value;
   // `mnist-28` reads "mnist 28 px", `mnist-classes` (class-conditional models) "mnist by class".
   const label = (d) => d.replace(/-classes$/, ' by class').replace(/-(\d+)( by class)?$/, ' $1 px$2');
-  select.innerHTML = datasets.map((d) => `<option value="${d}">${label(d)}</option>`).join('');
+  select.replaceChildren(...datasets.map((d) => new Option(label(d), d)));
   if (datasets.includes(previous)) select.value = previous;
   return datasets.includes(previous);
 }
@@ -339,8 +373,11 @@ function fillClasses(m) {
   const select = $('class');
   const previous = select.value;
   const options = [['each', 'each class'], ...names.map((c, i) => [String(i), c]), ['none', 'no class']];
-  const html = options.map(([v, t]) => `<option value="${v}">${t.replace(/[<&"]/g, '')}</option>`).join('');
-  if (select.innerHTML !== html) select.innerHTML = html;
+  const key = JSON.stringify(options);
+  if (select.dataset.options !== key) {
+    select.replaceChildren(...options.map(([v, t]) => new Option(t, v)));
+    select.dataset.options = key;
+  }
   // `?class=` may name the class (`Sneaker`) as well as number it.
   const named = names.findIndex((c) => c.toLowerCase() === previous.toLowerCase());
   select.value = options.some(([v]) => v === previous) ? previous : named >= 0 ? String(named) : 'each';
@@ -354,7 +391,11 @@ async function drawPaths(teacher, student, nfe, seed, id) {
   const r = await app.teacher(teacher.name, nfe, PATHS, BigInt(seed), true);
   if (id !== runId) return;
   const limit = Number($('jump-sigma').value);
-  const start = Math.max(0, sigmas.findIndex((s) => s <= limit));
+  // The first level at or below the slider, above 0 (a jump from sigma 0 is no jump); with none, the
+  // last level above 0 (a teacher of 1 or 2 NFE has only sigma_max).
+  const positive = sigmas.filter((s) => s > 0).length;
+  const atOrBelow = sigmas.findIndex((s) => s > 0 && s <= limit);
+  const start = atOrBelow >= 0 ? atOrBelow : positive - 1;
   const at = (state, i) => [r.path[(state * PATHS + i) * 2], r.path[(state * PATHS + i) * 2 + 1]];
   const from = r.path.slice(start * PATHS * 2, (start + 1) * PATHS * 2);
   const jump = await app.denoise(student.name, from, sigmas[start]);
@@ -609,7 +650,13 @@ function bitmapRow(m, bitmap, sx, sy, side) {
 async function uploadReference(file) {
   const m = editor.model;
   if (!m) return;
-  const bitmap = await createImageBitmap(file);
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch (e) {
+    $('edit-stat').textContent = `${file.name} could not be decoded as an image (${e.message ?? e}); the reference is unchanged`;
+    return;
+  }
   const s = Math.min(bitmap.width, bitmap.height);
   setReference(m, bitmapRow(m, bitmap, (bitmap.width - s) / 2, (bitmap.height - s) / 2, s), file.name);
 }
@@ -697,7 +744,8 @@ function bindEditor() {
   $('upload').addEventListener('change', (ev) => { if (ev.target.files[0]) uploadReference(ev.target.files[0]); });
 }
 
-// One consistency model's panels (1 and 2 steps, and k steps when k > 2) or a teacher's Heun panel.
+// One consistency model's panels (1 and 2 steps, and k steps when k > 2 or the typed τ list's steps) or a
+// teacher's Heun panel.
 async function modelPanels(m, parent, settings, id) {
   const { seed, n, k, nfe } = settings;
   const show = (canvas, pixels, colour, cols) =>
@@ -713,8 +761,10 @@ async function modelPanels(m, parent, settings, id) {
     p.stat.textContent = `NFE ${r.nfe} · ${r.ms.toFixed(1)} ms`;
     return true;
   }
-  for (const steps of k > 2 ? [1, 2, k] : [1, 2]) {
-    const own = steps === k && k > 2 ? userTaus() : null;
+  const typed = userTaus();
+  const third = typed ? typed.length + 1 : k;
+  for (const [i, steps] of (typed || k > 2 ? [1, 2, third] : [1, 2]).entries()) {
+    const own = i === 2 ? typed : null;
     // null: the model's default list for `steps` (core's); wasm checks an own list by core's one rule.
     const p = panel(`${m.name} · ${own ? `τ = ${own.join(', ')}` : `${steps} step${steps > 1 ? 's' : ''}`}`, parent);
     const plan = classPlan(m, m.shape ? IMAGES : n);
@@ -742,6 +792,7 @@ async function render() {
   const id = ++runId;
   document.body.dataset.status = 'sampling';
   for (const el of ['panels', 'how', 'compare-panels']) $(el).innerHTML = '';
+  showMessage([...problems].join('\n')); // a previous render's failure is not this one's
   const dataset = $('dataset').value;
   const set = settings();
   const byName = (name) => catalogue.find((m) => m.name === name);
@@ -853,10 +904,13 @@ async function main() {
   await startApp();
   await loadCards();
   if (params.get('dataset')) $('dataset').value = params.get('dataset');
-  if (askedClass) $('class').innerHTML = `<option value="${askedClass.replace(/[<&"]/g, '')}"></option>`;
+  if (askedClass) $('class').replaceChildren(new Option('', askedClass));
   for (const id of ['dataset', 'seed', 'n', 'k', 'nfe']) $(id).addEventListener('change', () => { editor.fresh = true; render(); });
   for (const id of ['taus', 'jump-sigma', 'data-sigma', 'class', 'guidance']) $(id).addEventListener('change', render);
   $('own-load').addEventListener('click', loadOwn);
+  // Whichever of the two was used last is what Load loads.
+  $('own-url').addEventListener('input', () => { $('own-files').value = ''; });
+  $('own-files').addEventListener('change', () => { $('own-url').value = ''; });
   // Opening the comparison loads and draws the other models (their weights are fetched only then).
   $('compare').addEventListener('toggle', () => { if ($('compare').open) render(); });
   bindEditor();

@@ -143,6 +143,7 @@ impl ModelCard {
             )));
         }
         card.check_taus().map_err(|e| CoreError::Card(format!("field `taus`: {e}")))?;
+        card.check_names().map_err(CoreError::Card)?;
         let classes = card.model.architecture.classes();
         if !card.class_names.is_empty() && card.class_names.len() != classes {
             return Err(CoreError::Card(format!(
@@ -161,6 +162,41 @@ impl ModelCard {
     /// The card's tuned tau list for `steps` steps, if it has one.
     pub fn tuned_taus(&self, steps: usize) -> Option<&[f64]> {
         self.taus.get(&steps.to_string()).map(Vec::as_slice)
+    }
+
+    /// `name` is shown wherever the model is (1 to 128 characters, none a control character);
+    /// `dataset` names a view and a data source (1 to 64 letters, digits, `-`, `_`, `.`). A 2D dataset
+    /// is modelled by the 2-D point network, and a point network models one of the 2D datasets, so a
+    /// card cannot join a view whose data it does not produce.
+    fn check_names(&self) -> Result<(), String> {
+        let n = self.name.chars().count();
+        if n == 0 || n > 128 || self.name.chars().any(char::is_control) {
+            return Err(format!(
+                "field `name` {:?}: expected 1 to 128 characters, none a control character",
+                self.name.chars().take(40).collect::<String>()
+            ));
+        }
+        let d = &self.dataset;
+        if d.is_empty() || d.len() > 64 || !d.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(format!(
+                "field `dataset` {:?}: expected 1 to 64 letters, digits, `-`, `_` or `.`",
+                d.chars().take(40).collect::<String>()
+            ));
+        }
+        let point_net = matches!(&self.model.architecture, crate::net::Architecture::Mlp(m) if m.dim == 2);
+        let toy = crate::data2d::Dataset2d::from_name(d).is_some();
+        if toy != point_net {
+            let toys: Vec<&str> = crate::data2d::Dataset2d::ALL.iter().map(|s| s.name()).collect();
+            return Err(if toy {
+                format!(
+                    "field `dataset` is the 2D dataset {d:?}, but the network is not the 2-D point network"
+                )
+            } else {
+                format!("field `dataset` {d:?}: a 2-D point network models one of the 2D datasets {toys:?}")
+            });
+        }
+        Ok(())
     }
 
     /// Every tuned list belongs to a consistency model, is keyed by a step count `k` in
@@ -208,9 +244,33 @@ impl ModelCard {
                 ))
             })?;
         }
+        check_weights_size(&self.model, bytes.len())?;
         ensure_finite(&bytes)?;
         load_denoiser(&self.model, bytes, device)
     }
+}
+
+/// The most bytes a weights file's header may take besides the data (ours take a few KB).
+pub const MAX_WEIGHTS_HEADER: u64 = 1 << 20;
+
+/// Refuses a weights file of `len` bytes that cannot hold `config`'s parameters, or holds far more
+/// than they and a header take: decided from the size alone, before the file is read or anything is
+/// built.
+fn check_weights_size(config: &ModelConfig, len: usize) -> Result<(), CoreError> {
+    let params = config.architecture.parameters();
+    let need = params.saturating_mul(4);
+    let len = len as u64;
+    if len < need {
+        return Err(CoreError::Weights(format!(
+            "do not match the card's architecture: {len} bytes cannot hold its {params} parameters ({need} bytes of f32)"
+        )));
+    }
+    if len > need.saturating_add(MAX_WEIGHTS_HEADER) {
+        return Err(CoreError::Weights(format!(
+            "do not match the card's architecture: {len} bytes, more than its {params} parameters ({need} bytes of f32) and a header of at most {MAX_WEIGHTS_HEADER} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// SHA-256 of `bytes` as lower-case hex.
@@ -229,7 +289,16 @@ pub fn check_sha256(bytes: &[u8], want: &str) -> Result<(), String> {
 /// ([`check_header`] refuses other dtypes), so the data section is a run of little-endian f32; read on
 /// the host, so it costs no device round trip (the page's WebGPU device cannot read synchronously).
 pub fn ensure_finite(bytes: &[u8]) -> Result<(), CoreError> {
-    let data = split_safetensors(bytes).map_or(&[][..], |(_, data)| data);
+    let Some((header, data)) = split_safetensors(bytes) else { return Ok(()) };
+    // Only the tensors' bytes (to the last one's end): anything after them is the parser's to refuse.
+    let end = serde_json::from_slice::<serde_json::Value>(header)
+        .ok()
+        .and_then(|h| {
+            let tensors = h.as_object()?.values();
+            tensors.filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64()).max()
+        })
+        .map_or(data.len(), |end| usize::try_from(end).unwrap_or(usize::MAX).min(data.len()));
+    let data = &data[..end];
     let bad =
         data.chunks_exact(4).position(|c| !f32::from_le_bytes(c.try_into().expect("4 bytes")).is_finite());
     match bad {
@@ -291,14 +360,7 @@ pub fn load_denoiser(config: &ModelConfig, bytes: Vec<u8>, device: &Device) -> R
     // The network is built before the file's tensors are compared with it: a card that claims a
     // bigger network than its weights file holds is refused first, so what is allocated is bounded
     // by the file's own size.
-    let need = config.architecture.parameters().saturating_mul(4);
-    if (bytes.len() as u64) < need {
-        return Err(CoreError::Weights(format!(
-            "do not match the card's architecture: {} bytes cannot hold its {} parameters ({need} bytes of f32)",
-            bytes.len(),
-            config.architecture.parameters()
-        )));
-    }
+    check_weights_size(config, bytes.len())?;
     load_weights(config.init(device), bytes)
 }
 

@@ -24,6 +24,13 @@ pub struct Taus {
 impl Taus {
     /// Checks `list` against `range` and the level the chain starts from.
     pub fn new(list: Vec<f64>, range: &NoiseRange, start: f64) -> Result<Self, String> {
+        if list.len() >= MAX_CONSISTENCY_STEPS {
+            return Err(format!(
+                "{} taus: expected at most {} ({MAX_CONSISTENCY_STEPS} steps)",
+                list.len(),
+                MAX_CONSISTENCY_STEPS - 1
+            ));
+        }
         check_taus(&list, range, start)?;
         Ok(Self { list, start })
     }

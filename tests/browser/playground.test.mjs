@@ -32,7 +32,13 @@ before(async () => {
     if (!file.startsWith(dist)) { res.writeHead(403).end(); return; }
     if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'index.html');
     if (!fs.existsSync(file)) { res.writeHead(404).end('not found'); return; }
-    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream' });
+    // As a static host does: the page reuses a cached model file only where a validator says it is unchanged.
+    const stat = fs.statSync(file);
+    res.writeHead(200, {
+      'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
+      'content-length': stat.size,
+      'last-modified': stat.mtime.toUTCString(),
+    });
     fs.createReadStream(file).pipe(res);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
@@ -502,6 +508,14 @@ test('playground tools: your own model folder, a typed τ list, cached reloads, 
     const why = await page.locator('#own-status').textContent();
     assert.match(why, /not loaded: .*model\.safetensors for my-moons/, why);
     console.log(`[own] ${why}`);
+    // A card's dataset names a view in the menu: markup there is refused when the card is read, never run.
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...card, dataset: '<img src=x onerror="window.pwned=1">' }));
+    fs.copyFileSync(path.join(dist, 'models/moons-ict/model.safetensors'), path.join(dir, 'model.safetensors'));
+    await page.setInputFiles('#own-files', [path.join(dir, 'config.json'), path.join(dir, 'model.safetensors')]);
+    await page.click('#own-load');
+    await page.waitForFunction(() => document.querySelector('#own-status').dataset.ok === 'false');
+    assert.match(await page.locator('#own-status').textContent(), /config\.json: .*field `dataset`/);
+    assert.equal(await page.evaluate(() => window.pwned), undefined);
 
     // Noise-level view of the data and the jump level of the paths panel.
     await page.evaluate(() => { document.querySelector('#data-sigma').value = '1'; document.querySelector('#data-sigma').dispatchEvent(new Event('change')); });
@@ -524,6 +538,11 @@ test('playground tools: your own model folder, a typed τ list, cached reloads, 
     await page.fill('#taus', '80, 0.5');
     await page.dispatchEvent('#taus', 'change');
     await page.waitForFunction(() => /strictly between sigma_min = [0-9.e-]+ and sigma_max = 80/.test(document.querySelector('#message').textContent));
+    // A good list again: the failure's message goes with it (it once stayed over the good render).
+    await page.fill('#taus', '');
+    await page.dispatchEvent('#taus', 'change');
+    await page.waitForFunction(() => document.body.dataset.status === 'ready');
+    assert.ok(await page.locator('#message').isHidden(), await page.locator('#message').textContent());
     assert.deepEqual(errors, []);
   });
 });

@@ -37,6 +37,37 @@ pub struct Lineup {
     pub others: Vec<String>,
 }
 
+/// The most images the page evaluates in one batch (its 64-image grids; a guided teacher's 16 rows run
+/// twice).
+pub const PAGE_IMAGES: u64 = 64;
+
+/// The working memory a model may need for [`PAGE_IMAGES`] images: a page has at most 4 GiB of wasm
+/// memory, and a tab that asks for more dies mid-sample, leaving the app unusable until a reload.
+pub const MAX_WORKING_BYTES: u64 = 1 << 30;
+
+/// Parses a card, and refuses an image model whose forward pass would need more than
+/// [`MAX_WORKING_BYTES`] for the page's batch (core's estimate: skips, the largest block, attention's
+/// `(H W)^2` weights); the error names the file, the memory and the likely cause.
+fn page_card(card_json: &str) -> Result<ModelCard, String> {
+    let card = ModelCard::from_json(card_json).map_err(|e| format!("config.json: {e}"))?;
+    let arch = &card.model.architecture;
+    if arch.image_shape().is_some() {
+        let per_image = arch.inference_floats_per_row().saturating_mul(4);
+        let need = per_image.saturating_mul(PAGE_IMAGES);
+        if need > MAX_WORKING_BYTES {
+            let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+            return Err(format!(
+                "config.json: {} would need about {:.0} MiB of working memory for the page's {PAGE_IMAGES} images ({:.1} MiB each; attention at a fine resolution costs (H W)^2 per image), more than the page's {:.0} MiB",
+                card.name,
+                mib(need),
+                mib(per_image),
+                mib(MAX_WORKING_BYTES)
+            ));
+        }
+    }
+    Ok(card)
+}
+
 impl Playground {
     pub fn new(device: Device) -> Self {
         Self { device, cards: BTreeMap::new(), models: BTreeMap::new() }
@@ -44,7 +75,7 @@ impl Playground {
 
     /// Validates a card and keeps it under its name (its weights are loaded later, by [`load_weights`](Self::load_weights)).
     pub fn add_card(&mut self, card_json: &str) -> Result<String, String> {
-        let card = ModelCard::from_json(card_json).map_err(|e| format!("config.json: {e}"))?;
+        let card = page_card(card_json)?;
         let name = card.name.clone();
         self.models.remove(&name);
         self.cards.insert(name.clone(), card);
@@ -63,7 +94,7 @@ impl Playground {
     /// Validates a card and its weights and keeps the model under the card's name; a card or weights
     /// that fail leave what was loaded before as it was.
     pub fn load(&mut self, card_json: &str, weights: Vec<u8>) -> Result<String, String> {
-        let card = ModelCard::from_json(card_json).map_err(|e| format!("config.json: {e}"))?;
+        let card = page_card(card_json)?;
         let denoiser = card
             .load(weights, &self.device)
             .map_err(|e| format!("model.safetensors for {}: {e}", card.name))?;

@@ -471,3 +471,68 @@ fn classes_reach_the_strip_the_editor_and_interpolation() {
     let e = state::interpolate(&m, 0, 1, 3, None, Some(&[4, 4]), &device).map(|_| ()).unwrap_err();
     assert!(e.contains("2 classes given for 3 samples"), "{e}");
 }
+
+/// A card's `name` and `dataset` reach the page's menus and captions, and the dataset decides the view a
+/// model joins: markup, an empty name, or a dataset the network cannot produce (a 2-D point model
+/// labelled as an image set, or an image model as a 2D set) are refused at load, with the field named.
+#[test]
+fn cards_with_names_or_datasets_the_page_cannot_show_are_refused() {
+    let mut p = Playground::new(Device::flex());
+    let (moons, moons_weights) = bundled("moons-ict");
+    let (mnist, mnist_weights) = bundled("mnist-ict");
+    let card = |text: &str, field: &str, value: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
+        v.as_object_mut().unwrap().remove("weights_sha256");
+        v[field] = value.into();
+        v.to_string()
+    };
+    let cases = [
+        (card(&moons, "dataset", "<img src=x onerror=alert(1)>"), &moons_weights, "field `dataset`"),
+        (card(&moons, "name", ""), &moons_weights, "field `name`"),
+        (card(&moons, "name", "a\u{7}b"), &moons_weights, "field `name`"),
+        (card(&moons, "dataset", "mnist"), &moons_weights, "2-D point network models one of the 2D datasets"),
+        (card(&moons, "dataset", "nosuchset"), &moons_weights, "2D datasets"),
+        (card(&mnist, "dataset", "moons"), &mnist_weights, "is not the 2-D point network"),
+    ];
+    for (text, weights, needle) in cases {
+        let err = p.load(&text, weights.clone()).unwrap_err();
+        assert!(err.contains(needle) && err.contains("config.json"), "{needle}: {err}");
+    }
+    assert!(p.datasets().iter().all(|d| d != "nosuchset" && !d.contains('<')), "{:?}", p.datasets());
+    // A renamed copy of a bundled model is still welcome.
+    p.load(&card(&moons, "name", "my moons"), moons_weights.clone()).unwrap();
+}
+
+/// A typed tau list is bounded like a step count: a thousand taus are refused before any step is taken.
+#[test]
+fn a_tau_list_longer_than_the_step_cap_is_refused() {
+    let (p, device) = with_model("moons-ict");
+    let m = p.get("moons-ict").unwrap();
+    let long: Vec<f64> = (0..1000).map(|i| 79.0 - i as f64 * 0.07).collect();
+    let err = state::sample(&m, 1001, Some(long), 4, 0, None, &device).unwrap_err();
+    assert!(err.contains("1000 taus") && err.contains("at most 999"), "{err}");
+}
+
+/// An image model whose forward pass would not fit the page's memory for its 64-image grids is refused
+/// when its card is read (it once loaded, then killed the wasm app mid-sample: 256 px with attention at
+/// 64 px holds 4096² attention weights per image). The same weights at 128 px (attention at 32 px) fit.
+#[test]
+fn a_model_too_big_for_the_pages_memory_is_refused_at_load() {
+    let mut p = Playground::new(Device::flex());
+    let (mnist, weights) = bundled("mnist-ict");
+    let at = |resolution: usize, attention: usize| {
+        let mut v: serde_json::Value = serde_json::from_str(&mnist).unwrap();
+        v.as_object_mut().unwrap().remove("weights_sha256");
+        v["name"] = format!("mnist-{resolution}").into();
+        v["model"]["architecture"]["resolution"] = resolution.into();
+        v["model"]["architecture"]["attention"] = serde_json::json!([attention]);
+        v.to_string()
+    };
+    let err = p.add_card(&at(256, 64)).unwrap_err();
+    assert!(
+        err.contains("config.json") && err.contains("working memory") && err.contains("mnist-256"),
+        "{err}"
+    );
+    assert!(p.load(&at(256, 64), weights.clone()).is_err());
+    assert_eq!(p.load(&at(128, 32), weights).unwrap(), "mnist-128");
+}

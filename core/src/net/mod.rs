@@ -66,6 +66,14 @@ impl Architecture {
         }
     }
 
+    /// Floats one row holds at the peak of a forward pass without autodiff (sampling), roughly.
+    pub fn inference_floats_per_row(&self) -> u64 {
+        match self {
+            Architecture::Mlp(c) => 4 * c.hidden as u64 + 4 * c.dim as u64,
+            Architecture::UNet(c) => c.inference_floats_per_row(),
+        }
+    }
+
     /// Floats of activation one training sample keeps for the backward pass, roughly.
     pub fn activations_per_sample(&self) -> u64 {
         match self {

@@ -216,6 +216,39 @@ impl UNetConfig {
             .sum()
     }
 
+    /// Floats one row holds at the peak of a forward pass without autodiff (sampling), roughly: every
+    /// skip activation the decoder will read, and the largest block's working set (its input, two
+    /// convolutions' outputs and, with attention, query, key, value and the `HW × HW` weights before
+    /// and after the softmax). Attention at a fine resolution dominates: `(H W)^2` per row.
+    pub fn inference_floats_per_row(&self) -> u64 {
+        let plan = self.plan();
+        let encoder = self.mult.len() * (self.res_blocks + 1) - 1;
+        let mut res = self.resolution as u64;
+        let mut skips = self.base as u64 * res * res;
+        for layer in &plan[..encoder] {
+            skips += match *layer {
+                Layer::Block { cout, .. } => cout as u64 * res * res,
+                Layer::Down(w) => {
+                    res /= 2;
+                    w as u64 * res * res
+                }
+                Layer::Up(_) => 0,
+            };
+        }
+        let working = (plan.iter())
+            .map(|layer| match *layer {
+                Layer::Block { cin, cout, res, attention } => {
+                    let px = (res * res) as u64;
+                    let att = if attention { 3 * cout as u64 * px + 2 * px * px } else { 0 };
+                    (cin as u64 + 2 * cout as u64) * px + att
+                }
+                Layer::Down(_) | Layer::Up(_) => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        skips + working
+    }
+
     pub fn init(&self, device: &Device) -> UNet {
         let temb = 4 * self.base;
         let mut stages: Vec<Stage> = (self.plan().into_iter())
