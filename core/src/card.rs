@@ -257,18 +257,21 @@ pub const MAX_WEIGHTS_HEADER: u64 = 1 << 20;
 /// than they and a header take: decided from the size alone, before the file is read or anything is
 /// built.
 fn check_weights_size(config: &ModelConfig, len: usize) -> Result<(), CoreError> {
-    let params = config.architecture.parameters();
+    check_weights_len(len as u64, config.architecture.parameters())
+        .map_err(|e| CoreError::Weights(format!("do not match the card's architecture: {e}")))
+}
+
+/// The one size rule of a safetensors file of `params` f32 parameters (a model's, a classifier's):
+/// `len` bytes hold them all, and at most a [`MAX_WEIGHTS_HEADER`] besides.
+pub fn check_weights_len(len: u64, params: u64) -> Result<(), String> {
     let need = params.saturating_mul(4);
-    let len = len as u64;
     if len < need {
-        return Err(CoreError::Weights(format!(
-            "do not match the card's architecture: {len} bytes cannot hold its {params} parameters ({need} bytes of f32)"
-        )));
+        return Err(format!("{len} bytes cannot hold its {params} parameters ({need} bytes of f32)"));
     }
     if len > need.saturating_add(MAX_WEIGHTS_HEADER) {
-        return Err(CoreError::Weights(format!(
-            "do not match the card's architecture: {len} bytes, more than its {params} parameters ({need} bytes of f32) and a header of at most {MAX_WEIGHTS_HEADER} bytes"
-        )));
+        return Err(format!(
+            "{len} bytes, more than its {params} parameters ({need} bytes of f32) and a header of at most {MAX_WEIGHTS_HEADER} bytes"
+        ));
     }
     Ok(())
 }

@@ -173,19 +173,13 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ClassifierCard, L
     }
     card.network.validate().map_err(|e| anyhow::anyhow!("{}: {e}", card_path.display()))?;
     let weights = dir.join(WEIGHTS_FILE);
-    // The card decides what `init` allocates: a weights file of another size (f32 data plus a header
-    // of at most 1 MiB) is refused before it is read or anything is built.
-    let need = card.network.parameters().saturating_mul(4);
+    // The card decides what `init` allocates: a weights file of another size is refused before it is
+    // read or anything is built.
     let have =
         std::fs::metadata(&weights).with_context(|| format!("cannot read {}", weights.display()))?.len();
-    if have < need || have > need.saturating_add(1 << 20) {
-        bail!(
-            "{}: {have} bytes, expected the {} parameters {} gives ({need} bytes of f32) and a header",
-            weights.display(),
-            card.network.parameters(),
-            card_path.display()
-        );
-    }
+    cm_core::card::check_weights_len(have, card.network.parameters()).map_err(|e| {
+        anyhow::anyhow!("{}: {e} (the network {} describes)", weights.display(), card_path.display())
+    })?;
     let bytes = std::fs::read(&weights).with_context(|| format!("cannot read {}", weights.display()))?;
     if let Some(want) = &card.weights_sha256 {
         cm_core::card::check_sha256(&bytes, want).map_err(|e| {
